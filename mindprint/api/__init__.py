@@ -1,0 +1,1 @@
+"""mindprint.api — see ARCHITECTURE.md; built in later issues."""

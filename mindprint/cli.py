@@ -1,0 +1,458 @@
+"""The mindprint companion CLI: a thin Typer + Rich layer over the Python API.
+
+Library errors (``MindprintError``) become one-line messages and exit codes here, and
+only here:
+
+====  =====================================================
+ 0    success
+ 1    unexpected mindprint error
+ 2    bad usage or configuration
+ 3    device error (board missing, disconnected)
+ 4    session or key store error
+ 5    verification failed (the data is not what it claims)
+====  =====================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from functools import wraps
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mindprint import __version__
+from mindprint.core.errors import (
+    ConfigurationError,
+    DeviceError,
+    KeyStoreError,
+    MindprintError,
+    SessionError,
+)
+from mindprint.core.logging import configure_logging
+from mindprint.core.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="mindprint",
+    help="Collect EEG-bound human data from BrainFlow boards and prove it is real.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+device_app = typer.Typer(help="The device key and recordings to replay.", no_args_is_help=True)
+session_app = typer.Typer(help="Verify, inspect and export recorded sessions.", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+app.add_typer(session_app, name="session")
+
+console = Console()
+err_console = Console(stderr=True)
+logger = logging.getLogger(__name__)
+
+EXIT_CODES: list[tuple[type[MindprintError], int]] = [
+    (ConfigurationError, 2),
+    (DeviceError, 3),
+    (KeyStoreError, 4),
+    (SessionError, 4),
+    (MindprintError, 1),
+]
+VERIFICATION_FAILED = 5
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handle_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MindprintError as err:
+            code = next(code for kind, code in EXIT_CODES if isinstance(err, kind))
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(code) from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """mindprint companion CLI."""
+    configure_logging(verbose)
+    if version:
+        console.print(f"mindprint {__version__}")
+        raise typer.Exit()
+
+
+# ---------------------------------------------------------------------------- devices
+@app.command()
+@_handle_errors
+def devices(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every board BrainFlow supports, read from BrainFlow's own board descriptions."""
+    from mindprint.device.boards import list_boards
+
+    boards = list_boards()
+    if as_json:
+        rows = [
+            {
+                "name": b.short_name,
+                "id": b.board_id,
+                "brainflow_name": b.name,
+                "eeg_channels": len(b.eeg_channels),
+                "sampling_rate": b.sampling_rate,
+                "required": list(b.required),
+                "optional": list(b.optional),
+            }
+            for b in boards
+        ]
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"BrainFlow boards ({len(boards)})")
+    for column in ("name", "id", "BrainFlow name", "EEG ch", "rate (Hz)", "needs", "optional"):
+        table.add_column(column, justify="right" if column in {"id", "EEG ch", "rate (Hz)"} else "left")
+    for b in boards:
+        table.add_row(
+            b.short_name,
+            str(b.board_id),
+            b.name,
+            str(len(b.eeg_channels)) if b.eeg_channels else "-",
+            f"{b.sampling_rate:g}" if b.sampling_rate else "-",
+            " ".join(f"--{p.replace('_', '-')}" for p in b.required) or "-",
+            " ".join(f"--{p.replace('_', '-')}" for p in b.optional) or "-",
+        )
+    console.print(table)
+
+
+# ------------------------------------------------------------------------- device key
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--key-file", help="Device key file (default: $MINDPRINT_HOME/device_key.pem)."),
+]
+
+
+@device_app.command("init")
+@_handle_errors
+def device_init(key_file: KeyFileOption = None) -> None:
+    """Create this device's Ed25519 key (mode 0600). Never overwrites an existing key."""
+    from mindprint.device.keys import DeviceKey
+
+    path = key_file or _settings().device_key_path
+    key = DeviceKey.generate()
+    key.save(path)
+    console.print(f"device key created at {path}")
+    console.print(f"device id (public key): [bold]{key.device_id}[/]")
+
+
+@device_app.command("show")
+@_handle_errors
+def device_show(key_file: KeyFileOption = None) -> None:
+    """Print this device's public key (its identity)."""
+    from mindprint.device.keys import DeviceKey
+
+    path = key_file or _settings().device_key_path
+    console.print(DeviceKey.load(path).device_id)
+
+
+@device_app.command("import")
+@_handle_errors
+def device_import(
+    source: Annotated[Path, typer.Argument(help="OpenBCI GUI raw CSV (.txt/.csv, .gz ok) or BrainFlow CSV.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="BrainFlow CSV to write, for --board playback --file.")],
+    board: Annotated[str | None, typer.Option(help="Board that recorded a BrainFlow CSV (omit for OpenBCI GUI files).")] = None,
+    start: Annotated[float, typer.Option(help="Excerpt start, seconds.")] = 0.0,
+    seconds: Annotated[float | None, typer.Option(help="Excerpt length, seconds (default: all).")] = None,
+) -> None:
+    """Convert a recording into a file BrainFlow's playback board replays."""
+    from mindprint.device.boards import board_info, resolve_board
+    from mindprint.device.openbci import import_recording
+
+    board_id = resolve_board(board).board_id if board else None
+    recording = import_recording(source, out, board=board_id, start_seconds=start, seconds=seconds)
+    info = board_info(recording.board_id)
+    console.print(
+        f"wrote {out}: {info.short_name} layout, {recording.data.shape[1]} samples at {recording.sampling_rate:g} Hz; "
+        f"replay with [bold]--board playback --master-board {info.short_name} --file {out}[/]"
+    )
+
+
+# ----------------------------------------------------------------------------- record
+def _board_source(
+    board: str,
+    serial_port: str | None,
+    mac_address: str | None,
+    ip_address: str | None,
+    ip_port: int | None,
+    serial_number: str | None,
+    other_info: str | None,
+    timeout: int | None,
+    file: Path | None,
+    master_board: str | None,
+) -> Any:
+    from mindprint.device.boards import BoardSpec
+    from mindprint.device.bridge import BrainFlowSource
+
+    if board.lower() in {"playback", "playback_file"} and master_board is None and file is not None:
+        master_board = "cyton"
+    spec = BoardSpec.create(
+        board,
+        serial_port=serial_port,
+        mac_address=mac_address,
+        ip_address=ip_address,
+        ip_port=ip_port,
+        serial_number=serial_number,
+        other_info=other_info,
+        timeout=timeout,
+        file=str(file) if file else None,
+        master_board=master_board,
+    )
+    return BrainFlowSource(spec)
+
+
+BoardOption = Annotated[str, typer.Option("--board", "-b", help="Board name or id (see `mindprint devices`).")]
+SerialOption = Annotated[str | None, typer.Option(help="Serial port, e.g. /dev/ttyUSB0.")]
+MacOption = Annotated[str | None, typer.Option(help="Bluetooth MAC address.")]
+IpOption = Annotated[str | None, typer.Option(help="IP address of a WiFi board.")]
+PortOption = Annotated[int | None, typer.Option(help="IP port of a WiFi board.")]
+SerialNumberOption = Annotated[str | None, typer.Option(help="Device serial number.")]
+OtherOption = Annotated[str | None, typer.Option(help="BrainFlow other_info parameter.")]
+TimeoutOption = Annotated[int | None, typer.Option(help="Discovery timeout, seconds.")]
+FileOption = Annotated[Path | None, typer.Option(help="BrainFlow CSV to replay (playback board).")]
+MasterOption = Annotated[str | None, typer.Option(help="Board that recorded the playback file (default cyton).")]
+
+
+def _levels_table(chunk_samples: np.ndarray, names: tuple[str, ...], units: tuple[str, ...]) -> Table:
+    table = Table(title="per-channel level (last chunk)", expand=False)
+    table.add_column("channel")
+    table.add_column("RMS", justify="right")
+    table.add_column("peak-to-peak", justify="right")
+    centered = chunk_samples - chunk_samples.mean(axis=1, keepdims=True)
+    rms = np.sqrt(np.mean(centered**2, axis=1))
+    ptp = np.ptp(chunk_samples, axis=1)
+    for name, unit, r, p in zip(names, units, rms, ptp, strict=True):
+        scale, shown = (1e6, "µV") if unit == "V" else (1.0, unit)
+        table.add_row(name, f"{r * scale:,.1f} {shown}", f"{p * scale:,.1f} {shown}")
+    return table
+
+
+def _record(
+    source: Any,
+    out: Path,
+    key_path: Path,
+    duration: float,
+    chunk_seconds: float,
+    markers: list[tuple[float, str]],
+    quiet: bool = False,
+) -> Any:
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.recorder import record_session
+
+    key = DeviceKey.load(key_path)
+    progress = Progress(
+        TextColumn("[bold]recording[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.0f} s"),
+        TextColumn("{task.fields[chunks]} chunks"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = progress.add_task("record", total=duration, chunks=0)
+    live = Live(progress, console=console, refresh_per_second=8, transient=False)
+    seconds_done = 0.0
+
+    def on_start(acquisition: Any) -> None:
+        if not markers:
+            return
+        started = time.monotonic()
+
+        def insert() -> None:
+            for at, label in sorted(markers):
+                delay = at - (time.monotonic() - started)
+                if delay > 0:
+                    time.sleep(delay)
+                if acquisition.ended:
+                    return
+                acquisition.insert_marker(label)
+
+        threading.Thread(target=insert, daemon=True, name="mindprint-markers").start()
+
+    def on_chunk(seq: int, cid: Any, chunk: Any, acquisition: Any) -> None:
+        nonlocal seconds_done
+        seconds_done += chunk.samples.shape[1] / acquisition.sfreq
+        progress.update(task, completed=min(seconds_done, duration), chunks=seq + 1)
+        layout = acquisition.layout
+        live.update(Group(progress, _levels_table(chunk.samples, layout.names, layout.units)))
+
+    with live:
+        summary = record_session(
+            source, out, key, duration=duration, chunk_seconds=chunk_seconds, on_chunk=on_chunk, on_start=on_start
+        )
+    console.print()
+    return summary
+
+
+def _parse_markers(values: list[str]) -> list[tuple[float, str]]:
+    markers = []
+    for value in values:
+        at, sep, label = value.partition(":")
+        try:
+            markers.append((float(at), label if sep else "marker"))
+        except ValueError as err:
+            raise ConfigurationError(f"--marker must be SECONDS:LABEL, got {value!r}") from err
+    return markers
+
+
+@app.command()
+@_handle_errors
+def record(
+    out: Annotated[Path, typer.Option("--out", "-o", help="New session directory.")],
+    board: BoardOption = "synthetic",
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds to record.")] = 30.0,
+    chunk_seconds: Annotated[float, typer.Option(min=0.05, max=60, help="Chunk duration, seconds.")] = 1.0,
+    marker: Annotated[list[str] | None, typer.Option(help="Insert a marker: SECONDS:LABEL (repeatable).")] = None,
+    key_file: KeyFileOption = None,
+    serial_port: SerialOption = None,
+    mac_address: MacOption = None,
+    ip_address: IpOption = None,
+    ip_port: PortOption = None,
+    serial_number: SerialNumberOption = None,
+    other_info: OtherOption = None,
+    timeout: TimeoutOption = None,
+    file: FileOption = None,
+    master_board: MasterOption = None,
+) -> None:
+    """Record a signed, hash-chained session from a board (progress and levels shown live)."""
+    source = _board_source(
+        board, serial_port, mac_address, ip_address, ip_port, serial_number, other_info, timeout, file, master_board
+    )
+    summary = _record(source, out, key_file or _settings().device_key_path, duration, chunk_seconds, _parse_markers(marker or []))
+    console.print(
+        f"session {summary.session}: {summary.chunks} chunks, {summary.samples} samples "
+        f"({summary.seconds:.1f} s), gaps {summary.gaps}, ended: {summary.ended}"
+    )
+    console.print(f"written to {out}; check it with [bold]mindprint session verify {out}[/]")
+
+
+# ---------------------------------------------------------------------------- session
+def _print_report(report: Any) -> None:
+    table = Table(show_header=False, title=f"session {report.session or '?'}")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for name, value in (
+        ("result", "[green]VALID[/]" if report.ok else f"[red]INVALID ({len(report.issues)} issues)[/]"),
+        ("device", report.device),
+        ("board", f"{report.board} @ {report.sfreq:g} Hz" if report.sfreq else report.board),
+        ("chunks", str(report.chunks)),
+        ("samples", f"{report.samples} ({report.duration_seconds:.2f} s on the device clock)"),
+        ("markers", str(report.markers)),
+        ("gaps", "; ".join(f"before seq {g['seq']}: {g['missing_seconds']:.2f} s ({g['reason']})" for g in report.gaps) or "none"),
+        ("first chunk CID", report.first_cid),
+        ("last chunk CID", report.last_cid),
+    ):
+        table.add_row(name, str(value))
+    console.print(table)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for issue in report.issues:
+        console.print(f"[red]✗[/] {issue}", highlight=False)
+
+
+@session_app.command("verify")
+@_handle_errors
+def session_verify(
+    path: Annotated[Path, typer.Argument(help="Session directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Check signatures, chain continuity, sequence numbers and sample timing of a session."""
+    from mindprint.device.session import verify_session
+
+    report = verify_session(path)
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(VERIFICATION_FAILED)
+
+
+@session_app.command("export")
+@_handle_errors
+def session_export(
+    path: Annotated[Path, typer.Argument(help="Session directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.fif or .edf).")],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="fif or edf (default: from --out).")] = None,
+) -> None:
+    """Write a session as an MNE-readable FIF or EDF file with markers as annotations."""
+    from mindprint.export.session_file import export_session
+
+    written = export_session(path, out, fmt)
+    console.print(f"wrote {written}")
+
+
+# ------------------------------------------------------------------------------- demo
+@app.command()
+@_handle_errors
+def demo(
+    workdir: Annotated[Path | None, typer.Option(help="Where to write the demo's files (default: a temp dir).")] = None,
+    seconds: Annotated[float, typer.Option(min=1, max=30, help="Seconds of real EEG to replay.")] = 15.0,
+) -> None:
+    """Replay real Cyton EEG, record a signed session, verify it and export it."""
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.openbci import import_recording
+    from mindprint.device.session import verify_session
+    from mindprint.export.session_file import export_session
+
+    root = workdir or Path(tempfile.mkdtemp(prefix="mindprint-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    console.rule("[bold]mindprint demo")
+    key_path = root / "device_key.pem"
+    key = DeviceKey.load_or_create(key_path)
+    console.print(f"1. device key {key.device_id[:16]}… at {key_path} (a demo key, not your own)")
+
+    sample = resources.files("mindprint.data") / "openbci_cyton_excerpt.csv.gz"
+    playback = root / "cyton_playback.csv"
+    with resources.as_file(sample) as sample_path:
+        recording = import_recording(sample_path, playback, seconds=seconds + 2)
+    console.print(f"2. real OpenBCI Cyton EEG imported for BrainFlow playback: {recording.data.shape[1]} samples")
+
+    session_dir = root / "session"
+    if (session_dir / "session.car").exists():
+        (session_dir / "session.car").unlink()
+    source = _board_source("playback", None, None, None, None, None, None, None, playback, "cyton")
+    console.print(f"3. recording {seconds:g} s through BrainFlow's playback board (real time)…")
+    markers = [(seconds * 0.3, "stimulus"), (seconds * 0.3 + 0.6, "response")]
+    summary = _record(source, session_dir, key_path, seconds, 1.0, markers)
+
+    report = verify_session(session_dir)
+    console.print("4. verification:")
+    _print_report(report)
+    fif = export_session(session_dir, root / "session_raw.fif")
+    console.print(f"5. exported for MNE: {fif}")
+    console.rule("[bold]summary")
+    console.print(
+        f"chunks {summary.chunks} · samples {summary.samples} · markers {report.markers} · "
+        f"verification {'VALID' if report.ok else 'INVALID'} · files in {root}"
+    )
+    if not report.ok:
+        raise typer.Exit(VERIFICATION_FAILED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

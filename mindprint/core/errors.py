@@ -1,0 +1,78 @@
+"""The exception tree of mindprint.
+
+Every error raised on purpose by mindprint derives from :class:`MindprintError`, so
+callers can catch the whole family at one point (the CLI maps them to exit codes, the
+API to problem+json). Third-party errors are wrapped with ``raise ... from err``.
+
+::
+
+    MindprintError
+    ├── ConfigurationError       bad parameter or setting given by the user
+    ├── DeviceError              anything about acquisition hardware
+    │   ├── BoardNotFoundError   unknown board name or id
+    │   ├── BoardConnectionError the board could not be opened / started (carries exit code)
+    │   └── DeviceDisconnectedError  the board stopped delivering and did not come back
+    ├── KeyStoreError            device key missing, unreadable or with unsafe permissions
+    ├── SessionError             session file cannot be written or parsed
+    │   └── SessionFormatError   bytes that are not a mindprint session
+    ├── SignalError              DSP input or parameter problems
+    └── LedgerError              content addressing, IPFS and chain (later issues)
+"""
+
+from __future__ import annotations
+
+
+class MindprintError(Exception):
+    """Root of all errors raised by mindprint on purpose."""
+
+
+class ConfigurationError(MindprintError, ValueError):
+    """A parameter or setting has a value mindprint cannot use."""
+
+
+class DeviceError(MindprintError):
+    """Acquisition hardware (or its simulation) misbehaved."""
+
+
+class BoardNotFoundError(DeviceError, LookupError):
+    """No BrainFlow board matches the requested name or id."""
+
+
+class BoardConnectionError(DeviceError):
+    """A board could not be prepared or started.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, in words.
+    exit_code : int | None
+        BrainFlow's exit code (see ``brainflow.exit_codes.BrainFlowExitCodes``), if any.
+    """
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message if exit_code is None else f"{message} (BrainFlow exit code {exit_code})")
+        self.exit_code = exit_code
+
+
+class DeviceDisconnectedError(DeviceError):
+    """The board stopped delivering data and reconnecting did not bring it back."""
+
+
+class KeyStoreError(MindprintError):
+    """The device key is missing, unreadable, or stored with unsafe permissions."""
+
+
+class SessionError(MindprintError):
+    """A session directory cannot be written or read."""
+
+
+class SessionFormatError(SessionError):
+    """Bytes that do not form a mindprint session."""
+
+
+class SignalError(MindprintError, ValueError):
+    """Bad input to the signal pipeline (shape, NaN, parameters)."""
+
+
+class LedgerError(MindprintError):
+    """Content addressing, IPFS pinning or chain anchoring failed."""

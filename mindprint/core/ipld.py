@@ -1,0 +1,175 @@
+"""DAG-CBOR blocks, CIDv1 and CARv1 framing.
+
+Blocks are encoded with the ``dag-cbor`` reference library and addressed with CIDv1
+(dag-cbor codec, sha2-256), exactly what an IPFS node computes for the same bytes.
+CARv1 framing is written here because sessions are append-only CAR files: a header
+naming the root, then ``varint(len(cid) + len(block)) || cid || block`` sections.
+
+This module sees bytes and plain Python values only, never EEG arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dag_cbor
+from multiformats import CID, multihash, varint
+
+from mindprint.core.errors import SessionFormatError
+
+__all__ = [
+    "CID",
+    "CarSection",
+    "car_header",
+    "car_section",
+    "cid_for_block",
+    "decode_block",
+    "encode_block",
+    "iter_car_sections",
+]
+
+DAG_CBOR = "dag-cbor"
+RAW = "raw"
+
+
+def encode_block(value: Any) -> bytes:
+    """Encode ``value`` as canonical DAG-CBOR bytes."""
+    return bytes(dag_cbor.encode(value))
+
+
+def decode_block(data: bytes) -> Any:
+    """Decode DAG-CBOR bytes (raises ``SessionFormatError`` on malformed input)."""
+    try:
+        return dag_cbor.decode(data)
+    except Exception as err:  # dag_cbor raises several unrelated exception types
+        raise SessionFormatError(f"not valid DAG-CBOR: {err}") from err
+
+
+def cid_for_block(data: bytes, codec: str = DAG_CBOR) -> CID:
+    """Return the CIDv1 (sha2-256, base32) of a block's bytes."""
+    return CID("base32", 1, codec, multihash.digest(data, "sha2-256"))
+
+
+def car_header(roots: list[CID]) -> bytes:
+    """Return the CARv1 header (length-prefixed DAG-CBOR ``{roots, version: 1}``)."""
+    header = encode_block({"roots": roots, "version": 1})
+    return bytes(varint.encode(len(header))) + header
+
+
+def car_section(cid: CID, block: bytes) -> bytes:
+    """Return one CARv1 section for ``block`` addressed by ``cid``."""
+    cid_bytes = bytes(cid)
+    return bytes(varint.encode(len(cid_bytes) + len(block))) + cid_bytes + block
+
+
+@dataclass(frozen=True, slots=True)
+class CarSection:
+    """One section of a CAR file as found on disk.
+
+    ``offset`` is the byte offset of the section's length prefix in the file; ``cid``
+    is the CID *stored* in the section (not yet checked against ``block``).
+    """
+
+    offset: int
+    end: int
+    cid: CID
+    block: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CarContents:
+    """Parsed CAR file: roots, well-formed sections and any unreadable tail."""
+
+    roots: list[CID]
+    sections: list[CarSection]
+    tail_offset: int
+    tail_bytes: int
+    tail_reason: str | None
+
+
+def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = 0
+    shift = 0
+    while True:
+        if pos >= len(data):
+            raise EOFError("varint runs past end of file")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 9 bytes")
+
+
+def _split_cid(section: bytes) -> tuple[CID, int]:
+    # CIDv1: varint version, varint codec, varint hash code, varint digest length, digest.
+    view = memoryview(section)
+    pos = 0
+    fields = []
+    for _ in range(4):
+        value, pos = _read_varint(view, pos)
+        fields.append(value)
+    if fields[0] != 1:
+        raise ValueError(f"unsupported CID version {fields[0]}")
+    end = pos + fields[3]
+    if end > len(section):
+        raise ValueError("CID digest runs past the section")
+    return CID.decode(bytes(section[:end])).set(base="base32"), end
+
+
+def iter_car_sections(data: bytes) -> Iterator[CarSection]:
+    """Yield the well-formed sections of a CARv1 byte string (see :func:`read_car`)."""
+    yield from read_car(data).sections
+
+
+def read_car(data: bytes) -> CarContents:
+    """Parse a CARv1 file, tolerating a truncated or garbled tail.
+
+    A process killed mid-write leaves a partial last section: parsing stops there and
+    the tail is reported (offset, size, reason) instead of raising, so everything
+    written before the crash stays readable.
+
+    Raises
+    ------
+    SessionFormatError
+        If the header itself is unreadable.
+    """
+    view = memoryview(data)
+    try:
+        header_len, pos = _read_varint(view, 0)
+        header = decode_block(bytes(view[pos : pos + header_len]))
+    except (EOFError, ValueError, SessionFormatError) as err:
+        raise SessionFormatError(f"unreadable CAR header: {err}") from err
+    if not isinstance(header, dict) or header.get("version") != 1:
+        raise SessionFormatError("CAR header is not a CARv1 header")
+    roots = list(header.get("roots", []))
+    pos += header_len
+    sections: list[CarSection] = []
+    reason: str | None = None
+    start = pos
+    while pos < len(data):
+        start = pos
+        try:
+            length, body = _read_varint(view, pos)
+            if length == 0 or body + length > len(data):
+                raise EOFError(f"section of {length} bytes runs past end of file")
+            raw = bytes(view[body : body + length])
+            cid, cid_end = _split_cid(raw)
+        except (EOFError, ValueError) as err:
+            reason = str(err)
+            break
+        sections.append(CarSection(offset=start, end=body + length, cid=cid, block=raw[cid_end:]))
+        pos = body + length
+    else:
+        start = len(data)
+    return CarContents(
+        roots=roots,
+        sections=sections,
+        tail_offset=start,
+        tail_bytes=len(data) - start,
+        tail_reason=reason,
+    )

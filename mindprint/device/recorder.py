@@ -1,0 +1,109 @@
+"""Record a board into a signed session: the glue between the bridge and the writer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mindprint.core.ipld import CID
+from mindprint.device.bridge import Acquisition, BoardSource, DataChunk
+from mindprint.device.keys import DeviceKey
+from mindprint.device.session import SessionWriter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSummary:
+    """What a finished recording produced."""
+
+    path: Path
+    session: str
+    chunks: int
+    samples: int
+    seconds: float
+    first_cid: str | None
+    last_cid: str | None
+    gaps: int
+    faults: int
+    reconnects: int
+    ended: str
+
+
+ChunkCallback = Callable[[int, CID, DataChunk, Acquisition], None]
+
+
+def record_session(
+    source: BoardSource,
+    out: Path,
+    key: DeviceKey,
+    *,
+    duration: float | None,
+    chunk_seconds: float = 1.0,
+    on_chunk: ChunkCallback | None = None,
+    on_start: Callable[[Acquisition], None] | None = None,
+    acquisition_options: dict[str, float] | None = None,
+    fsync: bool = True,
+) -> RecordingSummary:
+    """Acquire from ``source`` and append signed chunks to a new session in ``out``.
+
+    Parameters
+    ----------
+    source : BoardSource
+        The board (see :class:`~mindprint.device.bridge.BrainFlowSource`).
+    out : Path
+        New session directory.
+    key : DeviceKey
+        The device key that signs every chunk.
+    duration : float | None
+        Seconds of samples to record; ``None`` records until the stream ends.
+    chunk_seconds : float
+        Chunk duration in seconds.
+    on_chunk : callable, optional
+        Called after each chunk is durable, with (seq, cid, chunk, acquisition).
+    on_start : callable, optional
+        Called with the running acquisition (to insert markers from another thread).
+    """
+    acquisition = Acquisition(source, **(acquisition_options or {}))
+    layout = acquisition.layout
+    writer = SessionWriter.create(
+        out,
+        key,
+        board_id=source.layout.board_id,
+        board_name=source.layout.name,
+        sfreq=acquisition.sfreq,
+        channels=layout.names,
+        types=layout.types,
+        units=layout.units,
+        chunk_seconds=chunk_seconds,
+        fsync=fsync,
+    )
+    first: CID | None = None
+    gaps = 0
+    with writer, acquisition:
+        if on_start is not None:
+            on_start(acquisition)
+        for chunk in acquisition.chunks(chunk_seconds, until=duration):
+            seq = writer.next_seq
+            cid = writer.append(chunk)
+            first = first or cid
+            gaps += chunk.gap is not None
+            if on_chunk is not None:
+                on_chunk(seq, cid, chunk, acquisition)
+        ended = acquisition.ended or "duration reached"
+        stats = acquisition.stats
+    return RecordingSummary(
+        path=out,
+        session=writer.header.session,
+        chunks=writer.next_seq,
+        samples=writer.samples_written,
+        seconds=writer.samples_written / acquisition.sfreq,
+        first_cid=str(first) if first else None,
+        last_cid=str(writer.last_cid) if first else None,
+        gaps=gaps,
+        faults=stats["faults"],
+        reconnects=stats["reconnects"],
+        ended=ended if duration is None or writer.samples_written < duration * acquisition.sfreq else "duration reached",
+    )

@@ -1,0 +1,1 @@
+"""Researcher exports: MNE-readable session files, BIDS (later), provenance sidecars."""

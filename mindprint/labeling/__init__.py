@@ -1,0 +1,1 @@
+"""mindprint.labeling — see ARCHITECTURE.md; built in later issues."""

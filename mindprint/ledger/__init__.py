@@ -1,0 +1,1 @@
+"""mindprint.ledger — see ARCHITECTURE.md; built in later issues."""

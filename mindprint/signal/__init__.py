@@ -1,0 +1,1 @@
+"""DSP on the edge and on the platform; never imports mindprint.device."""
