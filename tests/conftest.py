@@ -1,0 +1,82 @@
+"""Shared fixtures: device keys, synthetic chunks, paths to the real recordings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindprint.device.bridge import DataChunk, Gap
+from mindprint.device.keys import DeviceKey
+from mindprint.device.session import SessionWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_EEG = ROOT.parent / "shared" / "data" / "eeg"
+CYTON_CSV = SHARED_EEG / "openbci_cyton" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt"
+EEGLAB_SET = SHARED_EEG / "eeglab_attention" / "test_raw.set"
+GENERATOR_EDF = SHARED_EEG / "generator" / "test_generator_2.edf"
+
+
+def require(path: Path) -> Path:
+    """Skip (loudly) when the shared recordings are not beside the checkout."""
+    if not path.exists():
+        pytest.skip(f"real recording {path} not found (shared/ must sit beside the repository)")
+    return path
+
+
+@pytest.fixture
+def key() -> DeviceKey:
+    return DeviceKey.generate()
+
+
+def make_chunks(
+    n_chunks: int,
+    *,
+    sfreq: float = 250.0,
+    chunk_samples: int = 250,
+    n_channels: int = 4,
+    seed: int = 0,
+    t0_ns: int = 1_700_000_000_000_000_000,
+    gap_before: dict[int, float] | None = None,
+) -> list[DataChunk]:
+    """Chunks of random microvolt-scale data with consistent device timestamps."""
+    rng = np.random.default_rng(seed)
+    chunks = []
+    t = t0_ns
+    for seq in range(n_chunks):
+        gap = None
+        if gap_before and seq in gap_before:
+            last = t - round(1e9 / sfreq)
+            t += round(gap_before[seq] * 1e9)
+            gap = Gap(last, t, "test outage")
+        samples = rng.normal(0, 20e-6, size=(n_channels, chunk_samples))
+        markers = ((10, 1, "stimulus"),) if seq == 1 else ()
+        chunks.append(DataChunk(t0_ns=t, samples=samples, markers=markers, gap=gap))
+        t += round(chunk_samples / sfreq * 1e9)
+    return chunks
+
+
+def write_session(path: Path, key: DeviceKey, chunks: list[DataChunk], *, sfreq: float = 250.0) -> Path:
+    n_channels = chunks[0].samples.shape[0]
+    with SessionWriter.create(
+        path,
+        key,
+        board_id=-1,
+        board_name="Synthetic",
+        sfreq=sfreq,
+        channels=tuple(f"EEG{i}" for i in range(n_channels)),
+        types=("eeg",) * n_channels,
+        units=("V",) * n_channels,
+        chunk_seconds=1.0,
+        fsync=False,
+    ) as writer:
+        for chunk in chunks:
+            writer.append(chunk)
+    return path
+
+
+@pytest.fixture
+def session_dir(tmp_path: Path, key: DeviceKey) -> Iterator[Path]:
+    yield write_session(tmp_path / "session", key, make_chunks(6))
