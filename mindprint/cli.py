@@ -30,6 +30,7 @@ import numpy as np
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -78,7 +79,7 @@ def _handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except MindprintError as err:
             code = next(code for kind, code in EXIT_CODES if isinstance(err, kind))
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
             raise typer.Exit(code) from err
 
     return wrapper  # type: ignore[return-value]
@@ -90,7 +91,9 @@ def _settings() -> Settings:
 
 @app.callback()
 def main(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")] = 0,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
+    ] = 0,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     """mindprint companion CLI."""
@@ -176,7 +179,9 @@ def device_show(key_file: KeyFileOption = None) -> None:
 def device_import(
     source: Annotated[Path, typer.Argument(help="OpenBCI GUI raw CSV (.txt/.csv, .gz ok) or BrainFlow CSV.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="BrainFlow CSV to write, for --board playback --file.")],
-    board: Annotated[str | None, typer.Option(help="Board that recorded a BrainFlow CSV (omit for OpenBCI GUI files).")] = None,
+    board: Annotated[
+        str | None, typer.Option(help="Board that recorded a BrainFlow CSV (omit for OpenBCI GUI files).")
+    ] = None,
     start: Annotated[float, typer.Option(help="Excerpt start, seconds.")] = 0.0,
     seconds: Annotated[float | None, typer.Option(help="Excerpt length, seconds (default: all).")] = None,
 ) -> None:
@@ -259,7 +264,7 @@ def _record(
     duration: float,
     chunk_seconds: float,
     markers: list[tuple[float, str]],
-    quiet: bool = False,
+    resume: bool = False,
 ) -> Any:
     from mindprint.device.keys import DeviceKey
     from mindprint.device.recorder import record_session
@@ -302,7 +307,14 @@ def _record(
 
     with live:
         summary = record_session(
-            source, out, key, duration=duration, chunk_seconds=chunk_seconds, on_chunk=on_chunk, on_start=on_start
+            source,
+            out,
+            key,
+            duration=duration,
+            chunk_seconds=chunk_seconds,
+            on_chunk=on_chunk,
+            on_start=on_start,
+            resume=resume,
         )
     console.print()
     return summary
@@ -327,6 +339,7 @@ def record(
     duration: Annotated[float, typer.Option(min=0.1, help="Seconds to record.")] = 30.0,
     chunk_seconds: Annotated[float, typer.Option(min=0.05, max=60, help="Chunk duration, seconds.")] = 1.0,
     marker: Annotated[list[str] | None, typer.Option(help="Insert a marker: SECONDS:LABEL (repeatable).")] = None,
+    resume: Annotated[bool, typer.Option(help="Append to the existing session in --out (e.g. after a crash).")] = False,
     key_file: KeyFileOption = None,
     serial_port: SerialOption = None,
     mac_address: MacOption = None,
@@ -342,7 +355,8 @@ def record(
     source = _board_source(
         board, serial_port, mac_address, ip_address, ip_port, serial_number, other_info, timeout, file, master_board
     )
-    summary = _record(source, out, key_file or _settings().device_key_path, duration, chunk_seconds, _parse_markers(marker or []))
+    key_path = key_file or _settings().device_key_path
+    summary = _record(source, out, key_path, duration, chunk_seconds, _parse_markers(marker or []), resume)
     console.print(
         f"session {summary.session}: {summary.chunks} chunks, {summary.samples} samples "
         f"({summary.seconds:.1f} s), gaps {summary.gaps}, ended: {summary.ended}"
@@ -362,16 +376,20 @@ def _print_report(report: Any) -> None:
         ("chunks", str(report.chunks)),
         ("samples", f"{report.samples} ({report.duration_seconds:.2f} s on the device clock)"),
         ("markers", str(report.markers)),
-        ("gaps", "; ".join(f"before seq {g['seq']}: {g['missing_seconds']:.2f} s ({g['reason']})" for g in report.gaps) or "none"),
+        (
+            "gaps",
+            "; ".join(f"before seq {g['seq']}: {g['missing_seconds']:.2f} s ({g['reason']})" for g in report.gaps)
+            or "none",
+        ),
         ("first chunk CID", report.first_cid),
         ("last chunk CID", report.last_cid),
     ):
         table.add_row(name, str(value))
     console.print(table)
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for issue in report.issues:
-        console.print(f"[red]✗[/] {issue}", highlight=False)
+        console.print(f"[red]✗[/] {escape(str(issue))}", highlight=False)
 
 
 @session_app.command("verify")

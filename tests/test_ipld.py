@@ -18,7 +18,11 @@ def test_raw_codec_cid_of_empty_bytes() -> None:
     assert str(cid_for_block(b"", "raw")) == "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 
 
-blocks = st.lists(st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=20), max_size=4), min_size=1, max_size=6)
+blocks = st.lists(
+    st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=20), max_size=4),
+    min_size=1,
+    max_size=6,
+)
 
 
 @given(blocks)

@@ -24,9 +24,9 @@ from mindprint.core.errors import BoardNotFoundError, ConfigurationError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "CONNECTION_PARAMETERS",
     "BoardInfo",
     "BoardSpec",
-    "CONNECTION_PARAMETERS",
     "board_info",
     "list_boards",
     "resolve_board",
@@ -162,9 +162,7 @@ def list_boards() -> tuple[BoardInfo, ...]:
         Sorted by board id. Values come from ``BoardShim.get_board_descr``.
     """
     boards = [
-        _describe(board)
-        for board in BoardIds
-        if board.value not in _FORBIDDEN and board.value not in _NOT_BOARDS
+        _describe(board) for board in BoardIds if board.value not in _FORBIDDEN and board.value not in _NOT_BOARDS
     ]
     return tuple(sorted(boards, key=lambda info: info.board_id))
 

@@ -139,8 +139,10 @@ class ChannelLayout:
         eeg = board.eeg_channels
         names = board.eeg_names if len(board.eeg_names) == len(eeg) else tuple(f"EEG{i + 1}" for i in range(len(eeg)))
         accel = board.accel_channels
-        accel_names = tuple(f"ACC_{axis}" for axis in "XYZ")[: len(accel)] if len(accel) <= 3 else tuple(
-            f"ACC{i + 1}" for i in range(len(accel))
+        accel_names = (
+            tuple(f"ACC_{axis}" for axis in "XYZ")[: len(accel)]
+            if len(accel) <= 3
+            else tuple(f"ACC{i + 1}" for i in range(len(accel)))
         )
         return cls(
             rows=eeg + accel,
@@ -435,11 +437,7 @@ class ChunkAssembler:
         if block.shape[1] == 0:
             return
         first_ts = float(block[-2, 0])
-        if (
-            self._gap_pending is None
-            and self._last_ts is not None
-            and first_ts - self._last_ts > self._jump_seconds
-        ):
+        if self._gap_pending is None and self._last_ts is not None and first_ts - self._last_ts > self._jump_seconds:
             self._gap_pending = Gap(0, 0, f"device timestamps jump by {first_ts - self._last_ts:.3f} s")
         gap = self._gap_pending
         if gap is not None:

@@ -39,9 +39,7 @@ class DeviceKey:
     @property
     def public_key(self) -> bytes:
         """Raw 32-byte public key."""
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return self.private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
     @property
     def device_id(self) -> str:
@@ -96,8 +94,7 @@ class DeviceKey:
             raise KeyStoreError(f"no device key at {path}; run `mindprint device init` first") from err
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyStoreError(
-                f"device key {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); "
-                "run `chmod 600` on it"
+                f"device key {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); run `chmod 600` on it"
             )
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)

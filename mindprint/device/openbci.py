@@ -105,7 +105,9 @@ def read_brainflow_csv(path: Path, board: int) -> ImportedRecording:
     return ImportedRecording(data=data, board_id=info.board_id, sampling_rate=float(info.sampling_rate or 0))
 
 
-def write_playback_file(recording: ImportedRecording, out: Path, *, start_seconds: float = 0.0, seconds: float | None = None) -> Path:
+def write_playback_file(
+    recording: ImportedRecording, out: Path, *, start_seconds: float = 0.0, seconds: float | None = None
+) -> Path:
     """Write (an excerpt of) ``recording`` as a BrainFlow CSV for the playback board."""
     if start_seconds < 0 or (seconds is not None and seconds <= 0):
         raise ConfigurationError(f"bad excerpt start={start_seconds} seconds={seconds}")

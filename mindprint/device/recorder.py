@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mindprint.core.errors import SessionError
 from mindprint.core.ipld import CID
-from mindprint.device.bridge import Acquisition, BoardSource, DataChunk
+from mindprint.device.bridge import Acquisition, BoardSource, DataChunk, Gap
 from mindprint.device.keys import DeviceKey
 from mindprint.device.session import SessionWriter
 
@@ -46,6 +47,7 @@ def record_session(
     on_start: Callable[[Acquisition], None] | None = None,
     acquisition_options: dict[str, float] | None = None,
     fsync: bool = True,
+    resume: bool = False,
 ) -> RecordingSummary:
     """Acquire from ``source`` and append signed chunks to a new session in ``out``.
 
@@ -65,10 +67,64 @@ def record_session(
         Called after each chunk is durable, with (seq, cid, chunk, acquisition).
     on_start : callable, optional
         Called with the running acquisition (to insert markers from another thread).
+    resume : bool
+        Append to the existing session in ``out`` (e.g. after a crash) instead of
+        creating one; the time between its last sample and the first new one is
+        recorded as a gap.
     """
     acquisition = Acquisition(source, **(acquisition_options or {}))
     layout = acquisition.layout
-    writer = SessionWriter.create(
+    if resume:
+        writer = SessionWriter.resume(out, key, fsync=fsync)
+        if writer.header.channels != layout.names or writer.header.sfreq != acquisition.sfreq:
+            writer.close()
+            raise SessionError(
+                f"cannot resume: the session has {len(writer.header.channels)} channels at {writer.header.sfreq:g} Hz, "
+                f"the board {len(layout.names)} at {acquisition.sfreq:g} Hz"
+            )
+    else:
+        writer = _create(out, key, source, acquisition, chunk_seconds, fsync)
+    resumed_after = writer.last_sample_ns
+    first: CID | None = None
+    gaps = 0
+    samples_before = writer.samples_written
+    with writer, acquisition:
+        if on_start is not None:
+            on_start(acquisition)
+        for chunk in acquisition.chunks(chunk_seconds, until=duration):
+            if resumed_after is not None:
+                if chunk.gap is None:
+                    chunk = replace(chunk, gap=Gap(resumed_after, chunk.t0_ns, "session resumed"))
+                resumed_after = None
+            seq = writer.next_seq
+            cid = writer.append(chunk)
+            first = first or cid
+            gaps += chunk.gap is not None
+            if on_chunk is not None:
+                on_chunk(seq, cid, chunk, acquisition)
+        ended = acquisition.ended or "duration reached"
+        stats = acquisition.stats
+    written = writer.samples_written - samples_before
+    return RecordingSummary(
+        path=out,
+        session=writer.header.session,
+        chunks=writer.next_seq,
+        samples=written,
+        seconds=written / acquisition.sfreq,
+        first_cid=str(first) if first else None,
+        last_cid=str(writer.last_cid) if first else None,
+        gaps=gaps,
+        faults=stats["faults"],
+        reconnects=stats["reconnects"],
+        ended=ended if duration is None or written < duration * acquisition.sfreq else "duration reached",
+    )
+
+
+def _create(
+    out: Path, key: DeviceKey, source: BoardSource, acquisition: Acquisition, chunk_seconds: float, fsync: bool
+) -> SessionWriter:
+    layout = acquisition.layout
+    return SessionWriter.create(
         out,
         key,
         board_id=source.layout.board_id,
@@ -79,31 +135,4 @@ def record_session(
         units=layout.units,
         chunk_seconds=chunk_seconds,
         fsync=fsync,
-    )
-    first: CID | None = None
-    gaps = 0
-    with writer, acquisition:
-        if on_start is not None:
-            on_start(acquisition)
-        for chunk in acquisition.chunks(chunk_seconds, until=duration):
-            seq = writer.next_seq
-            cid = writer.append(chunk)
-            first = first or cid
-            gaps += chunk.gap is not None
-            if on_chunk is not None:
-                on_chunk(seq, cid, chunk, acquisition)
-        ended = acquisition.ended or "duration reached"
-        stats = acquisition.stats
-    return RecordingSummary(
-        path=out,
-        session=writer.header.session,
-        chunks=writer.next_seq,
-        samples=writer.samples_written,
-        seconds=writer.samples_written / acquisition.sfreq,
-        first_cid=str(first) if first else None,
-        last_cid=str(writer.last_cid) if first else None,
-        gaps=gaps,
-        faults=stats["faults"],
-        reconnects=stats["reconnects"],
-        ended=ended if duration is None or writer.samples_written < duration * acquisition.sfreq else "duration reached",
     )

@@ -122,9 +122,7 @@ class SessionHeader:
 
 
 def _signature_block(key: DeviceKey, cid: CID) -> bytes:
-    return encode_block(
-        {"type": SIGNATURE_TYPE, "signs": cid, "alg": "ed25519", "signature": key.sign(bytes(cid))}
-    )
+    return encode_block({"type": SIGNATURE_TYPE, "signs": cid, "alg": "ed25519", "signature": key.sign(bytes(cid))})
 
 
 def chunk_block(header: SessionHeader, seq: int, chunk: DataChunk, prev: CID) -> dict[str, Any]:
@@ -180,7 +178,9 @@ class SessionWriter:
     the partial tail is truncated and the chain continues from the last whole chunk).
     """
 
-    def __init__(self, path: Path, key: DeviceKey, header: SessionHeader, prev: CID, next_seq: int, *, fsync: bool) -> None:
+    def __init__(
+        self, path: Path, key: DeviceKey, header: SessionHeader, prev: CID, next_seq: int, *, fsync: bool
+    ) -> None:
         self.path = path
         self.key = key
         self.header = header
@@ -189,6 +189,8 @@ class SessionWriter:
         self._fsync = fsync
         self._fd = os.open(path / SESSION_FILE, os.O_WRONLY | os.O_APPEND)
         self.samples_written = 0
+        #: device time (ns) of the last sample already in the session, if any
+        self.last_sample_ns: int | None = None
 
     @classmethod
     def create(
@@ -225,9 +227,7 @@ class SessionWriter:
         header_bytes = encode_block(header.to_block())
         header_cid = cid_for_block(header_bytes)
         payload = (
-            car_header([header_cid])
-            + car_section(header_cid, header_bytes)
-            + car_section(*_signed(key, header_cid))
+            car_header([header_cid]) + car_section(header_cid, header_bytes) + car_section(*_signed(key, header_cid))
         )
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -255,6 +255,8 @@ class SessionWriter:
         header_cid = contents.sections[0].cid
         prev, next_seq, keep = header_cid, 0, contents.sections[0].end
         pending: tuple[CID, int] | None = None  # a chunk whose signature has not been seen yet
+        pending_last = 0
+        last_sample_ns: int | None = None
         for section in contents.sections[1:]:
             try:
                 block = decode_block(section.block)
@@ -265,15 +267,19 @@ class SessionWriter:
             kind = block.get("type") if isinstance(block, dict) else None
             if kind == CHUNK_TYPE:
                 pending = (section.cid, int(block["seq"]) + 1)
+                pending_last = int(block["t0_ns"]) + round((chunk_samples(block).shape[1] - 1) / header.sfreq * 1e9)
             elif kind == SIGNATURE_TYPE and pending is not None and block.get("signs") == pending[0]:
                 (prev, next_seq), pending, keep = pending, None, section.end
+                last_sample_ns = pending_last
             elif kind == SIGNATURE_TYPE and block.get("signs") == header_cid:
                 keep = section.end
         if keep < len(data):
             logger.warning("truncating %d bytes of unsigned or partial data at the end of %s", len(data) - keep, file)
             with open(file, "r+b") as handle:
                 handle.truncate(keep)
-        return cls(path, key, header, prev, next_seq, fsync=fsync)
+        writer = cls(path, key, header, prev, next_seq, fsync=fsync)
+        writer.last_sample_ns = last_sample_ns
+        return writer
 
     @property
     def next_seq(self) -> int:
@@ -441,12 +447,15 @@ def verify_session(path: Path) -> SessionReport:
         return report
     header_cid = cid_for_block(first.block)
     if header_cid != first.cid or contents.roots != [header_cid]:
-        report.issues.append(Issue("bad-header", "header bytes do not match the CAR root CID", position=0, offset=first.offset))
+        report.issues.append(
+            Issue("bad-header", "header bytes do not match the CAR root CID", position=0, offset=first.offset)
+        )
     report.session, report.device = header.session, header.device.hex()
     report.board, report.sfreq = header.board_name, header.sfreq
 
     chunks: list[tuple[int, int, CID, dict[str, Any]]] = []  # position, offset, cid, block
     signatures: dict[CID, tuple[int, bytes]] = {}
+    last_seq: int | None = None  # seq of the last chunk seen, to place unreadable blocks
     for position, section in enumerate(contents.sections):
         actual = cid_for_block(section.block)
         try:
@@ -454,15 +463,30 @@ def verify_session(path: Path) -> SessionReport:
         except SessionFormatError:
             block = None
         seq = block.get("seq") if isinstance(block, dict) and isinstance(block.get("seq"), int) else None
+        where = (
+            ""
+            if seq is not None
+            else (" (the block after the header)" if last_seq is None else f" (the block after chunk seq {last_seq})")
+        )
         if actual != section.cid:
             report.issues.append(
-                Issue("cid-mismatch", "block bytes do not match their CID (content altered)", seq, position, section.offset)
+                Issue(
+                    "cid-mismatch",
+                    f"block bytes do not match their CID (content altered){where}",
+                    seq,
+                    position,
+                    section.offset,
+                )
             )
             if block is None or block.get("type") != CHUNK_TYPE:
                 continue
         if not isinstance(block, dict):
-            report.issues.append(Issue("undecodable", "block is not valid DAG-CBOR", None, position, section.offset))
+            report.issues.append(
+                Issue("undecodable", f"block is not valid DAG-CBOR{where}", None, position, section.offset)
+            )
             continue
+        if block.get("type") == CHUNK_TYPE and seq is not None:
+            last_seq = seq
         kind = block.get("type")
         if kind == CHUNK_TYPE:
             chunks.append((position, section.offset, section.cid, block))
@@ -471,11 +495,20 @@ def verify_session(path: Path) -> SessionReport:
             if isinstance(signed, CID) and isinstance(block.get("signature"), bytes):
                 signatures[signed] = (position, block["signature"])
             else:
-                report.issues.append(Issue("bad-signature", "malformed signature block", None, position, section.offset))
+                report.issues.append(
+                    Issue("bad-signature", "malformed signature block", None, position, section.offset)
+                )
         elif position:
-            report.issues.append(Issue("unknown-block", f"unexpected block type {kind!r}", seq, position, section.offset))
+            report.issues.append(
+                Issue("unknown-block", f"unexpected block type {kind!r}", seq, position, section.offset)
+            )
 
-    if contents.tail_bytes and chunks and chunks[-1][2] not in signatures and chunks[-1][1] == contents.sections[-1].offset:
+    if (
+        contents.tail_bytes
+        and chunks
+        and chunks[-1][2] not in signatures
+        and chunks[-1][1] == contents.sections[-1].offset
+    ):
         # the crash cut the last chunk's signature: it was never committed
         position, offset, _, block = chunks.pop()
         report.warnings.append(f"chunk seq {block.get('seq')} at byte {offset} has no signature: not counted")

@@ -1,0 +1,204 @@
+"""The BrainFlow bridge against real BrainFlow boards (synthetic and playback) and faults."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindprint.core.errors import BoardConnectionError
+from mindprint.device.boards import BoardSpec
+from mindprint.device.bridge import Acquisition, BrainFlowSource, ChunkAssembler
+from mindprint.device.keys import DeviceKey
+from mindprint.device.openbci import import_recording, read_openbci_gui_csv
+from mindprint.device.recorder import record_session
+from mindprint.device.session import chunk_samples, iter_chunks, verify_session
+
+from .conftest import CYTON_CSV, require
+
+
+def test_assembler_places_markers_on_their_sample_across_chunks() -> None:
+    sfreq, chunk_n = 100.0, 40
+    labels = {1: "a", 2: "b"}
+    assembler = ChunkAssembler(sfreq, chunk_n, labels.get)
+    total = 230
+    block = np.zeros((3, total))
+    block[0] = np.arange(total)
+    block[1] = 1000 + np.arange(total) / sfreq  # timestamps, seconds
+    marks = {3: 1, 39: 2, 40: 1, 117: 2, 229: 1}
+    for pos, code in marks.items():
+        block[2, pos] = code
+    chunks = []
+    for start in range(0, total, 17):  # odd read sizes
+        chunks.extend(assembler.add(block[:, start : start + 17]))
+    chunks.extend(assembler.flush())
+    assert [c.samples.shape[1] for c in chunks] == [40] * 5 + [30]
+    found = {seq * chunk_n + i: code for seq, c in enumerate(chunks) for i, code, _ in c.markers}
+    assert found == marks
+    for seq, chunk in enumerate(chunks):
+        assert chunk.t0_ns == round((1000 + seq * chunk_n / sfreq) * 1e9)
+        np.testing.assert_array_equal(
+            chunk.samples[0], np.arange(seq * chunk_n, seq * chunk_n + chunk.samples.shape[1])
+        )
+
+
+def test_assembler_records_timestamp_jumps_as_gaps() -> None:
+    assembler = ChunkAssembler(100.0, 50, str)
+    first = np.vstack([np.zeros(30), 10 + np.arange(30) / 100, np.zeros(30)])
+    second = np.vstack([np.zeros(30), 12 + np.arange(30) / 100, np.zeros(30)])  # 1.71 s lost
+    chunks = list(assembler.add(first)) + list(assembler.add(second)) + list(assembler.flush())
+    assert [c.samples.shape[1] for c in chunks] == [30, 30]
+    assert chunks[1].gap is not None and "jump" in chunks[1].gap.reason
+    assert chunks[1].gap.resume_ns == chunks[1].t0_ns == 12_000_000_000
+
+
+def _synthetic() -> BrainFlowSource:
+    return BrainFlowSource(BoardSpec.create("synthetic"))
+
+
+def test_synthetic_recording_verifies_and_converts_to_volts(tmp_path: Path) -> None:
+    summary = record_session(
+        _synthetic(), tmp_path / "s", DeviceKey.generate(), duration=2.0, chunk_seconds=0.5, fsync=False
+    )
+    assert summary.chunks == 4 and summary.samples == 500
+    report = verify_session(tmp_path / "s")
+    assert report.ok, report.issues
+    _, block = next(iter_chunks(tmp_path / "s"))
+    eeg = chunk_samples(block)[:16]
+    # BrainFlow's synthetic EEG is tens to hundreds of µV: in volts that is ~1e-5..1e-3
+    assert 1e-7 < float(np.std(eeg)) < 1e-2
+    assert block["units"][:16] == ["V"] * 16
+
+
+def test_markers_land_on_the_sample_recorded_when_inserted(tmp_path: Path) -> None:
+    inserted: list[tuple[float, str]] = []
+
+    def on_start(acquisition: Acquisition) -> None:
+        time.sleep(0.6)
+        for label in ("stimulus", "response"):
+            inserted.append((time.time(), label))
+            acquisition.insert_marker(label)
+            time.sleep(0.37)
+
+    record_session(
+        _synthetic(),
+        tmp_path / "m",
+        DeviceKey.generate(),
+        duration=2.5,
+        chunk_seconds=0.5,
+        on_start=on_start,
+        fsync=False,
+    )
+    found = []
+    for _, block in iter_chunks(tmp_path / "m"):
+        for index, _code, label in block["markers"]:
+            found.append((block["t0_ns"] / 1e9 + index / block["sfreq"], label))
+    assert [label for _, label in found] == ["stimulus", "response"]
+    for (t_marker, _), (t_inserted, _) in zip(found, inserted, strict=True):
+        # the marked sample's device time is within 50 ms of the insertion time
+        assert abs(t_marker - t_inserted) < 0.05
+
+
+class FaultInjectingSource(BrainFlowSource):
+    """The synthetic board with an outage: errors (or silence) and failed reopen attempts."""
+
+    def __init__(self, *, fail_at: float, outage: float, mode: str) -> None:
+        super().__init__(BoardSpec.create("synthetic"))
+        self.fail_at, self.outage, self.mode = fail_at, outage, mode
+        self.started: float | None = None
+        self.failed_at: float | None = None
+        self.open_attempts = 0
+
+    def _in_outage(self) -> bool:
+        assert self.started is not None
+        elapsed = time.monotonic() - self.started
+        if elapsed >= self.fail_at and self.failed_at is None:
+            self.failed_at = time.monotonic()
+        return self.fail_at <= elapsed < self.fail_at + self.outage
+
+    def open(self) -> None:
+        self.open_attempts += 1
+        if self.started is not None and self._in_outage():
+            raise BoardConnectionError("device not found (unplugged)", 2)
+        self.started = self.started or time.monotonic()
+        super().open()
+
+    def read(self) -> np.ndarray:
+        data = super().read()
+        if self._in_outage():
+            if self.mode == "error":
+                raise BoardConnectionError("read failed (unplugged)", 15)
+            return np.empty((data.shape[0], 0))
+        return data
+
+
+@pytest.mark.parametrize("mode", ["error", "stall"])
+def test_fault_is_noticed_gap_recorded_and_session_stays_valid(tmp_path: Path, mode: str) -> None:
+    source = FaultInjectingSource(fail_at=1.0, outage=1.5, mode=mode)
+    holder: list[Acquisition] = []
+    summary = record_session(
+        source,
+        tmp_path / mode,
+        DeviceKey.generate(),
+        duration=3.0,
+        chunk_seconds=0.5,
+        on_start=holder.append,
+        acquisition_options={"stall_timeout": 0.5, "backoff_initial": 0.1, "backoff_max": 0.4},
+        fsync=False,
+    )
+    acquisition = holder[0]
+    assert source.failed_at is not None and acquisition.fault_log
+    noticed_after = acquisition.fault_log[0][0] - source.failed_at
+    assert 0 <= noticed_after < 2.0
+    assert summary.faults == 1 and summary.reconnects == 1 and summary.gaps == 1
+    assert source.open_attempts >= 3  # reopen failed during the outage, with backoff
+    report = verify_session(tmp_path / mode)
+    assert report.ok, report.issues
+    assert len(report.gaps) == 1
+    assert report.gaps[0]["missing_seconds"] == pytest.approx(1.5, abs=0.6)
+    assert report.samples == 750  # 3 s of samples despite the outage: nothing lost, nothing invented
+
+
+def test_unrecoverable_board_ends_the_session_cleanly(tmp_path: Path) -> None:
+    source = FaultInjectingSource(fail_at=0.8, outage=60, mode="error")
+    summary = record_session(
+        source,
+        tmp_path / "gone",
+        DeviceKey.generate(),
+        duration=10.0,
+        chunk_seconds=0.25,
+        acquisition_options={"stall_timeout": 0.5, "backoff_initial": 0.1, "backoff_max": 0.2, "give_up_after": 1.0},
+        fsync=False,
+    )
+    assert summary.ended.startswith("disconnected")
+    assert 0 < summary.samples < 400
+    assert verify_session(tmp_path / "gone").ok
+
+
+def test_real_cyton_recording_replays_sample_exact(tmp_path: Path) -> None:
+    csv = require(CYTON_CSV)
+    playback = tmp_path / "cyton.csv"
+    recording = import_recording(csv, playback, start_seconds=10.0, seconds=3.0)
+    source = BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton"))
+    started = time.monotonic()
+    summary = record_session(
+        source, tmp_path / "replay", DeviceKey.generate(), duration=None, chunk_seconds=1.0, fsync=False
+    )
+    elapsed = time.monotonic() - started
+    assert summary.ended == "file ended"
+    assert elapsed < 3.0 + 2.0  # end of file noticed within 2 s
+    assert summary.samples == 750
+    replayed = np.concatenate([chunk_samples(b) for _, b in iter_chunks(tmp_path / "replay")], axis=1)
+    expected = recording.data[1:9, 2500:3250] * 1e-6
+    np.testing.assert_allclose(replayed[:8], expected, rtol=1e-6, atol=1e-9)
+    assert verify_session(tmp_path / "replay").ok
+
+
+def test_openbci_import_reads_the_whole_real_file() -> None:
+    recording = read_openbci_gui_csv(require(CYTON_CSV))
+    assert recording.board_id == 0 and recording.sampling_rate == 250
+    assert recording.data.shape == (24, 22490)
+    duration = recording.data[22, -1] - recording.data[22, 0]
+    assert 85 < duration < 95  # timestamps converted from ms to s

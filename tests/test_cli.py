@@ -1,0 +1,138 @@
+"""The CLI: every command has help, errors become clean messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mindprint.cli import app
+from mindprint.device.session import SESSION_FILE
+
+runner = CliRunner()
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        found.append(path)
+        if getattr(command, "commands", None):
+            found.extend(_commands(command, path))
+    return found
+
+
+ALL_COMMANDS = _commands(typer.main.get_command(app))
+
+
+def test_the_expected_commands_exist() -> None:
+    expected = {
+        ("devices",),
+        ("record",),
+        ("demo",),
+        ("device", "init"),
+        ("device", "show"),
+        ("device", "import"),
+        ("session", "verify"),
+        ("session", "export"),
+    }
+    assert expected <= set(ALL_COMMANDS)
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    group = typer.main.get_command(app)
+    command = group
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    assert command.help and len(command.help.strip()) > 10, f"`mindprint {' '.join(path)}` has no help text"
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0
+
+
+def test_devices_json_lists_brainflow_boards() -> None:
+    result = runner.invoke(app, ["devices", "--json"])
+    assert result.exit_code == 0
+    boards = {b["name"]: b for b in json.loads(result.stdout)}
+    assert boards["cyton"]["eeg_channels"] == 8 and boards["cyton"]["sampling_rate"] == 250
+    assert boards["cyton"]["required"] == ["serial_port"]
+    assert "streaming" not in boards
+
+
+def test_device_init_show_and_no_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINDPRINT_HOME", str(tmp_path))
+    result = runner.invoke(app, ["device", "init"])
+    assert result.exit_code == 0, result.output
+    key_file = tmp_path / "device_key.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert "PRIVATE" not in result.output
+    shown = runner.invoke(app, ["device", "show"])
+    assert shown.exit_code == 0 and len(shown.stdout.strip()) == 64
+    again = runner.invoke(app, ["device", "init"])
+    assert again.exit_code == 4 and "refusing to overwrite" in again.output
+
+
+def test_record_verify_export_and_tamper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINDPRINT_HOME", str(tmp_path))
+    assert runner.invoke(app, ["device", "init"]).exit_code == 0
+    out = tmp_path / "rec"
+    result = runner.invoke(
+        app,
+        [
+            "record",
+            "--board",
+            "synthetic",
+            "--duration",
+            "1.5",
+            "--chunk-seconds",
+            "0.5",
+            "--marker",
+            "0.5:stimulus",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    verified = runner.invoke(app, ["session", "verify", str(out), "--json"])
+    assert verified.exit_code == 0, verified.output
+    report = json.loads(verified.stdout)
+    assert report["ok"] and report["chunks"] == 3 and report["markers"] == 1
+    exported = runner.invoke(app, ["session", "export", str(out), "--out", str(tmp_path / "rec.edf")])
+    assert exported.exit_code == 0 and (tmp_path / "rec.edf").exists()
+    data = bytearray((out / SESSION_FILE).read_bytes())
+    data[-300] ^= 0xFF
+    (out / SESSION_FILE).write_bytes(bytes(data))
+    tampered = runner.invoke(app, ["session", "verify", str(out)])
+    assert tampered.exit_code == 5
+    assert "[cid-mismatch]" in tampered.stdout
+    assert "chunk seq 2" in tampered.stdout or "after chunk seq 1" in tampered.stdout
+
+
+def test_errors_are_clean_messages_with_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINDPRINT_HOME", str(tmp_path))
+    result = runner.invoke(app, ["record", "--board", "cyton", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--serial-port" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["record", "--board", "streaming", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "multicast" in result.output
+    result = runner.invoke(app, ["record", "--board", "synthetic", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 4 and "mindprint device init" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "record",
+            "--board",
+            "cyton",
+            "--serial-port",
+            "/dev/nonexistent-tty",
+            "--out",
+            str(tmp_path / "y"),
+            "--key-file",
+            str(tmp_path / "none.pem"),
+        ],
+    )
+    assert result.exit_code in {3, 4}
