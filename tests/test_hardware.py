@@ -11,7 +11,7 @@ import pytest
 from mindprint.device.boards import resolve_board
 
 PROFILES = sorted((Path(__file__).resolve().parents[1] / "hardware" / "profiles").glob("*.json"))
-STANDARD_1020 = set(mne.channels.make_standard_montage("standard_1005").ch_names)
+STANDARD_1020 = set(mne.channels.make_standard_montage("colin27_1005").ch_names)
 
 
 def test_every_required_board_has_a_profile() -> None:
