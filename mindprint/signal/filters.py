@@ -177,7 +177,7 @@ def filter_offline(
         A new float64 array; the only full-size allocation.
     """
     x = _check_data(data)
-    n_ch, n_t = x.shape
+    n_t = x.shape[1]
     if n_t < 2:
         raise SignalError(f"need at least 2 samples to filter, got {n_t}")
     sos = design.sos

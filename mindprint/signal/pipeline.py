@@ -172,7 +172,7 @@ def process_recording(
         x, filtered, sfreq, window_seconds=params.window_seconds, line_freq=line, thresholds=params.quality
     )
     annotations = (
-        detect_artifacts(x, sfreq, channel_names, accel=accel, line_freq=line, settings=params.artifacts)
+        detect_artifacts(x, sfreq, list(channel_names), accel=accel, line_freq=line, settings=params.artifacts)
         if x.shape[1] >= 2 * sfreq
         else []
     )

@@ -143,7 +143,7 @@ def assess_window(
             corr = np.corrcoef(safe_filtered[usable])
             np.fill_diagonal(corr, 0.0)
             best = np.nanmax(np.abs(corr), axis=1)
-            for c, value in zip(np.flatnonzero(usable), best, strict=True):
+            for c, value in zip(np.flatnonzero(usable).tolist(), best, strict=True):
                 if value < t.min_correlation:
                     reasons[c].append("poor correlation")
     index = np.ones(n_ch)
