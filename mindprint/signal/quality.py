@@ -143,13 +143,13 @@ def assess_window(
             corr = np.corrcoef(safe_filtered[usable])
             np.fill_diagonal(corr, 0.0)
             best = np.nanmax(np.abs(corr), axis=1)
-            for c, value in zip(np.flatnonzero(usable).tolist(), best, strict=True):
+            for channel, value in zip(np.flatnonzero(usable).tolist(), best, strict=True):
                 if value < t.min_correlation:
-                    reasons[c].append("poor correlation")
+                    reasons[channel].append("poor correlation")
     index = np.ones(n_ch)
-    for c, found in enumerate(reasons):
+    for position, found in enumerate(reasons):
         for reason in found:
-            index[c] *= t.penalties[reason]
+            index[position] *= t.penalties[reason]
     return ChannelQuality(index=index, reasons=tuple(tuple(r) for r in reasons))
 
 
