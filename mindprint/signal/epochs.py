@@ -78,6 +78,12 @@ def make_epochs(
     last = int(round(tmax * sfreq))
     if baseline is not None and not (tmin <= baseline[0] < baseline[1] <= tmax):
         raise SignalError(f"baseline {baseline} must lie within [tmin, tmax] = [{tmin}, {tmax}]")
+    baseline_mask = None
+    if baseline is not None:
+        # on the epoch's actual sample grid, both ends included (as MNE does)
+        times = np.arange(first, last + 1) / sfreq
+        tolerance = 1e-3 / sfreq
+        baseline_mask = (times >= baseline[0] - tolerance) & (times <= baseline[1] + tolerance)
     epochs = []
     for sample, label in events:
         start, stop = sample + first, sample + last + 1
@@ -85,10 +91,8 @@ def make_epochs(
             epochs.append(Epoch(label, sample, start, np.empty((x.shape[0], 0)), "out of range"))
             continue
         segment = x[:, start:stop].copy()
-        if baseline is not None:
-            b0 = int(round((baseline[0] - tmin) * sfreq))
-            b1 = int(round((baseline[1] - tmin) * sfreq))
-            segment -= segment[:, b0 : max(b1, b0 + 1)].mean(axis=1, keepdims=True)
+        if baseline_mask is not None:
+            segment -= segment[:, baseline_mask].mean(axis=1, keepdims=True)
         reason = None
         t0, t1 = start / sfreq, stop / sfreq
         for annotation in annotations or ():
