@@ -121,7 +121,7 @@ def test_attention_squares_evoke_a_response_and_responses_follow_stimuli(attenti
 
 
 def test_epoch_rejection_by_annotation_and_quality(cyton) -> None:  # type: ignore[no-untyped-def]
-    eeg, _, result = cyton
+    result = cyton[2]
     events = [(int(10 * 250), "during clench"), (int(40 * 250), "quiet"), (int(89.9 * 250), "edge")]
     quality = result.quality_matrix()
     epochs = make_epochs(
