@@ -364,6 +364,92 @@ def record(
     console.print(f"written to {out}; check it with [bold]mindprint session verify {out}[/]")
 
 
+# ------------------------------------------------------------------------------ check
+def _check_table(status: Any, names: list[str], line_freq: float | None, seconds: float) -> Table:
+    title = f"signal check · {seconds:5.1f} s · mains {f'{line_freq:g} Hz' if line_freq else 'none detected'}"
+    table = Table(title=title)
+    table.add_column("channel")
+    table.add_column("quality", justify="right")
+    for band in status.bands:
+        table.add_column(f"{band} %", justify="right")
+    table.add_column("reasons")
+    for i, name in enumerate(names):
+        q = float(status.quality.index[i])
+        colour = "green" if q >= 0.8 else "yellow" if q >= 0.5 else "red"
+        cells = [f"{100 * v:5.1f}" for v in status.relative_power[i]]
+        reasons = ", ".join(status.quality.reasons[i]) or "-"
+        table.add_row(name, f"[{colour}]{q:.2f}[/]", *cells, escape(reasons))
+    return table
+
+
+@app.command()
+@_handle_errors
+def check(
+    board: BoardOption = "synthetic",
+    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+    line_freq: Annotated[str, typer.Option(help="Mains frequency: auto, 50, 60 or none.")] = "auto",
+    refresh: Annotated[float, typer.Option(min=4.0, max=30.0, help="Screen refreshes per second.")] = 4.0,
+    serial_port: SerialOption = None,
+    mac_address: MacOption = None,
+    ip_address: IpOption = None,
+    ip_port: PortOption = None,
+    serial_number: SerialNumberOption = None,
+    other_info: OtherOption = None,
+    timeout: TimeoutOption = None,
+    file: FileOption = None,
+    master_board: MasterOption = None,
+) -> None:
+    """Live per-channel quality and band powers in the terminal, until Ctrl-C."""
+    from mindprint.device.bridge import Acquisition
+    from mindprint.signal.filters import detect_line_frequency
+    from mindprint.signal.pipeline import StreamingPipeline
+
+    if line_freq not in {"auto", "50", "60", "none"}:
+        raise ConfigurationError(f"--line-freq must be auto, 50, 60 or none, got {line_freq!r}")
+    source = _board_source(
+        board, serial_port, mac_address, ip_address, ip_port, serial_number, other_info, timeout, file, master_board
+    )
+    acquisition = Acquisition(source)
+    eeg = [i for i, kind in enumerate(acquisition.layout.types) if kind == "eeg"]
+    names = [acquisition.layout.names[i] for i in eeg]
+    sfreq = acquisition.sfreq
+    pipeline: StreamingPipeline | None = None
+    collected: list[np.ndarray] = []
+    cursor = 0
+    started = time.monotonic()
+    try:
+        with acquisition, Live(console=console, refresh_per_second=refresh, transient=False) as live:
+            live.update(f"waiting for {2:g} s of data to detect mains and fill a window…")
+            while seconds is None or time.monotonic() - started < seconds:
+                read = acquisition.buffer.read_since(cursor)
+                cursor = read.end
+                chunk = read.data[eeg]
+                if pipeline is None:
+                    collected.append(chunk)
+                    buffered = np.concatenate(collected, axis=1)
+                    if buffered.shape[1] >= 2 * sfreq:
+                        mains = (
+                            detect_line_frequency(buffered, sfreq)
+                            if line_freq == "auto"
+                            else None
+                            if line_freq == "none"
+                            else float(line_freq)
+                        )
+                        pipeline = StreamingPipeline(sfreq, names, line_freq=mains)
+                        pipeline.process(buffered)
+                elif chunk.shape[1]:
+                    pipeline.process(chunk)
+                status = pipeline.status() if pipeline is not None else None
+                if status is not None and pipeline is not None:
+                    live.update(_check_table(status, names, pipeline.line_freq, time.monotonic() - started))
+                if acquisition.ended:
+                    console.print(f"stream ended: {acquisition.ended}")
+                    break
+                time.sleep(1.0 / refresh)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
 # ---------------------------------------------------------------------------- session
 def _print_report(report: Any) -> None:
     table = Table(show_header=False, title=f"session {report.session or '?'}")

@@ -136,3 +136,15 @@ def test_errors_are_clean_messages_with_exit_codes(tmp_path: Path, monkeypatch: 
         ],
     )
     assert result.exit_code in {3, 4}
+
+
+def test_check_shows_quality_and_band_powers() -> None:
+    result = runner.invoke(app, ["check", "--board", "synthetic", "--seconds", "3.5", "--line-freq", "none"])
+    assert result.exit_code == 0, result.output
+    assert "quality" in result.stdout and "alpha %" in result.stdout
+    assert "Fz" in result.stdout and "PO8" in result.stdout
+
+
+def test_check_rejects_a_bad_line_frequency() -> None:
+    result = runner.invoke(app, ["check", "--line-freq", "55"])
+    assert result.exit_code == 2 and "--line-freq" in result.output
