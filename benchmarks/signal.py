@@ -99,6 +99,7 @@ def bench_filters(name: str, data: np.ndarray, sfreq: int, rows: list[str]) -> N
         f"| {name} | filter zero-phase | ours | {ours:.3f} s | {samples / ours / 1e6:.0f} M samples/s "
         f"({samples / ours / FLOOR_SAMPLES_PER_SECOND:.0%} of floor) | 1.0× |"
     )
+    print(rows[-1], flush=True)
     for peer, function in peers.items():
         seconds = timed(function)
         rows.append(
