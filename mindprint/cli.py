@@ -511,6 +511,29 @@ def session_export(
 
 
 # ------------------------------------------------------------------------------- demo
+def _print_edge_summary(session_dir: Path) -> None:
+    from mindprint.device.session import chunk_samples, iter_chunks, read_header
+    from mindprint.signal.pipeline import process_recording
+
+    header = read_header(session_dir)
+    eeg_rows = [i for i, kind in enumerate(header.types) if kind == "eeg"]
+    data = np.concatenate([chunk_samples(block) for _, block in iter_chunks(session_dir)], axis=1)[eeg_rows]
+    result = process_recording(data.astype(np.float64), header.sfreq, [header.channels[i] for i in eeg_rows])
+    summary = result.summary()
+    relative = summary["relative_power"]
+    assert isinstance(relative, dict)
+    console.print("6. edge pipeline on the recorded EEG:")
+    console.print(
+        f"   pipeline {summary['pipeline_version']} · mains {summary['line_freq']} Hz"
+        f" · quality {summary['quality']:.2f}"
+    )
+    console.print("   relative power " + " · ".join(f"{band} {100 * value:.0f} %" for band, value in relative.items()))
+    console.print(
+        f"   alpha peak {summary['alpha_peak']:.1f} Hz · 1/f exponent {summary['aperiodic_exponent']:.2f} · "
+        f"engagement {summary['engagement']:.2f} · artifacts {summary['artifacts'] or 'none'}"
+    )
+
+
 @app.command()
 @_handle_errors
 def demo(
@@ -549,6 +572,7 @@ def demo(
     _print_report(report)
     fif = export_session(session_dir, root / "session_raw.fif")
     console.print(f"5. exported for MNE: {fif}")
+    _print_edge_summary(session_dir)
     console.rule("[bold]summary")
     console.print(
         f"chunks {summary.chunks} · samples {summary.samples} · markers {report.markers} · "
