@@ -16,7 +16,12 @@ API to problem+json). Third-party errors are wrapped with ``raise ... from err``
     ├── SessionError             session file cannot be written or parsed
     │   └── SessionFormatError   bytes that are not a mindprint session
     ├── SignalError              DSP input or parameter problems
-    └── LedgerError              content addressing, IPFS and chain (later issues)
+    └── LedgerError              content addressing, pinning, encryption, chain
+        ├── BlockNotFoundError   a CID the store does not hold
+        ├── BlockCorruptError    bytes on disk that do not hash to their CID
+        ├── CryptoError          a key cannot unwrap or a ciphertext fails authentication
+        ├── IPFSError            the IPFS node refused, timed out or is down
+        └── ChainError           a transaction reverted or the node is unreachable
 """
 
 from __future__ import annotations
@@ -76,3 +81,27 @@ class SignalError(MindprintError, ValueError):
 
 class LedgerError(MindprintError):
     """Content addressing, IPFS pinning or chain anchoring failed."""
+
+
+class BlockNotFoundError(LedgerError, KeyError):
+    """The blockstore (or IPFS node) holds no block with this CID."""
+
+
+class BlockCorruptError(LedgerError):
+    """Stored bytes no longer hash to the CID they are filed under."""
+
+
+class CryptoError(LedgerError):
+    """Decryption or key unwrapping failed (wrong key, tampered ciphertext, erased key)."""
+
+
+class IPFSError(LedgerError):
+    """The IPFS node could not be reached or refused the request."""
+
+
+class ChainError(LedgerError):
+    """A chain call failed; ``reason`` holds the revert reason when there is one."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message if reason is None else f"{message}: {reason}")
+        self.reason = reason
