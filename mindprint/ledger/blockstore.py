@@ -27,7 +27,16 @@ from typing import Any
 from multiformats import CID
 
 from mindprint.core.errors import BlockCorruptError, BlockNotFoundError, LedgerError
-from mindprint.core.ipld import DAG_CBOR, RAW, car_header, car_section, cid_for_block, decode_block, encode_block, read_car
+from mindprint.core.ipld import (
+    DAG_CBOR,
+    RAW,
+    car_header,
+    car_section,
+    cid_for_block,
+    decode_block,
+    encode_block,
+    read_car,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -145,7 +145,9 @@ class ChainClient:
 
     def _next_nonce(self) -> int:
         if self._nonce is None:
-            self._nonce = int(self._retry(lambda: self.w3.eth.get_transaction_count(self.account.address, "pending"), "nonce"))
+            self._nonce = int(
+                self._retry(lambda: self.w3.eth.get_transaction_count(self.account.address, "pending"), "nonce")
+            )
         nonce = self._nonce
         self._nonce += 1
         return nonce
@@ -201,7 +203,9 @@ class ChainClient:
                 raise ChainError(f"{tx_hash} did not reach {self.confirmations} confirmations")
             time.sleep(0.1)
         result = TxResult(
-            tx_hash=receipt["transactionHash"].to_0x_hex() if hasattr(receipt["transactionHash"], "to_0x_hex") else str(tx_hash),
+            tx_hash=receipt["transactionHash"].to_0x_hex()
+            if hasattr(receipt["transactionHash"], "to_0x_hex")
+            else str(tx_hash),
             block_number=int(receipt["blockNumber"]),
             gas_used=int(receipt["gasUsed"]),
             status=int(receipt["status"]),

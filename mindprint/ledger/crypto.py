@@ -33,7 +33,16 @@ MAGIC = b"MPE1"
 NONCE_BYTES = 12
 WRAP_INFO = b"mindprint key wrap v1"
 
-__all__ = ["KeyStore", "RecipientKey", "WrappedKey", "new_data_key", "open_payload", "seal_payload", "unwrap_key", "wrap_key"]
+__all__ = [
+    "KeyStore",
+    "RecipientKey",
+    "WrappedKey",
+    "new_data_key",
+    "open_payload",
+    "seal_payload",
+    "unwrap_key",
+    "wrap_key",
+]
 
 
 def new_data_key() -> bytes:
@@ -112,7 +121,9 @@ def wrap_key(data_key: bytes, recipient_public: bytes, session: str) -> WrappedK
     ephemeral_public = ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_public))
     nonce = os.urandom(NONCE_BYTES)
-    ciphertext = ChaCha20Poly1305(_kek(shared, ephemeral_public, recipient_public)).encrypt(nonce, data_key, session.encode())
+    ciphertext = ChaCha20Poly1305(_kek(shared, ephemeral_public, recipient_public)).encrypt(
+        nonce, data_key, session.encode()
+    )
     return WrappedKey(recipient_public, ephemeral_public, nonce, ciphertext)
 
 
