@@ -6,7 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+TOOLS  := tools/node_modules/.installed
+
+.PHONY: install tools demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +18,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# anvil and the js-ipfs daemon for the integration tests, pinned by tools/package-lock.json
+$(TOOLS): tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $(TOOLS)
+
+tools: $(TOOLS)
+
 demo: $(STAMP)
 	$(BIN)/mindprint demo --workdir .demo
 
@@ -23,11 +32,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check mindprint tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do case $$b in */__init__.py) ;; *) echo "== $$b"; $(BIN)/python $$b ;; esac; done
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache tools/node_modules

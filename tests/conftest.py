@@ -80,3 +80,36 @@ def write_session(path: Path, key: DeviceKey, chunks: list[DataChunk], *, sfreq:
 @pytest.fixture
 def session_dir(tmp_path: Path, key: DeviceKey) -> Iterator[Path]:
     yield write_session(tmp_path / "session", key, make_chunks(6))
+
+
+# --------------------------------------------------------------------------- chains
+@pytest.fixture(scope="session")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from .services import anvil_node
+
+    with anvil_node(tmp_path_factory.mktemp("anvil")) as url:
+        yield url
+
+
+@pytest.fixture(params=["embedded", "anvil"])
+def chain(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """The same tests against the in-process EVM and a real anvil node."""
+    from mindprint.ledger.chain import ChainClient
+
+    from .services import ANVIL_KEY
+
+    if request.param == "embedded":
+        return ChainClient.embedded()
+    return ChainClient.connect(request.getfixturevalue("anvil_url"), ANVIL_KEY)
+
+
+def other_account(chain, index: int):  # type: ignore[no-untyped-def]
+    """A second funded account on the same chain, as its own ChainClient."""
+    from eth_account import Account
+
+    from mindprint.ledger.chain import ChainClient
+
+    from .services import ANVIL_KEYS
+
+    account = chain.extra_keys[index - 1] if chain.embedded_tester is not None else Account.from_key(ANVIL_KEYS[index])
+    return ChainClient(chain.w3, account)

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS batches (
     state TEXT NOT NULL, tx_hash TEXT, block INTEGER, chain_id INTEGER, registry TEXT,
     created REAL NOT NULL, anchored REAL, history TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS members (
-    cid TEXT PRIMARY KEY, batch INTEGER NOT NULL REFERENCES batches(id), position INTEGER NOT NULL, proof TEXT NOT NULL);
+    cid TEXT PRIMARY KEY, batch INTEGER NOT NULL REFERENCES batches(id),
+    position INTEGER NOT NULL, proof TEXT NOT NULL);
 """
 
 __all__ = ["Anchorer", "InclusionProof"]
@@ -107,7 +108,7 @@ class Anchorer:
         added = 0
         with self._transaction():
             for sample in samples:
-                cid = str(CID.decode(str(sample)).set(base="base32"))
+                cid = _normalise(sample)
                 if self.db.execute("SELECT 1 FROM members WHERE cid=?", (cid,)).fetchone():
                     continue
                 added += self.db.execute("INSERT OR IGNORE INTO pending VALUES (?, ?)", (cid, time.time())).rowcount
@@ -221,7 +222,7 @@ class Anchorer:
 
     # -- lookups -----------------------------------------------------------------------
     def proof(self, sample: CID | str) -> InclusionProof:
-        cid = str(CID.decode(str(sample)).set(base="base32"))
+        cid = _normalise(sample)
         row = self.db.execute(
             "SELECT b.root, m.proof, b.manifest, b.tx_hash, b.block, b.chain_id, b.registry, b.state "
             "FROM members m JOIN batches b ON b.id = m.batch WHERE m.cid=?",
@@ -253,6 +254,13 @@ class Anchorer:
         }
 
 
+def _normalise(sample: CID | str) -> str:
+    try:
+        return str(CID.decode(str(sample)).set(base="base32"))
+    except Exception as err:  # multiformats raises several unrelated types
+        raise LedgerError(f"{sample!r} is not a CID") from err
+
+
 class _Transaction:
     """``with`` block = one SQLite transaction (BEGIN IMMEDIATE … COMMIT / ROLLBACK)."""
 
@@ -265,3 +273,36 @@ class _Transaction:
 
     def __exit__(self, kind: object, *exc: object) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def main(argv: list[str] | None = None) -> int:  # pragma: no cover - exercised by a subprocess test
+    """``python -m mindprint.ledger.anchoring``: anchor everything pending, then exit.
+
+    Environment: ``MINDPRINT_OPERATOR_KEY`` (hex private key). Arguments: see ``--help``.
+    """
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Anchor pending samples (idempotent, resumable).")
+    parser.add_argument("--rpc-url", required=True)
+    parser.add_argument("--registry", required=True)
+    parser.add_argument("--state", required=True, type=Path, help="directory holding journal.sqlite and blocks/")
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--enqueue-file", type=Path, help="file of sample CIDs (one per line) to enqueue first")
+    args = parser.parse_args(argv)
+    key = os.environ.get("MINDPRINT_OPERATOR_KEY")
+    if not key:
+        parser.error("MINDPRINT_OPERATOR_KEY is not set")
+    client = ChainClient.connect(args.rpc_url, key)
+    anchorer = Anchorer(args.state / "journal.sqlite", Blockstore(args.state / "blocks"), client, args.registry)
+    if args.enqueue_file:
+        anchorer.enqueue(line.strip() for line in args.enqueue_file.read_text().splitlines() if line.strip())
+    anchorer.anchor_batches()  # finish whatever a previous run left open
+    while anchorer.build_batch(args.batch_size) is not None:
+        anchorer.anchor_batches()
+    print(json.dumps(anchorer.stats()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

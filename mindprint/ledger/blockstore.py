@@ -172,12 +172,12 @@ class Blockstore:
     # -- CAR -------------------------------------------------------------------------
     def export_car(self, roots: Iterable[CID | str], out: Path) -> int:
         """Write the DAGs under ``roots`` as a CARv1 file; returns the number of blocks."""
-        roots = [_as_cid(r) for r in roots]
+        root_cids = [_as_cid(r) for r in roots]
         count = 0
         written: set[CID] = set()
         with open(out, "wb") as handle:
-            handle.write(car_header(roots))
-            for root in roots:
+            handle.write(car_header(root_cids))
+            for root in root_cids:
                 for cid in self.walk(root):
                     if cid in written:
                         continue

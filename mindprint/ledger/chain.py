@@ -11,6 +11,7 @@ retried with exponential backoff.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound
@@ -96,6 +98,8 @@ class ChainClient:
         self._nonce: int | None = None
         self._lock = threading.Lock()
         self.embedded_tester: Any = None
+        #: further funded accounts of the embedded chain (tests and demos)
+        self.extra_keys: list[LocalAccount] = []
 
     # -- constructors ------------------------------------------------------------------
     @classmethod
@@ -118,8 +122,6 @@ class ChainClient:
         client = cls(w3, Account.from_key(private_key), **options)
         client._retry(lambda: w3.eth.chain_id, "connect")
         return client
-
-    extra_keys: list[LocalAccount] = []
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -175,9 +177,9 @@ class ChainClient:
                 tx = function.build_transaction(params)
                 if tx.get("to") in (b"", ""):
                     tx.pop("to")
-                signed = self.account.sign_transaction(tx)
+                raw = self.account.sign_transaction(tx).raw_transaction
                 try:
-                    tx_hash = self._retry(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction), "send")
+                    tx_hash = self._retry(functools.partial(self.w3.eth.send_raw_transaction, raw), "send")
                     break
                 except Exception as err:
                     text = str(err).lower()
@@ -194,7 +196,7 @@ class ChainClient:
     def wait(self, tx_hash: str) -> TxResult:
         """Wait for a receipt and the configured confirmations."""
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout, poll_latency=0.05)
+            receipt = self.w3.eth.wait_for_transaction_receipt(HexStr(tx_hash), timeout=self.timeout, poll_latency=0.05)
         except TimeExhausted as err:
             raise ChainError(f"no receipt for {tx_hash} after {self.timeout:g} s") from err
         deadline = time.monotonic() + self.timeout
@@ -218,7 +220,7 @@ class ChainClient:
     def receipt(self, tx_hash: str) -> TxResult | None:
         """A transaction's receipt, or None if the chain does not know it."""
         try:
-            receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            receipt = self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
         return TxResult(tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]), int(receipt["status"]))

@@ -14,7 +14,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def build_artifacts() -> list[Path]:
     return written
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_artifact(name: str) -> dict[str, Any]:
     """The committed ABI and bytecode of ``name``."""
     path = ARTIFACT_DIR / f"{name}.json"

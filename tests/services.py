@@ -1,0 +1,146 @@
+"""Real services for integration tests: anvil and the js-ipfs daemon, on loopback.
+
+Both come from npm (tools/package.json, installed by `make test`). Each is started on a
+free 127.0.0.1 port by the test that needs it and stopped (SIGTERM, then SIGKILL) by
+its PID when the test ends. Nothing here contacts another address: the IPFS repository
+is initialised with no bootstrap peers, no swarm listeners, MDNS and WebRTC discovery
+off, and the daemon runs --offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = ROOT / "tools" / "node_modules" / ".bin"
+ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil's well-known dev account 0
+ANVIL_KEYS = [
+    ANVIL_KEY,
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _tool(name: str) -> Path:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make tools` (part of `make test`)")
+    return path
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until(check: object, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if check():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not start within {timeout} s: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def anvil_node(workdir: Path) -> Iterator[str]:
+    """Start anvil on a free loopback port; yields its JSON-RPC URL."""
+    port = free_port()
+    log = workdir / f"anvil-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(_tool("anvil")),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--chain-id",
+                "31337",
+                "--hardfork",
+                "cancun",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+        _wait_until(lambda: httpx.post(url, json=payload, timeout=1).status_code == 200, "anvil", process, log)
+        yield url
+    finally:
+        _stop(process)
+
+
+def init_ipfs_repo(repo: Path, api_port: int) -> dict[str, str]:
+    env = {**os.environ, "IPFS_PATH": str(repo)}
+    subprocess.run(
+        [str(_tool("jsipfs")), "init", "--empty-repo"], env=env, check=True, capture_output=True, timeout=120
+    )
+    config_path = repo / "config"
+    config = json.loads(config_path.read_text())
+    config["Addresses"].update(
+        {
+            "Swarm": [],
+            "Announce": [],
+            "API": f"/ip4/127.0.0.1/tcp/{api_port}",
+            "Gateway": f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "RPC": f"/ip4/127.0.0.1/tcp/{free_port()}",
+            "Delegates": [],
+        }
+    )
+    config["Bootstrap"] = []
+    config["Discovery"]["MDNS"]["Enabled"] = False
+    config["Discovery"]["webRTCStar"]["Enabled"] = False
+    config_path.write_text(json.dumps(config, indent=1))
+    return env
+
+
+@contextlib.contextmanager
+def ipfs_node(workdir: Path, api_port: int | None = None) -> Iterator[str]:
+    """Start the js-ipfs daemon offline on loopback; yields its RPC API URL."""
+    port = api_port or free_port()
+    repo = workdir / f"ipfs-{port}"
+    env = init_ipfs_repo(repo, port) if not repo.exists() else {**os.environ, "IPFS_PATH": str(repo)}
+    log = workdir / f"ipfs-{port}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [str(_tool("jsipfs")), "daemon", "--offline", "--enable-preload=false"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(
+            lambda: httpx.post(f"{url}/api/v0/version", timeout=2).status_code == 200, "js-ipfs", process, log, 120
+        )
+        yield url
+    finally:
+        _stop(process)

@@ -1,0 +1,84 @@
+"""Integration with a real IPFS node (the js-ipfs daemon, Kubo RPC API) on loopback."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mindprint.core.errors import IPFSError
+from mindprint.core.ipld import cid_for_block, read_car
+from mindprint.device.session import SESSION_FILE
+from mindprint.ledger.blockstore import Blockstore
+from mindprint.ledger.ipfs import KuboClient, PinQueue
+
+from .conftest import make_chunks, write_session
+from .services import free_port, ipfs_node
+
+
+@pytest.fixture(scope="module")
+def ipfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KuboClient]:
+    with ipfs_node(tmp_path_factory.mktemp("ipfs")) as url, KuboClient(url) as client:
+        yield client
+
+
+def test_block_cids_are_identical_to_the_nodes(ipfs: KuboClient, tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    session = write_session(tmp_path / "s", key, make_chunks(3))
+    sections = read_car((session / SESSION_FILE).read_bytes()).sections
+    assert len(sections) == 8
+    for section in sections:  # real session blocks: header, chunks, signatures (dag-cbor)
+        assert ipfs.block_put(section.block, "dag-cbor") == section.cid
+        assert ipfs.block_get(section.cid) == section.block
+    payload = os.urandom(4096)
+    assert ipfs.block_put(payload, "raw") == cid_for_block(payload, "raw")
+    # `ipfs add` of a single raw leaf gives the raw CID of the bytes
+    assert ipfs.add(payload) == cid_for_block(payload, "raw")
+
+
+def test_car_round_trip_both_ways(ipfs: KuboClient, tmp_path: Path) -> None:
+    store = Blockstore(tmp_path / "ours")
+    leaves = [store.put(os.urandom(300)) for _ in range(4)]
+    root = store.put_node({"type": "test", "leaves": leaves, "nested": store.put_node({"l": leaves[0]})})
+    car = tmp_path / "ours.car"
+    store.export_car([root], car)
+    assert ipfs.dag_import(car.read_bytes()) == [root]  # the node accepts our CAR, same root
+    assert root in ipfs.pin_ls()
+    exported = tmp_path / "theirs.car"
+    exported.write_bytes(ipfs.dag_export(root))
+    other = Blockstore(tmp_path / "theirs")
+    assert other.import_car(exported) == [root]  # we accept the node's CAR, every block verified
+    assert set(other) == set(store)
+    ipfs.pin_rm(root)
+    assert root not in ipfs.pin_ls()
+
+
+def test_node_down_is_a_clear_error() -> None:
+    port = free_port()
+    with (
+        KuboClient(f"http://127.0.0.1:{port}", timeout=2, retries=2, backoff=0.01) as client,
+        pytest.raises(IPFSError, match="unreachable"),
+    ):
+        client.version()
+
+
+def test_outage_delays_pinning_but_loses_nothing(tmp_path: Path) -> None:
+    store = Blockstore(tmp_path / "blocks")
+    roots = [store.put_node({"sample": i, "payload": store.put(os.urandom(64))}) for i in range(5)]
+    queue = PinQueue(tmp_path / "queue.sqlite", store)
+    for root in roots:
+        queue.enqueue(root)
+    port = free_port()
+    failed_at = time.time()
+    with KuboClient(f"http://127.0.0.1:{port}", timeout=2, retries=1) as down:
+        assert queue.drain(down, now=failed_at) == (0, 5)
+    assert queue.counts() == {"queued": 5}
+    queue.close()
+    reopened = PinQueue(tmp_path / "queue.sqlite", store)  # survives a restart
+    with ipfs_node(tmp_path / "node", api_port=port) as url, KuboClient(url) as up:
+        assert reopened.drain(up, now=failed_at) == (0, 0)  # backoff not over yet
+        assert reopened.drain(up, now=failed_at + 2) == (5, 0)
+        assert set(roots) <= up.pin_ls()
+    assert reopened.counts() == {"pinned": 5}
