@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # anvil and the js-ipfs daemon for the integration tests, pinned by tools/package-lock.json
+# (`npm install` rather than `npm ci`: npm 11 rejects the js-ipfs lock over an optional peer)
 $(TOOLS): tools/package.json tools/package-lock.json
-	cd tools && npm ci --no-audit --no-fund --loglevel=error
+	cd tools && npm install --no-audit --no-fund --loglevel=error
 	touch $(TOOLS)
 
 tools: $(TOOLS)

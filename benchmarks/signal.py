@@ -10,6 +10,13 @@ multiple of the input's size (tracemalloc, which sees NumPy's allocations).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder would come first on sys.path and benchmarks/signal.py
+# would shadow the standard library's `signal`: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import os
 
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):

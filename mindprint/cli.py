@@ -510,6 +510,72 @@ def session_export(
     console.print(f"wrote {written}")
 
 
+# ------------------------------------------------------------------------- chain / rewards
+chain_app = typer.Typer(help="Contracts on an EVM chain (JSON-RPC).", no_args_is_help=True)
+rewards_app = typer.Typer(help="Contributor rewards.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+app.add_typer(rewards_app, name="rewards")
+
+RpcOption = Annotated[str, typer.Option("--rpc-url", help="JSON-RPC URL of the chain, e.g. http://127.0.0.1:8545.")]
+
+
+def _private_key(path: Path | None, variable: str) -> str:
+    import os
+
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as err:
+            raise ConfigurationError(f"cannot read key file {path}: {err}") from err
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigurationError(f"give a key file or set {variable}")
+    return value
+
+
+@chain_app.command("deploy")
+@_handle_errors
+def chain_deploy(
+    rpc_url: RpcOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the deployment (JSON).")],
+    key_file: Annotated[
+        Path | None, typer.Option(help="Operator private key file (else $MINDPRINT_OPERATOR_KEY).")
+    ] = None,
+) -> None:
+    """Deploy the registry, device registry, reward token and distributor."""
+    from mindprint.ledger.chain import ChainClient, deploy_contracts
+
+    client = ChainClient.connect(rpc_url, _private_key(key_file, "MINDPRINT_OPERATOR_KEY"))
+    deployment = deploy_contracts(client)
+    deployment.save(out)
+    console.print_json(out.read_text())
+
+
+@rewards_app.command("claim")
+@_handle_errors
+def rewards_claim(
+    claim_file: Annotated[
+        Path, typer.Argument(help="Claim JSON from the platform (epoch, account, amount, proof, root).")
+    ],
+    rpc_url: RpcOption,
+    distributor: Annotated[str, typer.Option(help="RewardDistributor address.")],
+    wallet_key_file: Annotated[
+        Path | None, typer.Option(help="Wallet private key file (else $MINDPRINT_WALLET_KEY).")
+    ] = None,
+) -> None:
+    """Claim an epoch's reward with its Merkle proof (checked offline first)."""
+    from mindprint.ledger.chain import ChainClient
+    from mindprint.ledger.rewards import Claim, claim_reward
+
+    claim = Claim.load(claim_file)
+    client = ChainClient.connect(rpc_url, _private_key(wallet_key_file, "MINDPRINT_WALLET_KEY"))
+    result = claim_reward(client, distributor, claim)
+    console.print(
+        f"claimed {claim.amount} for {claim.account} (epoch {claim.epoch}) "
+        f"in {result.tx_hash}, block {result.block_number}"
+    )
+
+
 # ------------------------------------------------------------------------------- demo
 def _print_edge_summary(session_dir: Path) -> None:
     from mindprint.device.session import chunk_samples, iter_chunks, read_header

@@ -161,3 +161,52 @@ def test_rewards_claim_once_with_a_valid_proof(chain) -> None:  # type: ignore[n
         )
     )
     _reverts("exceeds epoch total", lambda: claim_reward(alice, deployment.distributor, greedy.claims[alice.address]))
+
+
+def test_cli_deploys_and_claims_on_anvil(anvil_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from mindprint.cli import app
+    from mindprint.ledger.chain import ChainClient, Deployment
+
+    from .services import ANVIL_KEY, ANVIL_KEYS
+
+    runner = CliRunner()
+    (tmp_path / "operator.key").write_text(ANVIL_KEY)
+    deployed = runner.invoke(
+        app,
+        [
+            "chain",
+            "deploy",
+            "--rpc-url",
+            anvil_url,
+            "--out",
+            str(tmp_path / "d.json"),
+            "--key-file",
+            str(tmp_path / "operator.key"),
+        ],
+    )
+    assert deployed.exit_code == 0, deployed.output
+    deployment = Deployment.load(tmp_path / "d.json")
+    operator = ChainClient.connect(anvil_url, ANVIL_KEY)
+    wallet = Account.from_key(ANVIL_KEYS[2])
+    epoch = build_epoch(7, [(wallet.address, 0.9)], pool=42)
+    publish_epoch(operator, deployment.distributor, epoch)
+    epoch.claims[wallet.address].save(tmp_path / "claim.json")
+    (tmp_path / "wallet.key").write_text(ANVIL_KEYS[2])
+    args = [
+        "rewards",
+        "claim",
+        str(tmp_path / "claim.json"),
+        "--rpc-url",
+        anvil_url,
+        "--distributor",
+        deployment.distributor,
+        "--wallet-key-file",
+        str(tmp_path / "wallet.key"),
+    ]
+    claimed = runner.invoke(app, args)
+    assert claimed.exit_code == 0, claimed.output
+    assert "claimed 42" in claimed.stdout
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already claimed" in again.output
