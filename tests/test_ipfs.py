@@ -82,3 +82,30 @@ def test_outage_delays_pinning_but_loses_nothing(tmp_path: Path) -> None:
         assert reopened.drain(up, now=failed_at + 2) == (5, 0)
         assert set(roots) <= up.pin_ls()
     assert reopened.counts() == {"pinned": 5}
+
+
+def test_sealed_session_pinned_on_the_node_opens_only_with_the_key(ipfs: KuboClient, tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
+    from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
+    from mindprint.ledger.sealing import open_sealed_session, seal_session
+
+    session = write_session(tmp_path / "s", key, make_chunks(3))
+    store = Blockstore(tmp_path / "device-side")
+    data_key = new_data_key()
+    platform = RecipientKey.generate()
+    keys = KeyStore(tmp_path / "keys")
+    keys.add("s-9", wrap_key(data_key, platform.public_key, "s-9"))
+    manifest = seal_session((session / SESSION_FILE).read_bytes(), "s-9", data_key, store)
+    queue = PinQueue(tmp_path / "queue.sqlite", store)
+    queue.enqueue(manifest)
+    assert queue.drain(ipfs) == (1, 0)
+    assert manifest in ipfs.pin_ls()
+    # a researcher fetches from the node, not from us
+    fetched = tmp_path / "fetched.car"
+    fetched.write_bytes(ipfs.dag_export(manifest))
+    researcher_store = Blockstore(tmp_path / "researcher")
+    researcher_store.import_car(fetched)
+    blocks = open_sealed_session(manifest, keys.data_key("s-9", platform), researcher_store)
+    assert len(blocks) == 8
+    keys.erase("s-9")  # crypto-shredding: the node still pins the envelopes, nobody can open them
+    with pytest.raises(Exception, match="erased"):
+        keys.data_key("s-9", platform)

@@ -167,3 +167,40 @@ def test_leaves_are_domain_separated() -> None:
     assert reward_leaf(1, "0x" + "11" * 20, 5) != reward_leaf(2, "0x" + "11" * 20, 5)
     with pytest.raises(LedgerError):
         MerkleTree.build([])
+
+
+def test_sealed_session_hides_eeg_and_verifies_through_encryption(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mindprint.core.ipld import car_header, car_section
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.session import SESSION_FILE, verify_session
+    from mindprint.ledger.sealing import open_sealed_session, seal_session
+
+    from .conftest import make_chunks, write_session
+
+    key = DeviceKey.generate()
+    chunks = make_chunks(4)
+    session = write_session(tmp_path / "s", key, chunks)
+    car = (session / SESSION_FILE).read_bytes()
+    store = Blockstore(tmp_path / "blocks")
+    data_key = new_data_key()
+    manifest = seal_session(car, "s-1", data_key, store)
+    sample_bytes = np.ascontiguousarray(chunks[2].samples, dtype="<f4").tobytes()[:64]
+    for cid in store:
+        assert sample_bytes not in store.get(cid)  # no plaintext EEG anywhere in the store
+    opened = open_sealed_session(manifest, data_key, store)
+    rebuilt = tmp_path / "rebuilt"
+    rebuilt.mkdir()
+    from multiformats import CID
+
+    roots = [CID.decode(bytes(r)) for r in store.get_node(manifest)["roots"]]
+    (rebuilt / SESSION_FILE).write_bytes(car_header(roots) + b"".join(car_section(b.cid, b.data) for b in opened))
+    report = verify_session(rebuilt)
+    assert report.ok and report.chunks == 4 and report.device == key.device_id  # signatures checked after decryption
+    with pytest.raises(CryptoError):
+        open_sealed_session(manifest, new_data_key(), store)
+    altered = bytearray(car)
+    altered[len(car) // 2] ^= 1
+    with pytest.raises(LedgerError):
+        seal_session(bytes(altered), "s-1", data_key, store)

@@ -1,0 +1,85 @@
+"""Sealing a signed session for IPFS: encrypted raw leaves under a DAG-CBOR manifest.
+
+Every block of a session's CAR (header, chunks, signatures) is sealed with the session's
+data key into an envelope stored as a **raw leaf**; a DAG-CBOR **sealed-session
+manifest** links the envelopes and records, for each, the CID of the plaintext block it
+holds (what the device signed). IPFS sees envelopes and CIDs only; whoever holds the
+data key opens each envelope, re-hashes the plaintext against its recorded CID, and so
+checks the device signatures through the encryption.
+
+This module handles bytes and CIDs; it never decodes EEG samples into arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multiformats import CID
+
+from mindprint.core.errors import LedgerError
+from mindprint.core.ipld import cid_for_block, read_car
+from mindprint.ledger.blockstore import Blockstore
+from mindprint.ledger.crypto import open_payload, seal_payload
+
+SEALED_TYPE = "mindprint/sealed-session/v1"
+
+__all__ = ["SealedBlock", "open_sealed_session", "seal_session"]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlock:
+    """A plaintext block recovered from its envelope (CID re-checked)."""
+
+    cid: CID
+    data: bytes
+
+
+def _aad(session: str, cid: CID) -> bytes:
+    return session.encode() + b"/" + bytes(cid)
+
+
+def seal_session(car: bytes, session: str, data_key: bytes, store: Blockstore) -> CID:
+    """Seal every block of a session CAR into ``store``; returns the manifest's CID.
+
+    Raises
+    ------
+    LedgerError
+        If the CAR is truncated or a block does not match its CID.
+    """
+    contents = read_car(car)
+    if contents.tail_bytes:
+        raise LedgerError(f"session CAR is truncated at byte {contents.tail_offset}; resume or verify it first")
+    if not contents.sections:
+        raise LedgerError("session CAR holds no blocks")
+    entries = []
+    for section in contents.sections:
+        if cid_for_block(section.block, section.cid.codec.name) != section.cid:
+            raise LedgerError(f"block {section.cid} does not match its CID; refusing to seal altered data")
+        envelope = seal_payload(data_key, section.block, _aad(session, section.cid))
+        # the plaintext CID is kept as bytes, not as an IPLD link: no node should try to fetch it
+        entries.append({"block": bytes(section.cid), "sealed": store.put(envelope, "raw")})
+    return store.put_node(
+        {
+            "type": SEALED_TYPE,
+            "session": session,
+            "roots": [bytes(root) for root in contents.roots],
+            "blocks": entries,
+            "cipher": "chacha20-poly1305",
+        }
+    )
+
+
+def open_sealed_session(manifest: CID | str, data_key: bytes, store: Blockstore) -> list[SealedBlock]:
+    """Decrypt every block of a sealed session, verifying each against its CID."""
+    node = store.get_node(manifest)
+    if not isinstance(node, dict) or node.get("type") != SEALED_TYPE:
+        raise LedgerError(f"{manifest} is not a sealed-session manifest")
+    session = str(node["session"])
+    blocks = []
+    for entry in node["blocks"]:
+        cid = CID.decode(bytes(entry["block"]))
+        data = open_payload(data_key, store.get(entry["sealed"]), _aad(session, cid))
+        if cid_for_block(data, cid.codec.name) != cid:
+            raise LedgerError(f"sealed block {cid} decrypts to different bytes")
+        blocks.append(SealedBlock(cid, data))
+    return blocks
