@@ -210,3 +210,28 @@ def test_cli_deploys_and_claims_on_anvil(anvil_url: str, tmp_path) -> None:  # t
     assert "claimed 42" in claimed.stdout
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "already claimed" in again.output
+
+
+def test_nonce_is_resynchronised_when_another_sender_used_the_key(chain) -> None:  # type: ignore[no-untyped-def]
+    from mindprint.ledger.chain import ChainClient
+
+    deployment = deploy_contracts(chain)
+    twin = ChainClient(chain.w3, chain.account)  # same key, separate nonce counter
+    registry = twin.contract("ProvenanceRegistry", deployment.registry)
+    twin.send(registry.functions.anchor(b"\x0a" * 32, b"\x01" * 32, 1))
+    twin.send(registry.functions.anchor(b"\x0b" * 32, b"\x01" * 32, 1))
+    result = chain.send(
+        chain.contract("ProvenanceRegistry", deployment.registry).functions.anchor(b"\x0c" * 32, b"\x01" * 32, 1)
+    )
+    assert result.status == 1
+
+
+def test_unreachable_node_is_a_clear_error_after_retries() -> None:
+    from mindprint.ledger.chain import ChainClient
+
+    from .services import ANVIL_KEY, free_port
+
+    started = time.monotonic()
+    with pytest.raises(ChainError, match="failed after 3 attempts"):
+        ChainClient.connect(f"http://127.0.0.1:{free_port()}", ANVIL_KEY, retries=3, backoff=0.05, rpc_timeout=1.0)
+    assert time.monotonic() - started < 10
