@@ -1,0 +1,179 @@
+"""Uniqueness: a fingerprint index of accepted EEG that catches replays.
+
+A fingerprint is a 1.5 s stretch of one channel, low-passed at 20 Hz, resampled to a
+64 Hz grid (96 values), with its own quadratic trend removed and z-normalised — so
+rescaling, DC offsets, slow drift and broadband noise barely move it, and the same
+stretch gives the same vector whether it was cut from a long recording or submitted on
+its own. Accepted data is indexed per channel every ``hop`` grid samples (faiss
+inner-product index). A query (≥ 2 s) is checked at ``hop`` integer and two fractional
+sub-offsets of the grid (so any time shift lines up within half a grid sample),
+forwards and time-reversed, channel by channel: channel identity is ignored, so permuted
+channels still match.
+
+A replay is declared when at least ``min_channels`` query channels match (similarity
+≥ ``threshold``) the *same* stored recording at the *same* time offset and direction:
+one channel resembling something by chance is common among millions of EEG segments;
+several channels agreeing on where they came from is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal as sps
+
+from mindprint.core.errors import SignalError
+from mindprint.signal.filters import design_filter, filter_offline
+
+logger = logging.getLogger(__name__)
+
+GRID_HZ = 64.0
+SEGMENT = 96  # 1.5 s at 64 Hz
+FRACTIONS = (0.0, 0.5)
+WHITEN = True
+QUERY_START = 16  # grid samples skipped at the start of a query (filter edge)
+
+__all__ = ["FingerprintIndex", "ReplayMatch", "fingerprints"]
+
+
+def _to_grid(data: NDArray[np.float64], sfreq: float, fraction: float = 0.0) -> NDArray[np.float64]:
+    """Low-pass at 20 Hz and resample onto the 64 Hz grid starting ``fraction`` of a grid step late."""
+    centred = data - data.mean(axis=1, keepdims=True)
+    band = filter_offline(centred, design_filter(sfreq, None, min(20.0, sfreq / 2 - 1), order=4))
+    n_grid = int(np.floor((band.shape[1] / sfreq - fraction / GRID_HZ) * GRID_HZ))
+    times = (np.arange(n_grid) + fraction) / GRID_HZ
+    source = np.arange(band.shape[1]) / sfreq
+    # the 1–20 Hz signal is smooth at the source rate: linear interpolation is enough
+    return np.stack([np.interp(times, source, channel) for channel in band])
+
+
+_t = np.linspace(-1, 1, SEGMENT)
+_basis = np.stack([np.ones(SEGMENT), _t, _t**2], axis=1)
+_DETREND = _basis @ np.linalg.pinv(_basis)  # projection onto constant, linear, quadratic
+
+
+def _segments(grid: NDArray[np.float64], hop: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """(n_channels * n_positions, SEGMENT) z-normalised segments and their start positions."""
+    n_ch, n = grid.shape
+    if n < SEGMENT:
+        return np.empty((0, SEGMENT), np.float32), np.empty(0, np.int64)
+    starts = np.arange(0, n - SEGMENT + 1, hop)
+    windows = np.lib.stride_tricks.sliding_window_view(grid, SEGMENT, axis=1)[:, starts]
+    centred = windows - (windows @ _DETREND)  # remove each segment's quadratic trend
+    if WHITEN:
+        # first difference flattens EEG's 1/f spectrum: more independent values per
+        # fingerprint, so distinct stretches correlate less by chance
+        centred = np.diff(centred, axis=2, prepend=centred[:, :, :1])
+        centred -= centred.mean(axis=2, keepdims=True)
+    norms = np.linalg.norm(centred, axis=2, keepdims=True)
+    vectors = (centred / np.maximum(norms, 1e-30)).reshape(-1, SEGMENT).astype(np.float32)
+    return np.ascontiguousarray(vectors), starts
+
+
+def fingerprints(
+    data: NDArray[np.floating], sfreq: float, hop: int = 4
+) -> tuple[NDArray[np.float32], NDArray[np.int64], int]:
+    """Fingerprints of every channel every ``hop`` grid samples; returns (vectors, starts, n_channels)."""
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim != 2 or not np.all(np.isfinite(x)):
+        raise SignalError("fingerprints need finite data of shape (n_channels, n_times)")
+    grid = _to_grid(x, sfreq)
+    vectors, starts = _segments(grid, hop)
+    return vectors, starts, x.shape[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayMatch:
+    """Evidence that a query replays stored data."""
+
+    owner: int
+    offset: int  # stored grid position minus query grid position
+    reversed: bool
+    channels: int
+    similarity: float
+
+
+class FingerprintIndex:
+    """faiss index of accepted EEG fingerprints with replay queries.
+
+    Parameters
+    ----------
+    hop : int
+        Grid samples (1/64 s) between stored fingerprints.
+    threshold : float
+        Cosine similarity for a channel to count as matching.
+    min_channels : int
+        Matching channels (same owner, offset and direction) that make a replay.
+    hnsw : bool
+        Use an HNSW graph (approximate, fast at 10^6+ vectors) instead of exact search.
+    """
+
+    def __init__(self, *, hop: int = 4, threshold: float = 0.88, min_channels: int = 2, hnsw: bool = False) -> None:
+        self.hop = hop
+        self.threshold = threshold
+        self.min_channels = min_channels
+        if hnsw:
+            index = faiss.IndexHNSWFlat(SEGMENT, 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = 64
+            self.index: faiss.Index = index
+        else:
+            self.index = faiss.IndexFlatIP(SEGMENT)
+        self.owners = np.empty(0, np.int64)
+        self.positions = np.empty(0, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, owner: int, data: NDArray[np.floating], sfreq: float) -> int:
+        """Index accepted data of ``owner`` (an id of the sample / session); returns vectors added."""
+        vectors, starts, n_ch = fingerprints(data, sfreq, self.hop)
+        self.add_vectors(owner, vectors, np.tile(starts, n_ch))
+        return len(vectors)
+
+    def add_vectors(self, owner: int, vectors: NDArray[np.float32], positions: NDArray[np.int64]) -> None:
+        if len(vectors):
+            self.index.add(vectors)
+            self.owners = np.concatenate([self.owners, np.full(len(vectors), owner, np.int64)])
+            self.positions = np.concatenate([self.positions, positions.astype(np.int64)])
+
+    def query(self, data: NDArray[np.floating], sfreq: float, *, k: int = 4) -> ReplayMatch | None:
+        """The strongest replay evidence for ``data`` (n_channels, ≥ 2 s), or None."""
+        x = np.asarray(data, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] < 2 * sfreq or not np.all(np.isfinite(x)):
+            raise SignalError("a replay query needs finite (n_channels, >= 2 s) data")
+        if len(self) == 0:
+            return None
+        n_ch = x.shape[0]
+        votes: dict[tuple[int, int, bool], dict[int, float]] = defaultdict(dict)
+        for fraction in FRACTIONS:
+            grid = _to_grid(x, sfreq, fraction)
+            for direction in (False, True):
+                series = grid[:, ::-1] if direction else grid
+                start = min(QUERY_START, max(0, series.shape[1] - SEGMENT - self.hop))
+                for step in range(self.hop):
+                    shift = start + step
+                    vectors, _ = _segments(series[:, shift : shift + SEGMENT], 1)
+                    if not len(vectors):
+                        continue
+                    sims, ids = self.index.search(vectors, k)
+                    for channel in range(n_ch):
+                        for sim, idx in zip(sims[channel], ids[channel], strict=True):
+                            if idx < 0 or sim < self.threshold:
+                                continue
+                            key = (int(self.owners[idx]), int(self.positions[idx]) - shift, direction)
+                            best = votes[key]
+                            best[channel] = max(best.get(channel, 0.0), float(sim))
+        needed = min(self.min_channels, n_ch)
+        found = [
+            ReplayMatch(owner, offset, direction, len(channels), float(np.mean(list(channels.values()))))
+            for (owner, offset, direction), channels in votes.items()
+            if len(channels) >= needed
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda m: (m.channels, m.similarity))
