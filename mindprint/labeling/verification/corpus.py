@@ -25,7 +25,7 @@ from mindprint.core.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Recording", "build_recordings", "phase_surrogate", "channel_shuffle", "coloured_noise", "synthetic_board"]
+__all__ = ["Recording", "build_recordings", "channel_shuffle", "coloured_noise", "phase_surrogate", "synthetic_board"]
 
 
 @dataclass(frozen=True, slots=True)

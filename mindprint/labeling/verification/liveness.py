@@ -130,7 +130,7 @@ def liveness_features(
         norm = norm / norm.sum(axis=1, keepdims=True)
         entropy = float(np.mean(-(norm * np.log(norm)).sum(axis=1) / np.log(norm.shape[1])))
         robust = 1.4826 * np.median(np.abs(seg - np.median(seg, axis=1, keepdims=True)), axis=1)
-        corr = np.corrcoef(seg)
+        corr = np.atleast_2d(np.corrcoef(seg))
         absolute = np.abs(corr[pairs])
         absolute = absolute[np.isfinite(absolute)]
         env = envelope[:, start : start + window]

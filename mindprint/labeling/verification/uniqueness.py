@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal as sps
 
 from mindprint.core.errors import SignalError
 from mindprint.signal.filters import design_filter, filter_offline
@@ -59,7 +58,7 @@ _DETREND = _basis @ np.linalg.pinv(_basis)  # projection onto constant, linear, 
 
 def _segments(grid: NDArray[np.float64], hop: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """(n_channels * n_positions, SEGMENT) z-normalised segments and their start positions."""
-    n_ch, n = grid.shape
+    n = grid.shape[1]
     if n < SEGMENT:
         return np.empty((0, SEGMENT), np.float32), np.empty(0, np.int64)
     starts = np.arange(0, n - SEGMENT + 1, hop)
