@@ -35,7 +35,7 @@ __all__ = ["LivenessModel", "LivenessScore", "WindowSet", "featurise", "load_def
 
 @dataclass(frozen=True, slots=True)
 class LivenessScore:
-    """Liveness of a stretch of EEG: mean window probability, decision, reasons."""
+    """Liveness of a stretch of EEG: median window probability, decision, reasons."""
 
     score: float
     accepted: bool
@@ -63,7 +63,8 @@ class LivenessModel:
         """Score EEG (n_channels, n_times) in volts; at least one 2 s window."""
         values = liveness_features(data, sfreq).values
         probabilities = self.probabilities(values)
-        score = float(np.mean(probabilities))
+        # the median window decides: one odd window (a transient, an artifact) does not
+        score = float(np.median(probabilities))
         reasons = []
         median = np.median(values, axis=0)
         for i, name in enumerate(self.features):

@@ -10,8 +10,9 @@ sub-offsets of the grid (so any time shift lines up within half a grid sample),
 forwards and time-reversed, channel by channel: channel identity is ignored, so permuted
 channels still match.
 
-A replay is declared when at least ``min_channels`` query channels match (similarity
-≥ ``threshold``) the *same* stored recording at the *same* time offset and direction:
+A replay is declared when at least ``min_channels`` query channels, and at least
+``min_fraction`` of them, match (similarity ≥ ``threshold``) the *same* stored
+recording at the *same* time offset and direction:
 one channel resembling something by chance is common among millions of EEG segments;
 several channels agreeing on where they came from is not.
 """
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 GRID_HZ = 64.0
 SEGMENT = 96  # 1.5 s at 64 Hz
 FRACTIONS = (0.0, 0.5)
-WHITEN = True
+PRE_EMPHASIS = 0.8
 QUERY_START = 16  # grid samples skipped at the start of a query (filter edge)
 
 __all__ = ["FingerprintIndex", "ReplayMatch", "fingerprints"]
@@ -64,11 +65,12 @@ def _segments(grid: NDArray[np.float64], hop: int) -> tuple[NDArray[np.float32],
     starts = np.arange(0, n - SEGMENT + 1, hop)
     windows = np.lib.stride_tricks.sliding_window_view(grid, SEGMENT, axis=1)[:, starts]
     centred = windows - (windows @ _DETREND)  # remove each segment's quadratic trend
-    if WHITEN:
-        # first difference flattens EEG's 1/f spectrum: more independent values per
-        # fingerprint, so distinct stretches correlate less by chance
-        centred = np.diff(centred, axis=2, prepend=centred[:, :, :1])
-        centred -= centred.mean(axis=2, keepdims=True)
+    # pre-emphasis flattens EEG's 1/f spectrum: more independent values per fingerprint,
+    # so distinct stretches correlate less by chance (at 1.0, a plain derivative, added
+    # noise would dominate; 0.8 keeps both)
+    emphasised = centred.copy()
+    emphasised[:, :, 1:] -= PRE_EMPHASIS * centred[:, :, :-1]
+    centred = emphasised - emphasised.mean(axis=2, keepdims=True)
     norms = np.linalg.norm(centred, axis=2, keepdims=True)
     vectors = (centred / np.maximum(norms, 1e-30)).reshape(-1, SEGMENT).astype(np.float32)
     return np.ascontiguousarray(vectors), starts
@@ -108,11 +110,22 @@ class FingerprintIndex:
         Cosine similarity for a channel to count as matching.
     min_channels : int
         Matching channels (same owner, offset and direction) that make a replay.
+    min_fraction : float
+        ... and at least this share of the query's channels.
     hnsw : bool
         Use an HNSW graph (approximate, fast at 10^6+ vectors) instead of exact search.
     """
 
-    def __init__(self, *, hop: int = 4, threshold: float = 0.88, min_channels: int = 2, hnsw: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        hop: int = 4,
+        threshold: float = 0.8,
+        min_channels: int = 2,
+        min_fraction: float = 0.5,
+        hnsw: bool = False,
+    ) -> None:
+        self.min_fraction = min_fraction
         self.hop = hop
         self.threshold = threshold
         self.min_channels = min_channels
@@ -167,7 +180,9 @@ class FingerprintIndex:
                             key = (int(self.owners[idx]), int(self.positions[idx]) - shift, direction)
                             best = votes[key]
                             best[channel] = max(best.get(channel, 0.0), float(sim))
-        needed = min(self.min_channels, n_ch)
+        # a real replay moves every channel; a chance match among correlated scalp
+        # channels moves a few neighbours: ask for a share of the channels too
+        needed = max(min(self.min_channels, n_ch), int(np.ceil(self.min_fraction * n_ch)))
         found = [
             ReplayMatch(owner, offset, direction, len(channels), float(np.mean(list(channels.values()))))
             for (owner, offset, direction), channels in votes.items()

@@ -1,0 +1,154 @@
+"""Human verification: liveness on real and forged EEG, replays, attention, decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from mindprint.device.openbci import read_openbci_gui_csv
+from mindprint.device.session import verify_session
+from mindprint.labeling.verification.corpus import channel_shuffle, coloured_noise, phase_surrogate, synthetic_board
+from mindprint.labeling.verification.model import choose_threshold, featurise, load_default_model, out_of_fold_scores
+from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
+from mindprint.labeling.verification.uniqueness import FingerprintIndex
+from mindprint.signal.filters import design_filter, filter_offline
+
+from .conftest import CYTON_CSV, EEGLAB_SET, GENERATOR_EDF, make_chunks, require, write_session
+
+
+@pytest.fixture(scope="module")
+def cyton() -> np.ndarray:
+    return read_openbci_gui_csv(require(CYTON_CSV)).data[1:9] * 1e-6
+
+
+@pytest.fixture(scope="module")
+def eeglab() -> tuple[np.ndarray, float]:
+    raw = mne.io.read_raw_eeglab(require(EEGLAB_SET), preload=True, verbose="error")
+    return raw.get_data(), float(raw.info["sfreq"])
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    return load_default_model()
+
+
+def test_real_eeg_is_live(model, cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
+    for start in (20, 40, 60):  # 10 s stretches of the Cyton recording
+        verdict = model.assess(cyton[:, start * 250 : (start + 10) * 250], 250.0)
+        assert verdict.accepted, verdict
+    data, sfreq = eeglab
+    for start in (10, 100, 200):
+        verdict = model.assess(data[:, int(start * sfreq) : int((start + 10) * sfreq)], sfreq)
+        assert verdict.accepted, verdict
+
+
+def test_forgeries_are_not_live(model, cyton) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    generator = mne.io.read_raw_edf(require(GENERATOR_EDF), preload=True, verbose="error").get_data()
+    board, board_rate = synthetic_board(6.0)
+    excerpt = cyton[:, 30 * 250 : 60 * 250]
+    forgeries = {
+        "synthetic board": (board, board_rate),
+        "signal generator": (generator[:, 1000:3000], 200.0),
+        "pink noise + alpha": (coloured_noise(8, 2500, 250.0, 1.0, rng), 250.0),
+        "brown noise + alpha": (coloured_noise(8, 2500, 250.0, 2.0, rng), 250.0),
+        "phase-randomised surrogate": (phase_surrogate(excerpt, rng), 250.0),
+        "channel-shuffled": (channel_shuffle(excerpt, 250.0, rng), 250.0),
+    }
+    for name, (data, sfreq) in forgeries.items():
+        verdict = model.assess(data, sfreq)
+        assert not verdict.accepted, f"{name} accepted: {verdict.score:.2f}"
+        assert verdict.reasons, name
+
+
+def test_thresholds_hold_across_recordings(cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
+    from mindprint.labeling.verification.corpus import Recording
+
+    rng = np.random.default_rng(5)
+    data, sfreq = eeglab
+    recordings = [
+        Recording("cyton", cyton, 250.0, 1, "cyton", "real"),
+        Recording("eeglab", data, sfreq, 1, "eeglab", "real"),
+        Recording("s-cyton", phase_surrogate(cyton, rng), 250.0, 0, "cyton", "surrogate"),
+        Recording("s-eeglab", phase_surrogate(data, rng), sfreq, 0, "eeglab", "surrogate"),
+        Recording("pink", coloured_noise(8, 30000, 250.0, 1.0, rng), 250.0, 0, "pink", "noise"),
+    ]
+    windows = featurise(recordings)
+    scores = out_of_fold_scores(windows)
+    threshold = choose_threshold(scores, windows.labels, 0.01)
+    # trained without the held-out recording, the other recording still passes
+    assert np.mean(scores[windows.labels == 1] >= threshold) > 0.9
+    assert np.mean(scores[windows.labels == 0] >= threshold) <= 0.01
+
+
+def _band_rms(window: np.ndarray, sfreq: float) -> np.ndarray:
+    """Per-channel RMS in 1–45 Hz, shape (n_channels, 1)."""
+    return filter_offline(window, design_filter(sfreq, 1.0, 45.0)).std(axis=1, keepdims=True)
+
+
+def test_replays_are_caught_and_distinct_windows_are_not(cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(8)
+    index = FingerprintIndex()
+    index.add(1, cyton[:, : 45 * 250], 250.0)
+    data, sfreq = eeglab
+    index.add(2, data[:, : int(120 * sfreq)], sfreq)
+    for start in (5, 17, 33):
+        window = cyton[:, start * 250 : start * 250 + 500]
+        shift = int(rng.integers(1, 125))
+        replays = {
+            "exact": window,
+            "rescaled": window * 3.0 + 0.01,
+            "noisy": window + rng.normal(0, 0.3 * _band_rms(window, 250.0), window.shape),
+            "shifted": cyton[:, start * 250 + shift : start * 250 + shift + 500],
+            "reversed": window[:, ::-1].copy(),
+            "permuted": window[rng.permutation(8)],
+        }
+        for kind, replay in replays.items():
+            match = index.query(replay, 250.0)
+            assert match is not None and match.owner == 1, f"{kind} replay at {start} s missed"
+            assert uniqueness_score(match).value == 0.0
+    false = 0
+    starts = list(range(46 * 250, 88 * 250, 125))
+    for start in starts:  # the unindexed half of the recording: distinct windows
+        false += index.query(cyton[:, start : start + 500], 250.0) is not None
+    assert false <= 1, f"{false} false matches among {len(starts)} distinct windows"
+
+
+def test_attention_scores() -> None:
+    baseline = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0]
+    attentive = attention_score(1.0, baseline, [0.45, 0.6, 0.52], gold_correct=4, gold_total=4)
+    assert attentive.value > 0.8 and not attentive.reasons
+    drowsy = attention_score(0.3, baseline, [0.5, 0.6])
+    assert drowsy.value < 0.5 and "baseline" in drowsy.reasons[0]
+    bot = attention_score(1.0, baseline, [0.5] * 8)
+    assert bot.value < 0.6 and any("machine-regular" in r for r in bot.reasons)
+    guesser = attention_score(1.0, baseline, [0.5, 0.7, 0.4], gold_correct=0, gold_total=6)
+    assert guesser.value < attentive.value and any("gold" in r for r in guesser.reasons)
+    impossible = attention_score(1.0, baseline, [0.05, 0.08, 0.5])
+    assert impossible.value < attentive.value and any("outside" in r for r in impossible.reasons)
+
+
+def test_authenticity_and_decision(tmp_path: Path, key, model, cyton) -> None:  # type: ignore[no-untyped-def]
+    session = write_session(tmp_path / "s", key, make_chunks(3))
+    report = verify_session(session)
+    assert authenticity_score(report, device_bound=True).value == 1.0
+    assert authenticity_score(report, device_bound=False).value == 0.0
+    assert authenticity_score(report, device_bound=None).value == 0.5
+    live = model.assess(cyton[:, 30 * 250 : 40 * 250], 250.0)
+    good = decide(
+        authenticity_score(report, device_bound=True),
+        live,
+        uniqueness_score(None),
+        attention_score(1.0, [1.0] * 6, [0.5, 0.7]),
+    )
+    assert good.accepted and good.scores["authenticity"] == 1.0
+    unbound = decide(
+        authenticity_score(report, device_bound=False),
+        live,
+        uniqueness_score(None),
+        attention_score(1.0, [1.0] * 6, [0.5, 0.7]),
+    )
+    assert not unbound.accepted and unbound.reasons
