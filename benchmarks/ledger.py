@@ -40,8 +40,19 @@ def samples(n: int, seed: int) -> list[CID]:
 
 def baseline_contract(client: ChainClient):  # type: ignore[no-untyped-def]
     out = subprocess.run(
-        [sys.executable, "-m", "vyper", "--evm-version", "cancun", "-f", "abi,bytecode", str(ROOT / "benchmarks" / "CidStore.vy")],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "vyper",
+            "--evm-version",
+            "cancun",
+            "-f",
+            "abi,bytecode",
+            str(ROOT / "benchmarks" / "CidStore.vy"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     factory = client.w3.eth.contract(abi=json.loads(out[0]), bytecode=out[1])
     result = client.send(factory.constructor())
@@ -58,19 +69,28 @@ def main() -> None:
         digest = b"\x11" * 32
 
         # one transaction per sample (each sample its own root)
-        per_sample = [client.send(registry.functions.anchor(sample_leaf(bytes(c)), digest, 1)).gas_used for c in samples(20, 1)]
+        per_sample = [
+            client.send(registry.functions.anchor(sample_leaf(bytes(c)), digest, 1)).gas_used for c in samples(20, 1)
+        ]
         one_tx_gas = sum(per_sample[1:]) / len(per_sample[1:])
         # a CID string per sample, 64 per transaction
         cid_strings = [str(c) for c in samples(64 * 3, 2)]
-        string_gas = [client.send(baseline.functions.store(cid_strings[i : i + 64])).gas_used for i in range(0, len(cid_strings), 64)]
+        string_gas = [
+            client.send(baseline.functions.store(cid_strings[i : i + 64])).gas_used
+            for i in range(0, len(cid_strings), 64)
+        ]
         string_per_sample = sum(string_gas[1:]) / (64 * len(string_gas[1:]))
 
         for batch in (1, 64, 1024, 16384):
             tree = MerkleTree.build([sample_leaf(bytes(c)) for c in samples(batch, 100 + batch)])
             gas = client.send(registry.functions.anchor(tree.root, digest, batch)).gas_used
             ours = gas / batch
-            rows.append(f"| gas per sample, batch {batch} | {ours:,.1f} | one tx per sample {one_tx_gas:,.0f} | {one_tx_gas / ours:,.1f}× |")
-            rows.append(f"| gas per sample, batch {batch} | {ours:,.1f} | CID string per sample {string_per_sample:,.0f} | {string_per_sample / ours:,.1f}× |")
+            rows.append(
+                f"| gas per sample, batch {batch} | {ours:,.1f} | one tx per sample {one_tx_gas:,.0f} | {one_tx_gas / ours:,.1f}× |"
+            )
+            rows.append(
+                f"| gas per sample, batch {batch} | {ours:,.1f} | CID string per sample {string_per_sample:,.0f} | {string_per_sample / ours:,.1f}× |"
+            )
             print(rows[-2], rows[-1], sep="\n", flush=True)
 
         for batch in (1024, 16384):
@@ -81,7 +101,9 @@ def main() -> None:
             anchorer.enqueue(cids)
             anchorer.run(max_size=batch)
             seconds = time.perf_counter() - start
-            rows.append(f"| anchoring throughput, batch {batch} (enqueue + tree + manifest + tx) | {len(cids) / seconds:,.0f} samples/s | | |")
+            rows.append(
+                f"| anchoring throughput, batch {batch} (enqueue + tree + manifest + tx) | {len(cids) / seconds:,.0f} samples/s | | |"
+            )
             print(rows[-1], flush=True)
             proofs = [anchorer.proof(c) for c in cids[:2000]]
             start = time.perf_counter()
@@ -90,7 +112,9 @@ def main() -> None:
             start = time.perf_counter()
             assert all(anchorer.verify_on_chain(p) for p in proofs[:300])
             onchain = 300 / (time.perf_counter() - start)
-            rows.append(f"| proofs verified per second (batch {batch}) | offline {offline:,.0f}/s | on chain (eth_call) {onchain:,.0f}/s | |")
+            rows.append(
+                f"| proofs verified per second (batch {batch}) | offline {offline:,.0f}/s | on chain (eth_call) {onchain:,.0f}/s | |"
+            )
             print(rows[-1], flush=True)
 
     payloads = [os.urandom(256 * 1024) for _ in range(64)]
@@ -114,8 +138,12 @@ def main() -> None:
             for cid in cids:
                 ipfs.block_get(cid)
             node_get = megabytes / (time.perf_counter() - start)
-        rows.append(f"| blockstore put (256 KiB blocks, fsync) | {put:,.0f} MB/s | IPFS node add {add:,.0f} MB/s | {put / add:,.1f}× faster |")
-        rows.append(f"| blockstore get (verified) | {get:,.0f} MB/s | IPFS node block/get {node_get:,.0f} MB/s | {get / node_get:,.1f}× faster |")
+        rows.append(
+            f"| blockstore put (256 KiB blocks, fsync) | {put:,.0f} MB/s | IPFS node add {add:,.0f} MB/s | {put / add:,.1f}× faster |"
+        )
+        rows.append(
+            f"| blockstore get (verified) | {get:,.0f} MB/s | IPFS node block/get {node_get:,.0f} MB/s | {get / node_get:,.1f}× faster |"
+        )
     digest_check = multihash.digest(b"x", "sha2-256")
     del digest_check
     assert verify_proof(sample_leaf(b"a"), [], sample_leaf(b"a"))

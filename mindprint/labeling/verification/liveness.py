@@ -74,10 +74,13 @@ def _line_mask(freqs: NDArray[np.float64]) -> NDArray[np.bool_]:
     return mask
 
 
+EDGE_SECONDS = 0.25  # filter edge effects: windows start and end this far inside the data
+
+
 def liveness_features(
     data: NDArray[np.floating], sfreq: float, *, window_seconds: float = 2.0, step_seconds: float = 2.0
 ) -> LivenessFeatures:
-    """Features of consecutive windows of a recording.
+    """Features of consecutive windows of a recording (the outer 0.25 s are left out).
 
     Parameters
     ----------
@@ -95,22 +98,25 @@ def liveness_features(
         raise SignalError(f"liveness needs a sampling rate of at least 90 Hz, got {sfreq}")
     window = int(round(window_seconds * sfreq))
     step = int(round(step_seconds * sfreq))
-    if x.shape[1] < window:
-        raise SignalError(f"need at least {window_seconds} s of data, got {x.shape[1] / sfreq:.2f} s")
+    edge = int(round(EDGE_SECONDS * sfreq))
+    if x.shape[1] < window + 2 * edge:
+        needed = window_seconds + 2 * EDGE_SECONDS
+        raise SignalError(f"need at least {needed:g} s of data, got {x.shape[1] / sfreq:.2f} s")
     flat_fraction_all = np.abs(np.diff(x, axis=1)) < 1e-12
     band = filter_offline(x, design_filter(sfreq, 1.0, 45.0))
     alpha = filter_offline(x, design_filter(sfreq, 8.0, 13.0, order=3))
     envelope = np.abs(sps.hilbert(alpha, axis=1))
-    spectra = window_spectra(band, sfreq, window_seconds=window_seconds, overlap=1 - step / window, fmax=45.0)
+    inner = band[:, edge : band.shape[1] - edge]
+    spectra = window_spectra(inner, sfreq, window_seconds=window_seconds, overlap=1 - step / window, fmax=45.0)
     f = spectra.freqs
-    starts = spectra.starts
+    starts = spectra.starts + edge
     rows = []
     fit_band = (f >= 2) & (f <= 40) & _line_mask(f)
     logf = np.log10(f[fit_band])
     pairs = np.triu_indices(x.shape[0], 1)
     for w, start in enumerate(starts):
         seg = band[:, start : start + window]
-        psd = spectra.psd[:, w].astype(np.float64) + 1e-40
+        psd = spectra.psd[:, w].astype(np.float64) + 1e-40  # window w starts at sample `start`
         # power-law fit on the channel-median spectrum
         logp = np.log10(np.median(psd, axis=0)[fit_band])
         slope, intercept = np.polyfit(logf, logp, 1)
