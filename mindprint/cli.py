@@ -577,6 +577,58 @@ def rewards_claim(
 
 
 # ------------------------------------------------------------------------------- demo
+def _print_verification_and_anchoring(session_dir: Path, root: Path, report: Any) -> None:
+    from mindprint.device.session import SESSION_FILE, chunk_samples, iter_chunks, read_header
+    from mindprint.labeling.verification.corpus import synthetic_board
+    from mindprint.labeling.verification.model import load_default_model
+    from mindprint.labeling.verification.scores import authenticity_score
+    from mindprint.ledger.anchoring import Anchorer
+    from mindprint.ledger.blockstore import Blockstore
+    from mindprint.ledger.chain import ChainClient, deploy_contracts
+    from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
+    from mindprint.ledger.sealing import seal_session
+
+    header = read_header(session_dir)
+    eeg_rows = [i for i, kind in enumerate(header.types) if kind == "eeg"]
+    data = np.concatenate([chunk_samples(block) for _, block in iter_chunks(session_dir)], axis=1)[eeg_rows]
+    model = load_default_model()
+    live = model.assess(data.astype(np.float64), header.sfreq)
+    console.print(
+        f"7. verification: authenticity {authenticity_score(report, device_bound=True).value:.0f} "
+        f"(device binding assumed in this offline demo) · liveness {live.score:.2f} "
+        f"(threshold {model.threshold:.2f}) → {'[green]live human EEG[/]' if live.accepted else '[red]rejected[/]'}"
+    )
+    board, board_rate = synthetic_board(5.0)
+    fake = model.assess(board, board_rate)
+    verdict = "[red]rejected[/]" if not fake.accepted else "[yellow]accepted[/]"
+    console.print(
+        f"   BrainFlow synthetic board: liveness {fake.score:.2f} → {verdict}: {escape('; '.join(fake.reasons[:3]))}"
+    )
+
+    store = Blockstore(root / "ledger" / "blocks")
+    keys = KeyStore(root / "ledger" / "keys")
+    platform = RecipientKey.generate()
+    data_key = new_data_key()
+    keys.add(header.session, wrap_key(data_key, platform.public_key, header.session))
+    manifest = seal_session((session_dir / SESSION_FILE).read_bytes(), header.session, data_key, store)
+    store.pin(manifest)
+    console.print(f"8. sealed (encrypted) for IPFS: manifest {manifest}")
+    chain = ChainClient.embedded()
+    deployment = deploy_contracts(chain)
+    journal = root / "ledger" / "journal.sqlite"
+    journal.unlink(missing_ok=True)
+    anchorer = Anchorer(journal, store, chain, deployment.registry)
+    anchorer.enqueue([manifest])
+    anchorer.run()
+    proof = anchorer.proof(manifest)
+    console.print(
+        f"9. anchored on the embedded EVM (chain {proof.chain_id}) in {proof.tx_hash}, block {proof.block}; "
+        f"proof offline {'ok' if proof.verify_offline() else 'FAILED'}, "
+        f"on chain {'ok' if anchorer.verify_on_chain(proof) else 'FAILED'}"
+    )
+    anchorer.close()
+
+
 def _print_edge_summary(session_dir: Path) -> None:
     from mindprint.device.session import chunk_samples, iter_chunks, read_header
     from mindprint.signal.pipeline import process_recording
@@ -639,6 +691,7 @@ def demo(
     fif = export_session(session_dir, root / "session_raw.fif")
     console.print(f"5. exported for MNE: {fif}")
     _print_edge_summary(session_dir)
+    _print_verification_and_anchoring(session_dir, root, report)
     console.rule("[bold]summary")
     console.print(
         f"chunks {summary.chunks} · samples {summary.samples} · markers {report.markers} · "
