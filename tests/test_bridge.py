@@ -202,3 +202,15 @@ def test_openbci_import_reads_the_whole_real_file() -> None:
     assert recording.data.shape == (24, 22490)
     duration = recording.data[22, -1] - recording.data[22, 0]
     assert 85 < duration < 95  # timestamps converted from ms to s
+
+
+def test_brainflow_csv_import_round_trip(tmp_path: Path) -> None:
+    from mindprint.core.errors import DeviceError
+    from mindprint.device.openbci import read_brainflow_csv, write_playback_file
+
+    recording = read_openbci_gui_csv(require(CYTON_CSV))
+    first = write_playback_file(recording, tmp_path / "a.csv", start_seconds=5, seconds=2)
+    again = read_brainflow_csv(first, 0)
+    np.testing.assert_allclose(again.data, recording.data[:, 1250:1750], rtol=1e-6)
+    with pytest.raises(DeviceError, match="rows"):
+        read_brainflow_csv(first, 1)  # a Ganglion has another layout
