@@ -1,0 +1,65 @@
+"""The labeling web API (FastAPI): app factory and problem+json error handling."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mindprint import __version__
+from mindprint.api.routers import auth, projects
+from mindprint.core.errors import ConfigurationError, MindprintError
+
+PROBLEM = "application/problem+json"
+
+__all__ = ["create_app"]
+
+
+def _problem(
+    status: int, title: str, detail: object, request: Request, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": str(request.url.path),
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="mindprint labeling API", version=__version__)
+    app.include_router(auth.router)
+    app.include_router(projects.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {
+            400: "Bad Request",
+            401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found",
+            409: "Conflict",
+            422: "Unprocessable Content",
+        }
+        return _problem(
+            exc.status_code, titles.get(exc.status_code, "Error"), exc.detail, request, getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+        return _problem(422, "Unprocessable Content", errors, request)
+
+    @app.exception_handler(MindprintError)
+    async def mindprint_problem(request: Request, exc: MindprintError) -> JSONResponse:
+        status = 422 if isinstance(exc, ConfigurationError) else 400
+        return _problem(status, type(exc).__name__, str(exc), request)
+
+    return app

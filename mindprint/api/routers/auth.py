@@ -1,0 +1,60 @@
+"""Sign-in with Ethereum: nonce, then verify → bearer token."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from eth_utils import to_checksum_address
+from fastapi import APIRouter, HTTPException
+
+from mindprint.api.auth import AuthError, issue_token, new_nonce, parse_siwe, recover_signer, siwe_message
+from mindprint.api.deps import DbDep, SettingsDep
+from mindprint.api.schemas import NonceRequest, NonceResponse, TokenResponse, VerifyRequest
+from mindprint.labeling.store import Account, LoginNonce, utcnow
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/nonce", response_model=NonceResponse)
+def nonce(body: NonceRequest, settings: SettingsDep, db: DbDep) -> NonceResponse:
+    """A fresh nonce and the EIP-4361 message to sign with the wallet."""
+    address = to_checksum_address(body.address)
+    issued = utcnow().replace(microsecond=0)
+    expires = issued + dt.timedelta(minutes=5)
+    value = new_nonce()
+    db.add(LoginNonce(nonce=value, address=address, expires=expires, used=False))
+    db.commit()
+    return NonceResponse(
+        nonce=value, message=siwe_message(settings.domain, address, value, settings.chain_id, issued, expires)
+    )
+
+
+@router.post("/verify", response_model=TokenResponse)
+def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep) -> TokenResponse:
+    """Check the signed message; returns a short-lived bearer token."""
+    try:
+        parsed = parse_siwe(body.message)
+        signer = recover_signer(body.message, body.signature)
+    except AuthError as err:
+        raise HTTPException(401, str(err)) from err
+    if parsed.domain != settings.domain:
+        raise HTTPException(401, f"message is for {parsed.domain}, not {settings.domain}")
+    if signer != parsed.address:
+        raise HTTPException(401, "signature is not from the address in the message")
+    record = db.get(LoginNonce, parsed.nonce)
+    now = utcnow()
+    if record is None or record.address != signer:
+        raise HTTPException(401, "unknown nonce")
+    if record.used:
+        raise HTTPException(401, "nonce already used (replayed sign-in)")
+    if record.expires.replace(tzinfo=dt.UTC) < now or parsed.expires < now:
+        raise HTTPException(401, "sign-in message expired")
+    record.used = True
+    account = db.get(Account, signer)
+    if account is None:
+        role = "operator" if signer.lower() in settings.operators else "contributor"
+        account = Account(address=signer, role=role)
+        db.add(account)
+    db.commit()
+    token = issue_token(settings.token_secret, signer, account.role, settings.token_seconds)
+    return TokenResponse(access_token=token, address=signer, role=account.role, expires_in=settings.token_seconds)

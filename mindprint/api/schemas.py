@@ -1,0 +1,105 @@
+"""Pydantic schemas at the API boundary (Create / Public families)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+
+class NonceRequest(BaseModel):
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class NonceResponse(BaseModel):
+    nonce: str
+    message: str
+
+
+class VerifyRequest(BaseModel):
+    message: str = Field(max_length=2000)
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    address: str
+    role: str
+    expires_in: int
+
+
+class RoleUpdate(BaseModel):
+    role: Literal["contributor", "requester", "operator"]
+
+
+class LabelSchema(BaseModel):
+    kind: Literal["classes", "text", "rating"]
+    classes: list[str] = Field(default_factory=list, max_length=100)
+    rating_min: int = 1
+    rating_max: int = 5
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelSchema:
+        if self.kind == "classes" and len(set(self.classes)) < 2:
+            raise ValueError("a classes schema needs at least two distinct classes")
+        if self.kind == "rating" and self.rating_min >= self.rating_max:
+            raise ValueError("rating_min must be below rating_max")
+        return self
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=5000)
+    label_schema: LabelSchema
+    redundancy: int = Field(default=3, ge=1, le=50)
+
+
+class ProjectPublic(BaseModel):
+    id: int
+    owner: str
+    name: str
+    description: str
+    label_schema: LabelSchema
+    redundancy: int
+    created: dt.datetime
+
+
+class TaskContent(BaseModel):
+    text: str | None = Field(default=None, max_length=10000)
+    image_cid: str | None = Field(default=None, max_length=120)
+
+    @model_validator(mode="after")
+    def _one(self) -> TaskContent:
+        if (self.text is None) == (self.image_cid is None):
+            raise ValueError("give exactly one of text or image_cid")
+        return self
+
+
+class TaskCreate(BaseModel):
+    content: TaskContent
+    gold: Any | None = None
+
+
+class TasksCreate(BaseModel):
+    items: list[TaskCreate] = Field(min_length=1, max_length=1000)
+
+
+class TaskPublic(BaseModel):
+    """What a contributor sees: never the gold answer."""
+
+    id: int
+    project_id: int
+    content: TaskContent
+    label_schema: LabelSchema
+    lease_expires: dt.datetime | None = None
+
+
+class TasksCreated(BaseModel):
+    ids: list[int]
+
+    @field_validator("ids")
+    @classmethod
+    def _non_empty(cls, value: list[int]) -> list[int]:
+        return value
