@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindprint import __version__
-from mindprint.api.routers import auth, projects
+from mindprint.api.routers import auth, projects, submissions
 from mindprint.core.errors import ConfigurationError, MindprintError
 
 PROBLEM = "application/problem+json"
@@ -33,6 +33,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="mindprint labeling API", version=__version__)
     app.include_router(auth.router)
     app.include_router(projects.router)
+    app.include_router(submissions.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

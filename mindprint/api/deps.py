@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from mindprint.api.auth import AuthError, read_token
 from mindprint.api.settings import ApiSettings, get_settings
 from mindprint.labeling.store import Account, make_engine, migrate, sessions
+from mindprint.labeling.submissions import Platform
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
@@ -58,3 +59,39 @@ def require_role(*roles: str):
         return account
 
     return Depends(check)
+
+
+_platforms: dict[str, Platform] = {}
+
+
+def get_platform(settings: SettingsDep) -> Platform:
+    """Verification state for this data directory (created once per process)."""
+    import os
+
+    from mindprint.labeling.verification.model import load_default_model
+    from mindprint.ledger.blockstore import Blockstore
+    from mindprint.ledger.crypto import KeyStore, RecipientKey
+
+    root = settings.platform_dir
+    key = str(root)
+    if key not in _platforms:
+        root.mkdir(parents=True, exist_ok=True)
+        key_file = root / "platform_x25519.key"
+        if key_file.exists():
+            recipient = RecipientKey.from_private_bytes(key_file.read_bytes())
+        else:
+            recipient = RecipientKey.generate()
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(recipient.private_bytes())
+        _platforms[key] = Platform(
+            liveness=load_default_model(),
+            blockstore=Blockstore(root / "blocks"),
+            keys=KeyStore(root / "keys"),
+            platform_key=recipient,
+            chain_id=settings.chain_id,
+        )
+    return _platforms[key]
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -6,6 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from mindprint.core.settings import load_settings
 
@@ -25,6 +26,13 @@ class ApiSettings:
     token_seconds: int = 900
     lease_seconds: int = 600
     chain_id: int = 1
+    data_dir: Path | None = None  # blockstore, keys; default: MINDPRINT_HOME/platform
+
+    @property
+    def platform_dir(self) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir
+        return load_settings().home / "platform"
 
 
 @lru_cache(maxsize=1)

@@ -114,3 +114,53 @@ def migrate(engine: Engine) -> None:
 
 def sessions(engine: Engine) -> sessionmaker[Any]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class Device(Base):
+    """A device key bound to a contributor by their EIP-712 signature (mirrors DeviceRegistry)."""
+
+    __tablename__ = "devices"
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex public key
+    contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)
+    signature: Mapped[str] = mapped_column(String(132))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Submission(Base):
+    """One submitted sample and its verdict (accepted or rejected, with reasons)."""
+
+    __tablename__ = "submissions"
+    cid: Mapped[str] = mapped_column(String(120), primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("task_items.id"), index=True)
+    contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)
+    device: Mapped[str] = mapped_column(String(64))
+    label: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # accepted | rejected
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reasons: Mapped[dict[str, Any]] = mapped_column(JSON)
+    engagement: Mapped[float | None] = mapped_column(nullable=True)
+    gold_correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    sealed_manifest: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IdempotentRequest(Base):
+    __tablename__ = "idempotent_requests"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)  # contributor + Idempotency-Key
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Job(Base):
+    """Work for the pinning and anchoring workers (at-least-once, idempotent handlers)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # pin | anchor
+    ref: Mapped[str] = mapped_column(String(120))
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued | running | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (UniqueConstraint("kind", "ref"),)

@@ -1,0 +1,161 @@
+"""Submissions through the API: verified on arrival, idempotent, replays and forgeries rejected."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from mindprint.api.app import create_app
+from mindprint.api.settings import get_settings
+from mindprint.device.boards import BoardSpec
+from mindprint.device.bridge import BrainFlowSource
+from mindprint.device.keys import DeviceKey
+from mindprint.device.recorder import record_session
+from mindprint.device.session import SESSION_FILE, iter_chunks
+from mindprint.labeling.samples import SignedSample, build_sample
+from mindprint.labeling.store import Job, make_engine, sessions
+from mindprint.labeling.submissions import device_typed_data
+
+from .test_api import OPERATOR, REQUESTER, _auth, _project, _settings, sign_in
+from .test_samples import T0, real_session
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    app = create_app()
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform")
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app) as client:
+        yield client, tmp_path
+
+
+def _bind(client: TestClient, token: str, wallet, key: DeviceKey) -> None:  # type: ignore[no-untyped-def]
+    deadline = int(time.time()) + 600
+    typed = device_typed_data(key.public_key, wallet.address, deadline, 1, "0x" + "00" * 20)
+    signature = Account.sign_typed_data(wallet.key, full_message=typed).signature.to_0x_hex()
+    response = client.post(
+        "/devices", json={"device": key.device_id, "deadline": deadline, "signature": signature}, headers=_auth(token)
+    )
+    assert response.status_code == 201, response.text
+
+
+def _payload(signed: SignedSample, session: Path) -> dict[str, str]:
+    return {
+        "sample": base64.b64encode(signed.block).decode(),
+        "device_signature": signed.device_signature.hex(),
+        "wallet_signature": "0x" + signed.wallet_signature.hex(),
+        "session_car": base64.b64encode((session / SESSION_FILE).read_bytes()).decode(),
+    }
+
+
+def test_real_eeg_is_accepted_once_and_replays_are_not(platform) -> None:  # type: ignore[no-untyped-def]
+    client, tmp = platform
+    _, ids, _ = _project(client, redundancy=2)
+    wallet, key = Account.create(), DeviceKey.generate()
+    token = sign_in(client, wallet)
+    _bind(client, token, wallet, key)
+    task = client.get("/tasks/next", headers=_auth(token)).json()
+    session = real_session(tmp / "s1", key)
+    signed = build_sample(
+        session,
+        key,
+        wallet,
+        task=task["id"],
+        label="yes",
+        stimulus_ns=T0 + 10_000_000_000,
+        response_ns=T0 + 10_550_000_000,
+    )
+    headers = {**_auth(token), "Idempotency-Key": "first-try"}
+    first = client.post("/submissions", json=_payload(signed, session), headers=headers)
+    assert first.status_code == 201, first.text
+    verdict = first.json()
+    assert verdict["status"] == "accepted", verdict
+    assert verdict["scores"]["liveness"] > 0.5 and verdict["scores"]["authenticity"] == 1.0
+    again = client.post("/submissions", json=_payload(signed, session), headers=headers)
+    assert again.status_code == 201 and again.json() == verdict  # idempotent retry
+    duplicate = client.post("/submissions", json=_payload(signed, session), headers=_auth(token))
+    assert duplicate.status_code == 409 and "duplicate" in duplicate.json()["detail"]
+
+    engine = make_engine(f"sqlite:///{tmp / 'platform.db'}")
+    with sessions(engine)() as db:
+        jobs = {(j.kind, j.ref) for j in db.scalars(select(Job))}
+    assert jobs == {("pin", verdict["sample_cid"]), ("anchor", verdict["sample_cid"])}
+
+    # the same EEG, re-signed in a new session by another device, on the next task
+    task2 = client.get("/tasks/next", headers=_auth(token)).json()
+    other_key = DeviceKey.generate()
+    _bind(client, token, wallet, other_key)
+    replayed_session = real_session(tmp / "s2", other_key)
+    replay = build_sample(
+        replayed_session,
+        other_key,
+        wallet,
+        task=task2["id"],
+        label="no",
+        stimulus_ns=T0 + 10_000_000_000,
+        response_ns=T0 + 10_700_000_000,
+    )
+    rejected = client.post("/submissions", json=_payload(replay, replayed_session), headers=_auth(token)).json()
+    assert rejected["status"] == "rejected" and any("replay" in r for r in rejected["reasons"])
+
+    bob = sign_in(client, Account.create())
+    assert client.get(f"/submissions/{verdict['sample_cid']}", headers=_auth(bob)).status_code == 404
+    assert client.get(f"/submissions/{verdict['sample_cid']}", headers=_auth(token)).json()["status"] == "accepted"
+    assert ids
+
+
+def test_synthetic_board_is_rejected_as_not_human(platform) -> None:  # type: ignore[no-untyped-def]
+    client, tmp = platform
+    _project(client, redundancy=1)
+    wallet, key = Account.create(), DeviceKey.generate()
+    token = sign_in(client, wallet)
+    _bind(client, token, wallet, key)
+    task = client.get("/tasks/next", headers=_auth(token)).json()
+    session = tmp / "synthetic"
+    record_session(
+        BrainFlowSource(BoardSpec.create("synthetic")), session, key, duration=6.0, chunk_seconds=1.0, fsync=False
+    )
+    t0 = next(iter_chunks(session))[1]["t0_ns"]
+    signed = build_sample(
+        session,
+        key,
+        wallet,
+        task=task["id"],
+        label="yes",
+        stimulus_ns=t0 + 1_500_000_000,
+        response_ns=t0 + 2_000_000_000,
+    )
+    verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+    assert verdict["status"] == "rejected" and verdict["scores"]["liveness"] < 0.2, verdict
+    assert any("outside the human range" in r for r in verdict["reasons"])
+
+
+def test_bad_submissions_are_refused_with_reasons(platform) -> None:  # type: ignore[no-untyped-def]
+    client, tmp = platform
+    _project(client, redundancy=1)
+    wallet, key = Account.create(), DeviceKey.generate()
+    token = sign_in(client, wallet)
+    session = real_session(tmp / "s", key, seconds=15)
+    signed = build_sample(
+        session, key, wallet, task=1, label="yes", stimulus_ns=T0 + 5_000_000_000, response_ns=T0 + 5_500_000_000
+    )
+    no_lease = client.post("/submissions", json=_payload(signed, session), headers=_auth(token))
+    assert no_lease.status_code == 409 and "lease" in no_lease.json()["detail"]
+    client.get("/tasks/next", headers=_auth(token))
+    unbound = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+    assert unbound["status"] == "rejected" and unbound["scores"]["authenticity"] == 0.0  # device never bound
+    payload = _payload(signed, session)
+    payload["session_car"] = "not base64!"
+    assert client.post("/submissions", json=payload, headers=_auth(token)).status_code in (409, 422)
+    huge = {**_payload(signed, session), "session_car": "A" * (12 * 2**20)}
+    assert client.post("/submissions", json=huge, headers=_auth(token)).status_code == 422
+    operator = sign_in(client, OPERATOR)
+    assert client.post("/submissions", json=_payload(signed, session), headers=_auth(operator)).status_code == 403
+    assert REQUESTER
