@@ -163,3 +163,15 @@ def _task_public(db: DbDep, task: TaskItem, lease: dt.datetime) -> TaskPublic:
         label_schema=LabelSchema(**project.label_schema),
         lease_expires=lease,
     )
+
+
+@router.get("/projects/{project_id}/consensus", dependencies=[require_role("requester", "operator")])
+def consensus(project_id: int, account: AccountDep, db: DbDep) -> list[dict[str, object]]:
+    """Consensus labels (Dawid–Skene + reputation-weighted vote) of accepted samples."""
+    from mindprint.labeling.consensus import aggregate
+
+    _own_project(db, project_id, account)
+    return [
+        {"task_id": c.task_id, "label": c.label, "confidence": c.confidence, "annotators": c.annotators}
+        for c in aggregate(db, project_id)
+    ]

@@ -1,0 +1,124 @@
+"""Pinning and anchoring workers over the database job queue.
+
+Jobs are claimed atomically — ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, a
+single ``BEGIN IMMEDIATE`` transaction on SQLite — so two workers never take the same
+job; a job left ``running`` by a crashed worker is reclaimed after ``reclaim_seconds``.
+Handlers are idempotent (pinning twice is a no-op; the anchoring journal refuses to
+queue a sample twice and the contract refuses a root twice), so at-least-once delivery
+never anchors a sample twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy.engine import Engine
+
+from mindprint.labeling.store import Job, Submission, sessions, utcnow
+from mindprint.labeling.submissions import Platform
+from mindprint.ledger.anchoring import Anchorer
+from mindprint.ledger.ipfs import KuboClient, PinQueue
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Worker", "WorkerStats"]
+
+
+@dataclass
+class WorkerStats:
+    pinned: int = 0
+    anchored: int = 0
+    failed: int = 0
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        platform: Platform,
+        anchorer: Anchorer | None,
+        *,
+        kubo: KuboClient | None = None,
+        pin_queue: PinQueue | None = None,
+        batch_size: int = 1024,
+        reclaim_seconds: float = 300.0,
+        name: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions(engine)
+        self.platform = platform
+        self.anchorer = anchorer
+        self.kubo = kubo
+        self.pin_queue = pin_queue
+        self.batch_size = batch_size
+        self.reclaim = dt.timedelta(seconds=reclaim_seconds)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+
+    def claim(self, kind: str, limit: int) -> list[tuple[int, str]]:
+        """Atomically take up to ``limit`` jobs of ``kind``; returns (id, ref)."""
+        now = utcnow()
+        due = and_(
+            Job.kind == kind,
+            or_(Job.state == "queued", and_(Job.state == "running", Job.claimed_at < now - self.reclaim)),
+        )
+        with self.sessions() as db:
+            if self.engine.dialect.name == "sqlite":
+                db.execute(text("BEGIN IMMEDIATE"))
+                rows = db.execute(select(Job.id, Job.ref).where(due).order_by(Job.id).limit(limit)).all()
+            else:
+                rows = db.execute(
+                    select(Job.id, Job.ref).where(due).order_by(Job.id).limit(limit).with_for_update(skip_locked=True)
+                ).all()
+            ids = [row[0] for row in rows]
+            if ids:
+                db.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids))
+                    .values(state="running", claimed_at=now, worker=self.name, attempts=Job.attempts + 1)
+                )
+            db.commit()
+        return [(row[0], row[1]) for row in rows]
+
+    def _finish(self, ids: list[int], error: str | None = None) -> None:
+        with self.sessions() as db:
+            db.execute(update(Job).where(Job.id.in_(ids)).values(state="queued" if error else "done", last_error=error))
+            db.commit()
+
+    def run_once(self) -> WorkerStats:
+        stats = WorkerStats()
+        pins = self.claim("pin", 100)
+        for job_id, ref in pins:
+            try:
+                with self.sessions() as db:
+                    submission = db.get(Submission, ref)
+                    manifest = submission.sealed_manifest if submission else None
+                if manifest:
+                    self.platform.blockstore.pin(manifest)
+                    if self.pin_queue is not None:
+                        self.pin_queue.enqueue(manifest)
+                        if self.kubo is not None:
+                            self.pin_queue.drain(self.kubo)
+                self._finish([job_id])
+                stats.pinned += 1
+            except Exception as err:  # a failing job is retried, never lost
+                logger.warning("pin job %s failed: %s", job_id, err)
+                self._finish([job_id], str(err))
+                stats.failed += 1
+        if self.anchorer is not None:
+            anchors = self.claim("anchor", self.batch_size * 4)
+            if anchors:
+                try:
+                    self.anchorer.enqueue(ref for _, ref in anchors)
+                    self.anchorer.run(self.batch_size)
+                    self._finish([job_id for job_id, _ in anchors])
+                    stats.anchored += len(anchors)
+                except Exception as err:
+                    logger.warning("anchoring failed: %s", err)
+                    self._finish([job_id for job_id, _ in anchors], str(err))
+                    stats.failed += len(anchors)
+        return stats

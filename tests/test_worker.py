@@ -1,0 +1,91 @@
+"""Workers: atomic job claims, two workers at once, each sample anchored exactly once."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from mindprint.core.ipld import cid_for_block
+from mindprint.labeling.store import Account, Job, Project, Submission, TaskItem, make_engine, migrate, sessions
+from mindprint.labeling.submissions import Platform
+from mindprint.labeling.verification.model import load_default_model
+from mindprint.labeling.worker import Worker
+from mindprint.ledger.anchoring import Anchorer
+from mindprint.ledger.blockstore import Blockstore
+from mindprint.ledger.chain import ChainClient, deploy_contracts
+from mindprint.ledger.crypto import KeyStore, RecipientKey
+
+
+def test_two_workers_share_the_queue_without_double_work(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate(engine)
+    store = Blockstore(tmp_path / "blocks")
+    with sessions(engine)() as db:
+        db.add(Account(address="0xc"))
+        db.commit()
+        db.add(Project(id=1, owner="0xc", name="p", label_schema={"kind": "text"}, redundancy=1))
+        db.commit()
+        db.add(TaskItem(id=1, project_id=1, content={"text": "t"}))
+        db.commit()
+        for i in range(300):
+            manifest = store.put_node({"sample": i})
+            cid = str(cid_for_block(f"sample-{i}".encode(), "dag-cbor"))
+            db.add(
+                Submission(
+                    cid=cid,
+                    task_id=1,
+                    contributor="0xc",
+                    device="00",
+                    label={"value": "x"},
+                    status="accepted",
+                    scores={},
+                    reasons={"reasons": []},
+                    sealed_manifest=str(manifest),
+                )
+            )
+            db.add(Job(kind="pin", ref=cid))
+            db.add(Job(kind="anchor", ref=cid))
+        db.commit()
+    platform = Platform(load_default_model(), store, KeyStore(tmp_path / "keys"), RecipientKey.generate())
+    chain = ChainClient.embedded()
+    deployment = deploy_contracts(chain)
+    workers = [
+        Worker(
+            engine,
+            platform,
+            Anchorer(tmp_path / "journal.sqlite", store, chain, deployment.registry),
+            batch_size=64,
+            name=f"w{i}",
+        )
+        for i in range(2)
+    ]
+    claims: list[list[tuple[int, str]]] = [[], []]
+
+    def run(i: int) -> None:
+        for _ in range(20):
+            taken = workers[i].claim("pin", 7)
+            claims[i].extend(taken)
+            workers[i]._finish([job for job, _ in taken])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [job for worker_claims in claims for job, _ in worker_claims]
+    assert len(ids) == len(set(ids)) == 280  # disjoint claims, 2 × 20 rounds × 7
+    for worker in workers:
+        while worker.run_once().anchored:
+            pass
+    with sessions(engine)() as db:
+        states = {j.state for j in db.query(Job).all()}
+    assert states == {"done"}
+    anchorer = workers[0].anchorer
+    assert anchorer is not None
+    members = anchorer.db.execute("SELECT count(*), count(DISTINCT cid) FROM members").fetchone()
+    assert members == (300, 300)
+    registry = chain.contract("ProvenanceRegistry", deployment.registry)
+    events = registry.events.Anchored.get_logs(from_block=0)
+    batches = anchorer.db.execute("SELECT count(*) FROM batches").fetchone()[0]
+    assert len(events) == batches
+    assert len(store.pins()) == 20  # the 20 pin jobs left for run_once pinned their sealed manifests
