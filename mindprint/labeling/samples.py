@@ -84,11 +84,19 @@ def _session_samples(car: bytes) -> tuple[Any, dict[CID, dict[str, Any]], list[C
     contents = read_car(car)
     blocks: dict[CID, dict[str, Any]] = {}
     order: list[CID] = []
+    signed: set[CID] = set()
     for section in contents.sections[1:]:
         value = decode_block(section.block)
         if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
             blocks[section.cid] = value
             order.append(section.cid)
+        elif isinstance(value, dict) and value.get("type") == "mindprint/signature/v1":
+            signs = value.get("signs")
+            if isinstance(signs, CID):
+                signed.add(signs)
+    # a chunk whose signature did not make it into the file (still being written) does not count
+    order = [cid for cid in order if cid in signed]
+    blocks = {cid: blocks[cid] for cid in order}
     header = decode_block(contents.sections[0].block) if contents.sections else None
     return header, blocks, order
 

@@ -39,6 +39,7 @@ from mindprint.labeling.store import Assignment, Device, Job, Submission, TaskIt
 from mindprint.labeling.verification.model import LivenessModel
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
 from mindprint.labeling.verification.uniqueness import FingerprintIndex
+from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
 from mindprint.ledger.sealing import seal_session
@@ -72,6 +73,7 @@ class Platform:
     index: FingerprintIndex = field(default_factory=FingerprintIndex)
     lock: threading.Lock = field(default_factory=threading.Lock)
     owners: dict[int, str] = field(default_factory=dict)
+    anchorer: Anchorer | None = None  # set by `mindprint serve` / the worker
 
 
 def device_typed_data(

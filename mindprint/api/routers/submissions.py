@@ -88,3 +88,40 @@ def get_submission(cid: str, account: AccountDep, db: DbDep) -> SubmissionPublic
     return SubmissionPublic(
         sample_cid=row.cid, task_id=row.task_id, status=row.status, scores=row.scores, reasons=row.reasons["reasons"]
     )
+
+
+@router.get("/config", tags=["health"])
+def platform_config(platform: PlatformDep) -> dict[str, object]:
+    """What a companion needs to sign for this platform: chain id and device registry."""
+    return {"chain_id": platform.chain_id, "device_registry": platform.registry_address}
+
+
+@router.get("/samples/{cid}/proof")
+def sample_proof(cid: str, account: AccountDep, db: DbDep, platform: PlatformDep) -> dict[str, object]:
+    """The sample's Merkle inclusion proof and anchoring transaction."""
+    from mindprint.core.errors import LedgerError
+
+    row = db.get(Submission, cid)
+    if row is None or (account.role == "contributor" and row.contributor != account.address):
+        raise HTTPException(404, f"no sample {cid}")
+    if row.status != "accepted":
+        raise HTTPException(409, "rejected samples are not anchored")
+    if platform.anchorer is None:
+        raise HTTPException(409, "this platform runs no anchoring worker")
+    try:
+        proof = platform.anchorer.proof(cid)
+    except LedgerError as err:
+        raise HTTPException(409, f"not anchored yet: {err}") from err
+    return {
+        "sample": proof.sample,
+        "root": proof.root,
+        "proof": proof.proof,
+        "manifest": proof.manifest,
+        "tx_hash": proof.tx_hash,
+        "block": proof.block,
+        "chain_id": proof.chain_id,
+        "registry": proof.registry,
+        "state": proof.state,
+        "verified_offline": proof.verify_offline(),
+        "sealed_manifest": row.sealed_manifest,
+    }

@@ -1,0 +1,110 @@
+"""Running the platform: the API with its pinning/anchoring worker, in one process.
+
+``mindprint serve`` uses :func:`start_platform` and runs uvicorn in the foreground; the
+demo and the tests run it in a background thread with :class:`ServerThread`, always on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from mindprint.api.app import create_app
+from mindprint.api.deps import _engine, get_platform
+from mindprint.api.settings import ApiSettings, get_settings
+from mindprint.labeling.submissions import Platform
+from mindprint.labeling.worker import Worker
+from mindprint.ledger.anchoring import Anchorer
+from mindprint.ledger.chain import ChainClient, Deployment, deploy_contracts
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RunningPlatform", "ServerThread", "free_port", "start_platform"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningPlatform:
+    app: FastAPI
+    platform: Platform
+    chain: ChainClient
+    deployment: Deployment
+    worker: Worker
+    stop: threading.Event
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+def start_platform(
+    settings: ApiSettings, *, rpc_url: str | None = None, operator_key: str | None = None, worker_interval: float = 1.0
+) -> RunningPlatform:
+    """Build the app, the chain (embedded unless ``rpc_url``), the contracts and a worker thread."""
+    chain = ChainClient.connect(rpc_url, operator_key) if rpc_url and operator_key else ChainClient.embedded()
+    deployment_file = settings.platform_dir / f"deployment-{chain.chain_id}.json"
+    if rpc_url and deployment_file.exists():
+        deployment = Deployment.load(deployment_file)
+    else:
+        deployment = deploy_contracts(chain)
+        deployment.save(deployment_file)
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings
+    platform = get_platform(settings)
+    platform.chain_id = chain.chain_id
+    platform.registry_address = deployment.devices
+    platform.anchorer = Anchorer(
+        settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry
+    )
+    if chain.embedded_tester is not None:
+        platform.anchorer.reconcile()  # a fresh embedded chain holds none of the earlier anchors
+    worker = Worker(_engine(settings.database_url), platform, platform.anchorer, batch_size=1024)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                worker.run_once()
+            except Exception as err:  # the worker must survive a bad job; it is logged
+                logger.exception("worker iteration failed: %s", err)
+            stop.wait(worker_interval)
+
+    threading.Thread(target=loop, name="mindprint-worker", daemon=True).start()
+    return RunningPlatform(app, platform, chain, deployment, worker, stop)
+
+
+class ServerThread:
+    """uvicorn in a background thread on 127.0.0.1 (context manager)."""
+
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="mindprint-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
