@@ -576,7 +576,269 @@ def rewards_claim(
     )
 
 
+# ----------------------------------------------------------------------- serve / label
+@app.command()
+@_handle_errors
+def serve(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    rpc_url: Annotated[str | None, typer.Option(help="JSON-RPC chain (default: an embedded in-process EVM).")] = None,
+    key_file: Annotated[
+        Path | None, typer.Option(help="Operator key file for --rpc-url (else $MINDPRINT_OPERATOR_KEY).")
+    ] = None,
+) -> None:
+    """Run the labeling API with its pinning and anchoring worker (loopback only)."""
+    import uvicorn
+
+    from mindprint.api.server import start_platform
+    from mindprint.api.settings import get_settings
+
+    operator_key = _private_key(key_file, "MINDPRINT_OPERATOR_KEY") if rpc_url else None
+    running = start_platform(get_settings(), rpc_url=rpc_url, operator_key=operator_key)
+    console.print(
+        f"chain {running.chain.chain_id} · registry {running.deployment.registry} · data {get_settings().platform_dir}"
+    )
+    console.print(f"API on http://127.0.0.1:{port} (OpenAPI at /docs); Ctrl-C to stop")
+    try:
+        uvicorn.run(running.app, host="127.0.0.1", port=port, log_level="info")
+    finally:
+        running.close()
+
+
+def _auto_answer(task: dict[str, Any]) -> Any:
+    schema = task["label_schema"]
+    time.sleep(0.6)  # a human-like response time
+    if schema["kind"] == "classes":
+        return schema["classes"][0]
+    if schema["kind"] == "rating":
+        return (schema["rating_min"] + schema["rating_max"]) // 2
+    return "ok"
+
+
+def _ask_answer(task: dict[str, Any]) -> Any:
+    schema = task["label_schema"]
+    content = task["content"].get("text") or f"image {task['content'].get('image_cid')}"
+    console.rule(f"task {task['id']}")
+    console.print(escape(content))
+    if schema["kind"] == "classes":
+        choices = schema["classes"]
+        for i, choice in enumerate(choices, 1):
+            console.print(f"  {i}. {escape(choice)}")
+        picked = typer.prompt("your answer (number)", type=int)
+        if not 1 <= picked <= len(choices):
+            raise ConfigurationError(f"answer must be between 1 and {len(choices)}")
+        return choices[picked - 1]
+    if schema["kind"] == "rating":
+        return typer.prompt(f"rating {schema['rating_min']}-{schema['rating_max']}", type=int)
+    return typer.prompt("your answer")
+
+
+@app.command()
+@_handle_errors
+def label(
+    api: Annotated[str, typer.Option("--api", help="Platform URL, e.g. http://127.0.0.1:8000.")],
+    wallet_key_file: Annotated[
+        Path | None, typer.Option(help="Wallet private key file (else $MINDPRINT_WALLET_KEY).")
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="Tasks to label.")] = 3,
+    answers: Annotated[str, typer.Option(help="ask (type each answer) or auto (simulated).")] = "ask",
+    project: Annotated[int | None, typer.Option(help="Only tasks of this project.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Session directory (default: a new one in MINDPRINT_HOME).")] = None,
+    board: BoardOption = "synthetic",
+    key_file: KeyFileOption = None,
+    serial_port: SerialOption = None,
+    mac_address: MacOption = None,
+    ip_address: IpOption = None,
+    ip_port: PortOption = None,
+    serial_number: SerialNumberOption = None,
+    other_info: OtherOption = None,
+    timeout: TimeoutOption = None,
+    file: FileOption = None,
+    master_board: MasterOption = None,
+) -> None:
+    """Label tasks while recording EEG: each answer is signed, verified and scored by the platform."""
+    import uuid
+
+    from eth_account import Account
+
+    from mindprint.device.keys import DeviceKey
+    from mindprint.labeling.companion import LabelingRun, PlatformClient
+
+    if answers not in {"ask", "auto"}:
+        raise ConfigurationError(f"--answers must be ask or auto, got {answers!r}")
+    wallet = Account.from_key(_private_key(wallet_key_file, "MINDPRINT_WALLET_KEY"))
+    key = DeviceKey.load(key_file or _settings().device_key_path)
+    client = PlatformClient(api, wallet)
+    client.sign_in()
+    client.bind_device(key)
+    session_dir = out or _settings().home / "sessions" / str(uuid.uuid4())
+    source = _board_source(
+        board, serial_port, mac_address, ip_address, ip_port, serial_number, other_info, timeout, file, master_board
+    )
+    answer = _auto_answer if answers == "auto" else _ask_answer
+    table = Table(title="your labels")
+    for column in ("task", "label", "result", "liveness", "attention", "reasons"):
+        table.add_column(column)
+    with LabelingRun(client, source, key, session_dir, chain_id=client.config()["chain_id"]) as run:
+        for _ in range(count):
+            task = client.next_task(project)
+            if task is None:
+                console.print("no more tasks")
+                break
+            trial = run.trial(task, answer)
+            verdict = trial.verdict
+            colour = "green" if verdict["status"] == "accepted" else "red"
+            table.add_row(
+                str(task["id"]),
+                escape(str(trial.label)),
+                f"[{colour}]{verdict['status']}[/]",
+                f"{verdict['scores']['liveness']:.2f}",
+                f"{verdict['scores']['attention']:.2f}",
+                escape("; ".join(verdict["reasons"][:2]) or "-"),
+            )
+    console.print(table)
+    console.print(f"session kept in {session_dir}")
+
+
 # ------------------------------------------------------------------------------- demo
+def sample_path_for_demo() -> Path:
+    sample = resources.files("mindprint.data") / "openbci_cyton_excerpt.csv.gz"
+    with resources.as_file(sample) as path:
+        return Path(path)
+
+
+def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
+    """Steps 10–15 of the demo: the labeling platform end to end, in-process."""
+    import shutil
+
+    import httpx
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+
+    from mindprint.api.server import ServerThread, start_platform
+    from mindprint.api.settings import ApiSettings
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.openbci import import_recording
+    from mindprint.labeling.companion import LabelingRun, PlatformClient
+    from mindprint.ledger.chain import ChainClient
+    from mindprint.ledger.rewards import build_epoch, claim_reward, publish_epoch
+
+    platform_dir = root / "platform"
+    shutil.rmtree(platform_dir, ignore_errors=True)
+    operator, requester, contributor, bot = (Account.create() for _ in range(4))
+    settings = ApiSettings(
+        database_url=f"sqlite:///{platform_dir / 'platform.db'}",
+        operators=(operator.address.lower(),),
+        data_dir=platform_dir,
+    )
+    running = start_platform(settings, worker_interval=0.2)
+
+    def token(http: httpx.Client, account: Any) -> dict[str, str]:
+        issued = http.post("/auth/nonce", json={"address": account.address}).json()
+        signature = account.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()
+        answer = http.post("/auth/verify", json={"message": issued["message"], "signature": signature}).json()
+        return {"Authorization": f"Bearer {answer['access_token']}"}
+
+    try:
+        with ServerThread(running.app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+            console.rule("[bold]labeling platform")
+            console.print(
+                f"10. platform on {server.url} (uvicorn, loopback) · embedded EVM chain {running.chain.chain_id}"
+            )
+            http.put(f"/accounts/{requester.address}/role", json={"role": "requester"}, headers=token(http, operator))
+            as_requester = token(http, requester)
+            schema = {"kind": "classes", "classes": ["relaxed", "focused"]}
+            project = http.post(
+                "/projects",
+                json={"name": "demo: how do you feel?", "label_schema": schema, "redundancy": 1},
+                headers=as_requester,
+            ).json()
+            items = [{"content": {"text": f"Trial {i + 1}: are you relaxed or focused?"}} for i in range(3)]
+            http.post(f"/projects/{project['id']}/items", json={"items": items}, headers=as_requester)
+            console.print(f"11. requester created project {project['id']} with {len(items)} items")
+
+            key = DeviceKey.generate()
+            client = PlatformClient(server.url, contributor)
+            client.sign_in()
+            client.bind_device(key)
+            playback = root / "labeling_playback.csv"
+            import_recording(excerpt, playback, start_seconds=min(seconds + 1, 12), seconds=17)
+            source = _board_source("playback", None, None, None, None, None, None, None, playback, "cyton")
+            console.print("12. contributor labels while real Cyton EEG replays (answers simulated):")
+            accepted = []
+            chain_id = client.config()["chain_id"]
+            with LabelingRun(client, source, key, root / "labeling_session", chain_id=chain_id) as run:
+                for _ in range(2):
+                    task = client.next_task()
+                    if task is None:
+                        break
+                    trial = run.trial(task, _auto_answer)
+                    verdict = trial.verdict
+                    console.print(
+                        f"    task {task['id']} → {trial.label!r}: [bold]{verdict['status']}[/] "
+                        f"(liveness {verdict['scores']['liveness']:.2f}, "
+                        f"attention {verdict['scores']['attention']:.2f})"
+                    )
+                    if verdict["status"] == "accepted":
+                        accepted.append(verdict)
+            proof = None
+            deadline = time.monotonic() + 30
+            while accepted and proof is None and time.monotonic() < deadline:
+                try:
+                    proof = client.proof(accepted[0]["sample_cid"])
+                except MindprintError:
+                    time.sleep(0.3)
+            if proof:
+                console.print(
+                    f"13. pinned (encrypted) and anchored: tx {proof['tx_hash']} block {proof['block']}, "
+                    f"Merkle proof {'verifies' if proof['verified_offline'] else 'FAILS'}"
+                )
+            epoch = (
+                build_epoch(
+                    1,
+                    [(contributor.address, v["scores"]["liveness"] * v["scores"]["attention"]) for v in accepted],
+                    pool=10**18,
+                )
+                if accepted
+                else None
+            )
+            if epoch is not None:
+                publish_epoch(running.chain, running.deployment.distributor, epoch)
+                running.chain.fund(contributor.address, 10**17)
+                wallet_chain = ChainClient(running.chain.w3, contributor)
+                claimed = claim_reward(wallet_chain, running.deployment.distributor, epoch.claims[contributor.address])
+                token_contract = running.chain.contract("RewardToken", running.deployment.token)
+                balance = running.chain.call(token_contract.functions.balanceOf(contributor.address))
+                console.print(
+                    f"14. reward epoch 1 published; contributor claimed {balance / 1e18:.2f} MIND in {claimed.tx_hash}"
+                )
+
+            bot_key = DeviceKey.generate()
+            bot_client = PlatformClient(server.url, bot)
+            bot_client.sign_in()
+            bot_client.bind_device(bot_key)
+            console.print("15. a contributor streaming BrainFlow's synthetic board tries the next task:")
+            with LabelingRun(
+                bot_client,
+                _board_source("synthetic", None, None, None, None, None, None, None, None, None),
+                bot_key,
+                root / "bot_session",
+                chain_id=chain_id,
+            ) as run:
+                task = bot_client.next_task()
+                bot_verdict = run.trial(task, _auto_answer).verdict if task else None
+            if bot_verdict:
+                console.print(
+                    f"    [bold red]{bot_verdict['status']}[/]: {escape('; '.join(bot_verdict['reasons'][:3]))}"
+                )
+            return (
+                f"platform: {len(accepted)} samples accepted, anchored={'yes' if proof else 'no'}, "
+                f"reward claimed={'yes' if epoch else 'no'}, "
+                f"synthetic board {bot_verdict['status'] if bot_verdict else 'n/a'}"
+            )
+    finally:
+        running.close()
+
+
 def _print_verification_and_anchoring(session_dir: Path, root: Path, report: Any) -> None:
     from mindprint.device.session import SESSION_FILE, chunk_samples, iter_chunks, read_header
     from mindprint.labeling.verification.corpus import synthetic_board
@@ -692,11 +954,13 @@ def demo(
     console.print(f"5. exported for MNE: {fif}")
     _print_edge_summary(session_dir)
     _print_verification_and_anchoring(session_dir, root, report)
+    platform_summary = _demo_platform(root, sample_path_for_demo(), seconds)
     console.rule("[bold]summary")
     console.print(
-        f"chunks {summary.chunks} · samples {summary.samples} · markers {report.markers} · "
+        f"session: chunks {summary.chunks} · samples {summary.samples} · markers {report.markers} · "
         f"verification {'VALID' if report.ok else 'INVALID'} · files in {root}"
     )
+    console.print(platform_summary)
     if not report.ok:
         raise typer.Exit(VERIFICATION_FAILED)
 

@@ -193,6 +193,21 @@ class ChainClient:
                     raise ChainError(f"sending the transaction failed: {err}") from err
         return self.wait(tx_hash.hex() if isinstance(tx_hash, bytes) else str(tx_hash))
 
+    def fund(self, to: str, wei: int) -> TxResult:
+        """Send ``wei`` from the operator to ``to`` (gas for a contributor's claim)."""
+        with self._lock:
+            tx: dict[str, Any] = {
+                "to": Web3.to_checksum_address(to),
+                "value": wei,
+                "gas": 21_000,
+                "gasPrice": int(self.w3.eth.gas_price * 2),
+                "nonce": self._next_nonce(),
+                "chainId": self.chain_id,
+            }
+            raw = self.account.sign_transaction(tx).raw_transaction
+            tx_hash = self._retry(functools.partial(self.w3.eth.send_raw_transaction, raw), "send")
+        return self.wait(tx_hash.hex() if isinstance(tx_hash, bytes) else str(tx_hash))
+
     def wait(self, tx_hash: str) -> TxResult:
         """Wait for a receipt and the configured confirmations."""
         try:
