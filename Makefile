@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 TOOLS  := tools/node_modules/.installed
 
-.PHONY: install tools demo test lint bench clean
+.PHONY: install tools postgres demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ $(TOOLS): tools/package.json tools/package-lock.json
 
 tools: $(TOOLS)
 
+# Debian's PostgreSQL server binaries for the PostgreSQL test suite (the tests start and
+# stop their own server on a free loopback port; the package's own service is kept
+# from starting by a temporary policy-rc.d)
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  POLICY=/usr/sbin/policy-rc.d; CREATED=; \
+	  if [ ! -e $$POLICY ]; then printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$POLICY >/dev/null && $$SUDO chmod +x $$POLICY && CREATED=1; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  STATUS=$$?; [ -n "$$CREATED" ] && $$SUDO rm -f $$POLICY; exit $$STATUS; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/mindprint demo --workdir .demo
 
@@ -33,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check mindprint tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) $(TOOLS)
+test: $(STAMP) $(TOOLS) postgres
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -113,3 +113,19 @@ def other_account(chain, index: int):  # type: ignore[no-untyped-def]
 
     account = chain.extra_keys[index - 1] if chain.embedded_tester is not None else Account.from_key(ANVIL_KEYS[index])
     return ChainClient(chain.w3, account)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    import shutil
+    import tempfile
+
+    from .services import postgres_server
+
+    # not under pytest's 0700 basetemp: the server may run as the `postgres` user
+    workdir = Path(tempfile.mkdtemp(prefix="mindprint-pg-"))
+    try:
+        with postgres_server(workdir) as url:
+            yield url
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

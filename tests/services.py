@@ -144,3 +144,58 @@ def ipfs_node(workdir: Path, api_port: int | None = None) -> Iterator[str]:
         yield url
     finally:
         _stop(process)
+
+
+def _pg_bin(name: str) -> str:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    path = found[-1] if found else shutil.which(name)
+    if not path:
+        pytest.fail(f"PostgreSQL's {name} is missing: run `make postgres` (part of `make test`)")
+    return path
+
+
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    """Debian's PostgreSQL on a free 127.0.0.1 port; yields a base URL (no database name).
+
+    PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
+    """
+    port = free_port()
+    data = workdir / "pgdata"
+    sockets = workdir / "pgsock"
+    data.mkdir(parents=True)
+    sockets.mkdir()
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        subprocess.run(["chown", "-R", "postgres", str(workdir)], check=True)
+        workdir.chmod(0o755)
+    initdb = [*prefix, _pg_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]
+    subprocess.run(initdb, check=True, capture_output=True, timeout=120)
+    options = f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off -c full_page_writes=off"
+    log = workdir / "pg.log"
+    subprocess.run(
+        [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, _pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, timeout=60
+        )
+
+
+def create_database(base_url: str, name: str) -> str:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"{base_url}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return f"{base_url}/{name}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,8 +27,23 @@ ALICE = Account.create()
 BOB = Account.create()
 
 
+BACKEND: dict[str, str | None] = {"url": None}
+
+
+@pytest.fixture(autouse=True, params=["sqlite", "postgresql"])
+def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every API test here runs on SQLite and on a real PostgreSQL server."""
+    if request.param == "postgresql":
+        from .services import create_database
+
+        BACKEND["url"] = create_database(request.getfixturevalue("postgres_url"), f"api_{uuid.uuid4().hex}")
+    yield request.param
+    BACKEND["url"] = None
+
+
 def _settings(tmp_path: Path, **overrides: object) -> ApiSettings:
-    base = ApiSettings(database_url=f"sqlite:///{tmp_path / 'platform.db'}", operators=(OPERATOR.address.lower(),))
+    url = BACKEND["url"] or f"sqlite:///{tmp_path / 'platform.db'}"
+    base = ApiSettings(database_url=url, operators=(OPERATOR.address.lower(),))
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
+
+import pytest
 
 from mindprint.core.ipld import cid_for_block
 from mindprint.labeling.store import Account, Job, Project, Submission, TaskItem, make_engine, migrate, sessions
@@ -16,8 +19,17 @@ from mindprint.ledger.chain import ChainClient, deploy_contracts
 from mindprint.ledger.crypto import KeyStore, RecipientKey
 
 
-def test_two_workers_share_the_queue_without_double_work(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_the_queue_without_double_work(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "postgresql":  # claims use SELECT ... FOR UPDATE SKIP LOCKED there
+        from .services import create_database
+
+        url = create_database(request.getfixturevalue("postgres_url"), f"worker_{uuid.uuid4().hex}")
+    else:
+        url = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = make_engine(url)
     migrate(engine)
     store = Blockstore(tmp_path / "blocks")
     with sessions(engine)() as db:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from mindprint.core.errors import MindprintError
 from mindprint.core.ipld import cid_for_block
 from mindprint.device.session import SessionReport
 from mindprint.labeling.samples import SampleError, SignedSample, check_sample
-from mindprint.labeling.store import Assignment, Device, Job, Submission, TaskItem, utcnow
+from mindprint.labeling.store import Assignment, Device, Job, Submission, TaskItem, aware, utcnow
 from mindprint.labeling.verification.model import LivenessModel
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
 from mindprint.labeling.verification.uniqueness import FingerprintIndex
@@ -171,7 +170,7 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
         raise SubmissionRejected(404, f"no task {task_id}")
     lease = db.scalar(select(Assignment).where(Assignment.task_id == task_id, Assignment.contributor == contributor))
     now = utcnow()
-    if lease is None or lease.status != "leased" or lease.lease_expires.replace(tzinfo=dt.UTC) < now:
+    if lease is None or lease.status != "leased" or aware(lease.lease_expires) < now:
         raise SubmissionRejected(409, "you hold no active lease on this task (GET /tasks/next first)")
 
     device = db.get(Device, bytes(check.value["device"]).hex())

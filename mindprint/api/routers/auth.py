@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException
 from mindprint.api.auth import AuthError, issue_token, new_nonce, parse_siwe, recover_signer, siwe_message
 from mindprint.api.deps import DbDep, SettingsDep
 from mindprint.api.schemas import NonceRequest, NonceResponse, TokenResponse, VerifyRequest
-from mindprint.labeling.store import Account, LoginNonce, utcnow
+from mindprint.labeling.store import Account, LoginNonce, aware, utcnow
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -47,7 +47,7 @@ def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep) -> TokenRespon
         raise HTTPException(401, "unknown nonce")
     if record.used:
         raise HTTPException(401, "nonce already used (replayed sign-in)")
-    if record.expires.replace(tzinfo=dt.UTC) < now or parsed.expires < now:
+    if aware(record.expires) < now or parsed.expires < now:
         raise HTTPException(401, "sign-in message expired")
     record.used = True
     account = db.get(Account, signer)
