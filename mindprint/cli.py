@@ -604,6 +604,40 @@ def serve(
         running.close()
 
 
+@app.command()
+@_handle_errors
+def worker(
+    rpc_url: Annotated[str, typer.Option(help="JSON-RPC chain shared with `mindprint serve --rpc-url`.")],
+    key_file: Annotated[Path | None, typer.Option(help="Operator key file (else $MINDPRINT_OPERATOR_KEY).")] = None,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls of the job queue.")] = 1.0,
+    once: Annotated[bool, typer.Option(help="Process what is queued, then exit.")] = False,
+) -> None:
+    """A separate pinning/anchoring worker on the platform's database (scale out with several)."""
+    from mindprint.api.deps import _engine, get_platform
+    from mindprint.api.settings import get_settings
+    from mindprint.labeling.worker import Worker
+    from mindprint.ledger.anchoring import Anchorer
+    from mindprint.ledger.chain import ChainClient, Deployment
+
+    settings = get_settings()
+    chain = ChainClient.connect(rpc_url, _private_key(key_file, "MINDPRINT_OPERATOR_KEY"))
+    deployment_file = settings.platform_dir / f"deployment-{chain.chain_id}.json"
+    if not deployment_file.exists():
+        raise ConfigurationError(f"{deployment_file} not found: start `mindprint serve --rpc-url {rpc_url}` first")
+    deployment = Deployment.load(deployment_file)
+    platform = get_platform(settings)
+    anchorer = Anchorer(settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry)
+    runner = Worker(_engine(settings.database_url), platform, anchorer)
+    console.print(f"worker {runner.name} on {settings.database_url.split('@')[-1]} · chain {chain.chain_id}")
+    while True:
+        stats = runner.run_once()
+        if stats.pinned or stats.anchored or stats.failed:
+            console.print(f"pinned {stats.pinned} · anchored {stats.anchored} · failed {stats.failed}")
+        if once and not (stats.pinned or stats.anchored or stats.failed):
+            return
+        time.sleep(interval)
+
+
 def _auto_answer(task: dict[str, Any]) -> Any:
     schema = task["label_schema"]
     time.sleep(0.6)  # a human-like response time

@@ -159,3 +159,40 @@ def test_bad_submissions_are_refused_with_reasons(platform) -> None:  # type: ig
     operator = sign_in(client, OPERATOR)
     assert client.post("/submissions", json=_payload(signed, session), headers=_auth(operator)).status_code == 403
     assert REQUESTER
+
+
+def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[no-untyped-def]
+    client, tmp = platform
+    _project(client, redundancy=1)
+    operator = sign_in(client, OPERATOR)
+    key_response = client.post("/api-keys", json={"name": "exporter", "role": "requester"}, headers=_auth(operator))
+    assert key_response.status_code == 201
+    api_key = key_response.json()["api_key"]
+    assert client.get("/projects", headers={"X-API-Key": api_key}).status_code == 200
+    assert client.get("/projects", headers={"X-API-Key": "mpk_wrong"}).status_code == 401
+    wallet, key = Account.create(), DeviceKey.generate()
+    token = sign_in(client, wallet)
+    _bind(client, token, wallet, key)
+    task = client.get("/tasks/next", headers=_auth(token)).json()
+    session = real_session(tmp / "s", key)
+    signed = build_sample(
+        session,
+        key,
+        wallet,
+        task=task["id"],
+        label="yes",
+        stimulus_ns=T0 + 10_000_000_000,
+        response_ns=T0 + 10_500_000_000,
+    )
+    verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+    assert verdict["status"] == "accepted", verdict
+    cid = verdict["sample_cid"]
+    assert client.get(f"/samples/{cid}", headers=_auth(token)).json()["contributor"] == wallet.address
+    assert client.get(f"/samples/{cid}", headers=_auth(sign_in(client, Account.create()))).status_code == 404
+    assert client.get(f"/samples/{cid}", headers=_auth(operator)).status_code == 200
+    assert client.post("/rewards/epochs", headers=_auth(token)).status_code == 403
+    closed = client.post("/rewards/epochs", headers=_auth(operator))
+    assert closed.status_code == 201 and closed.json()["contributors"] == 1
+    assert client.post("/rewards/epochs", headers=_auth(operator)).status_code == 409  # nothing new
+    mine = client.get("/rewards", headers=_auth(token)).json()
+    assert mine["accepted_samples"] == 1 and mine["claims"][0]["amount"] == str(10**18)

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindprint import __version__
-from mindprint.api.routers import auth, projects, submissions
+from mindprint.api.routers import auth, projects, rewards, submissions
 from mindprint.core.errors import ConfigurationError, MindprintError
 
 PROBLEM = "application/problem+json"
@@ -34,6 +34,7 @@ def create_app() -> FastAPI:
     app.include_router(auth.router)
     app.include_router(projects.router)
     app.include_router(submissions.router)
+    app.include_router(rewards.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

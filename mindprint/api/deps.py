@@ -34,8 +34,23 @@ DbDep = Annotated[Session, Depends(get_db)]
 
 
 def current_account(
-    request: Request, settings: SettingsDep, db: DbDep, authorization: str = Header(default="")
+    request: Request,
+    settings: SettingsDep,
+    db: DbDep,
+    authorization: str = Header(default=""),
+    x_api_key: str = Header(default=""),
 ) -> Account:
+    """The bearer token's account, or the service account of an ``X-API-Key``."""
+    if x_api_key:
+        import hashlib
+
+        from mindprint.labeling.store import ApiKey
+
+        record = db.get(ApiKey, hashlib.sha256(x_api_key.encode()).hexdigest())
+        service = db.get(Account, record.address) if record else None
+        if service is None:
+            raise HTTPException(401, "unknown API key")
+        return service
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "sign in first: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})

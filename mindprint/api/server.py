@@ -64,6 +64,8 @@ def start_platform(
     platform = get_platform(settings)
     platform.chain_id = chain.chain_id
     platform.registry_address = deployment.devices
+    platform.chain = chain
+    platform.distributor = deployment.distributor
     platform.anchorer = Anchorer(
         settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry
     )

@@ -171,3 +171,23 @@ class Job(Base):
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
     __table_args__ = (UniqueConstraint("kind", "ref"),)
+
+
+class ApiKey(Base):
+    """A service credential: only its SHA-256 is stored; the key is shown once."""
+
+    __tablename__ = "api_keys"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(ForeignKey("accounts.address"))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RewardEpoch(Base):
+    __tablename__ = "reward_epochs"
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root: Mapped[str] = mapped_column(String(66))
+    total: Mapped[str] = mapped_column(String(80))  # wei, as text (exceeds 64 bits)
+    claims: Mapped[dict[str, Any]] = mapped_column(JSON)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -73,6 +73,8 @@ class Platform:
     lock: threading.Lock = field(default_factory=threading.Lock)
     owners: dict[int, str] = field(default_factory=dict)
     anchorer: Anchorer | None = None  # set by `mindprint serve` / the worker
+    chain: Any = None  # ChainClient of the operator, set by `mindprint serve`
+    distributor: str | None = None
 
 
 def device_typed_data(
