@@ -101,3 +101,69 @@ def test_two_workers_share_the_queue_without_double_work(
     batches = anchorer.db.execute("SELECT count(*) FROM batches").fetchone()[0]
     assert len(events) == batches
     assert len(store.pins()) == 20  # the 20 pin jobs left for run_once pinned their sealed manifests
+
+
+def test_separate_worker_process_anchors_on_a_shared_chain(tmp_path: Path, anvil_url: str) -> None:
+    """`mindprint serve --rpc-url` deploys; a separate `mindprint worker` process anchors."""
+    import os
+    import subprocess
+    import sys
+
+    from mindprint.api.server import start_platform
+    from mindprint.api.settings import ApiSettings
+
+    from .services import ANVIL_KEY
+
+    home = tmp_path / "home"
+    settings = ApiSettings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=home / "platform")
+    running = start_platform(
+        settings, rpc_url=anvil_url, operator_key=ANVIL_KEY, worker_interval=3600
+    )  # its own worker idles
+    try:
+        engine = make_engine(settings.database_url)
+        store = running.platform.blockstore
+        with sessions(engine)() as db:
+            db.add(Account(address="0xc"))
+            db.commit()
+            db.add(Project(id=1, owner="0xc", name="p", label_schema={"kind": "text"}, redundancy=1))
+            db.commit()
+            db.add(TaskItem(id=1, project_id=1, content={"text": "t"}))
+            db.commit()
+            for i in range(5):
+                cid = str(cid_for_block(f"w-{i}".encode(), "dag-cbor"))
+                db.add(
+                    Submission(
+                        cid=cid,
+                        task_id=1,
+                        contributor="0xc",
+                        device="00",
+                        label={"value": "x"},
+                        status="accepted",
+                        scores={},
+                        reasons={"reasons": []},
+                        sealed_manifest=str(store.put_node({"i": i})),
+                    )
+                )
+                db.add(Job(kind="anchor", ref=cid))
+            db.commit()
+        env = {
+            **os.environ,
+            "MINDPRINT_HOME": str(home),
+            "MINDPRINT_DATABASE_URL": settings.database_url,
+            "MINDPRINT_OPERATOR_KEY": ANVIL_KEY,
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "mindprint.cli", "worker", "--rpc-url", anvil_url, "--once", "--interval", "0.1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "anchored 5" in result.stdout
+        with sessions(engine)() as db:
+            assert {j.state for j in db.query(Job).all()} == {"done"}
+        registry = running.chain.contract("ProvenanceRegistry", running.deployment.registry)
+        assert len(registry.events.Anchored.get_logs(from_block=0)) >= 1
+    finally:
+        running.close()
