@@ -92,7 +92,8 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and foreign keys."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True)
+    # a pool large enough for the API's worker threads plus the job workers
+    engine = create_engine(url, future=True, pool_size=20, max_overflow=40, pool_timeout=60)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

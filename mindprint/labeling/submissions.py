@@ -160,12 +160,17 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
         _hex(bundle["wallet_signature"], "wallet_signature"),
     )
     cid = str(signed.cid)
-    if db.get(Submission, cid) is not None:
-        raise SubmissionRejected(409, f"duplicate submission: sample {cid} was already submitted")
+    # The expensive part (signatures, the pipeline re-run, liveness, the replay index)
+    # runs before the first query, so no database connection is held meanwhile.
     try:
         check = check_sample(signed, car, contributor=contributor, chain_id=platform.chain_id)
     except (SampleError, MindprintError) as err:
         raise SubmissionRejected(422, f"sample does not check out: {err}") from err
+    liveness = platform.liveness.assess(check.epoch, check.sfreq)
+    with platform.lock:
+        match = platform.index.query(check.epoch, check.sfreq)
+    if db.get(Submission, cid) is not None:
+        raise SubmissionRejected(409, f"duplicate submission: sample {cid} was already submitted")
     task_id = int(check.value["task"])
     task = db.get(TaskItem, task_id)
     if task is None:
@@ -180,9 +185,6 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
     authenticity = authenticity_score(
         check.report if not check.problems else _failed(check.report, check.problems), device_bound=bound
     )
-    liveness = platform.liveness.assess(check.epoch, check.sfreq)
-    with platform.lock:
-        match = platform.index.query(check.epoch, check.sfreq)
     uniqueness = uniqueness_score(match)
     engagement = float(check.recomputed.get("engagement") or 0.0)
     history = db.scalars(
