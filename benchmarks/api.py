@@ -65,9 +65,12 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
 
     def contributor(index: int) -> list[tuple[float, str]]:
         wallet, key, session = prepared[index]
-        results = []
+        results: list[tuple[float, str]] = []
         with httpx.Client(base_url=url, timeout=600) as http:
-            auth = {"Authorization": f"Bearer {token(http, wallet)}"}
+            try:
+                auth = {"Authorization": f"Bearer {token(http, wallet)}"}
+            except (ValueError, KeyError):
+                return [(0.0, "sign-in failed")] * per  # counted as errors
             deadline = int(time.time()) + 3600
             typed = device_typed_data(key.public_key, wallet.address, deadline, config["chain_id"], config["device_registry"])
             signature = Account.sign_typed_data(wallet.key, full_message=typed).signature.to_0x_hex()

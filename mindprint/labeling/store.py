@@ -92,8 +92,10 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and foreign keys."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    # a pool large enough for the API's worker threads plus the job workers
-    engine = create_engine(url, future=True, pool_size=20, max_overflow=40, pool_timeout=60)
+    # a pool large enough for the API's worker threads plus the job workers; SQLite
+    # writers queue for up to 30 s instead of failing after sqlite3's default 5 s
+    connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
+    engine = create_engine(url, future=True, pool_size=20, max_overflow=40, pool_timeout=60, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
