@@ -107,6 +107,7 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-level", type=int, default=64, help="submissions per concurrency level")
+    parser.add_argument("--levels", default="8,32,128", help="concurrent contributors per level, comma-separated")
     args = parser.parse_args()
     rows = ["| backend | contributors | submissions | verified/s (wall, incl. client-side signing) | p50 | p99 | accepted / rejected / errors | nothing lost |", "|---|---|---|---|---|---|---|---|"]
     operator, requester = Account.create(), Account.create()
@@ -127,7 +128,7 @@ def main() -> None:
                     except httpx.HTTPError:
                         time.sleep(0.3)
                 accepted_total = 0
-                for contributors in (8, 32, 128):
+                for contributors in (int(level) for level in args.levels.split(",")):
                     result = run_level(base, Path(tmp) / f"{backend}-{contributors}", contributors, max(args.per_level, contributors), operator, requester)
                     accepted_total += int(result["accepted"])
                     engine = sa.create_engine(url_db.replace("postgresql+psycopg", "postgresql+psycopg"))
