@@ -55,14 +55,13 @@ def _payload(signed: SignedSample, session: Path) -> dict[str, str]:
     }
 
 
-def test_real_eeg_is_accepted_once_and_replays_are_not(platform) -> None:  # type: ignore[no-untyped-def]
-    client, tmp = platform
-    _, ids, _ = _project(client, redundancy=2)
+def _contributor_sample(client: TestClient, tmp: Path, name: str, response_ms: int = 550):  # type: ignore[no-untyped-def]
+    """A new contributor: signed in, device bound, a task leased, a signed sample of real EEG for it."""
     wallet, key = Account.create(), DeviceKey.generate()
     token = sign_in(client, wallet)
     _bind(client, token, wallet, key)
     task = client.get("/tasks/next", headers=_auth(token)).json()
-    session = real_session(tmp / "s1", key)
+    session = real_session(tmp / name, key)
     signed = build_sample(
         session,
         key,
@@ -70,8 +69,15 @@ def test_real_eeg_is_accepted_once_and_replays_are_not(platform) -> None:  # typ
         task=task["id"],
         label="yes",
         stimulus_ns=T0 + 10_000_000_000,
-        response_ns=T0 + 10_550_000_000,
+        response_ns=T0 + 10_000_000_000 + response_ms * 1_000_000,
     )
+    return wallet, token, session, signed
+
+
+def test_real_eeg_is_accepted_once_and_replays_are_not(platform) -> None:  # type: ignore[no-untyped-def]
+    client, tmp = platform
+    _, ids, _ = _project(client, redundancy=2)
+    wallet, token, session, signed = _contributor_sample(client, tmp, "s1")
     headers = {**_auth(token), "Idempotency-Key": "first-try"}
     first = client.post("/submissions", json=_payload(signed, session), headers=headers)
     assert first.status_code == 201, first.text
@@ -170,20 +176,7 @@ def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[n
     api_key = key_response.json()["api_key"]
     assert client.get("/projects", headers={"X-API-Key": api_key}).status_code == 200
     assert client.get("/projects", headers={"X-API-Key": "mpk_wrong"}).status_code == 401
-    wallet, key = Account.create(), DeviceKey.generate()
-    token = sign_in(client, wallet)
-    _bind(client, token, wallet, key)
-    task = client.get("/tasks/next", headers=_auth(token)).json()
-    session = real_session(tmp / "s", key)
-    signed = build_sample(
-        session,
-        key,
-        wallet,
-        task=task["id"],
-        label="yes",
-        stimulus_ns=T0 + 10_000_000_000,
-        response_ns=T0 + 10_500_000_000,
-    )
+    wallet, token, session, signed = _contributor_sample(client, tmp, "s", response_ms=500)
     verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
     assert verdict["status"] == "accepted", verdict
     cid = verdict["sample_cid"]

@@ -19,6 +19,40 @@ from mindprint.ledger.chain import ChainClient, deploy_contracts
 from mindprint.ledger.crypto import KeyStore, RecipientKey
 
 
+def _seed(engine, store: Blockstore, n: int, *, pin_jobs: bool) -> list[str]:  # type: ignore[no-untyped-def]
+    """A contributor, a project, a task and ``n`` accepted submissions with their jobs."""
+    with sessions(engine)() as db:
+        db.add(Account(address="0xc"))
+        db.commit()  # parents first: no ORM relationships order the inserts
+        db.add(Project(id=1, owner="0xc", name="p", label_schema={"kind": "text"}, redundancy=1))
+        db.commit()
+        db.add(TaskItem(id=1, project_id=1, content={"text": "t"}))
+        db.commit()
+        cids = []
+        for i in range(n):
+            cid = str(cid_for_block(f"sample-{i}".encode(), "dag-cbor"))
+            manifest = str(store.put_node({"sample": i}))
+            db.add(
+                Submission(
+                    cid=cid,
+                    task_id=1,
+                    contributor="0xc",
+                    device="00",
+                    label={"value": "x"},
+                    status="accepted",
+                    scores={},
+                    reasons={"reasons": []},
+                    sealed_manifest=manifest,
+                )
+            )
+            if pin_jobs:
+                db.add(Job(kind="pin", ref=cid))
+            db.add(Job(kind="anchor", ref=cid))
+            cids.append(cid)
+        db.commit()
+    return cids
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_workers_share_the_queue_without_double_work(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
@@ -32,32 +66,7 @@ def test_two_workers_share_the_queue_without_double_work(
     engine = make_engine(url)
     migrate(engine)
     store = Blockstore(tmp_path / "blocks")
-    with sessions(engine)() as db:
-        db.add(Account(address="0xc"))
-        db.commit()
-        db.add(Project(id=1, owner="0xc", name="p", label_schema={"kind": "text"}, redundancy=1))
-        db.commit()
-        db.add(TaskItem(id=1, project_id=1, content={"text": "t"}))
-        db.commit()
-        for i in range(300):
-            manifest = store.put_node({"sample": i})
-            cid = str(cid_for_block(f"sample-{i}".encode(), "dag-cbor"))
-            db.add(
-                Submission(
-                    cid=cid,
-                    task_id=1,
-                    contributor="0xc",
-                    device="00",
-                    label={"value": "x"},
-                    status="accepted",
-                    scores={},
-                    reasons={"reasons": []},
-                    sealed_manifest=str(manifest),
-                )
-            )
-            db.add(Job(kind="pin", ref=cid))
-            db.add(Job(kind="anchor", ref=cid))
-        db.commit()
+    _seed(engine, store, 300, pin_jobs=True)
     platform = Platform(load_default_model(), store, KeyStore(tmp_path / "keys"), RecipientKey.generate())
     chain = ChainClient.embedded()
     deployment = deploy_contracts(chain)
@@ -121,31 +130,7 @@ def test_separate_worker_process_anchors_on_a_shared_chain(tmp_path: Path, anvil
     )  # its own worker idles
     try:
         engine = make_engine(settings.database_url)
-        store = running.platform.blockstore
-        with sessions(engine)() as db:
-            db.add(Account(address="0xc"))
-            db.commit()
-            db.add(Project(id=1, owner="0xc", name="p", label_schema={"kind": "text"}, redundancy=1))
-            db.commit()
-            db.add(TaskItem(id=1, project_id=1, content={"text": "t"}))
-            db.commit()
-            for i in range(5):
-                cid = str(cid_for_block(f"w-{i}".encode(), "dag-cbor"))
-                db.add(
-                    Submission(
-                        cid=cid,
-                        task_id=1,
-                        contributor="0xc",
-                        device="00",
-                        label={"value": "x"},
-                        status="accepted",
-                        scores={},
-                        reasons={"reasons": []},
-                        sealed_manifest=str(store.put_node({"i": i})),
-                    )
-                )
-                db.add(Job(kind="anchor", ref=cid))
-            db.commit()
+        _seed(engine, running.platform.blockstore, 5, pin_jobs=False)
         env = {
             **os.environ,
             "MINDPRINT_HOME": str(home),
