@@ -50,6 +50,7 @@ def current_account(
         service = db.get(Account, record.address) if record else None
         if service is None:
             raise HTTPException(401, "unknown API key")
+        db.commit()
         return service
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
@@ -61,6 +62,9 @@ def current_account(
     account = db.get(Account, address)
     if account is None:
         raise HTTPException(401, "unknown account")
+    # end the read transaction: the connection goes back to the pool instead of being held
+    # while the request waits for a worker thread (128 concurrent uploads exhausted the pool)
+    db.commit()
     return account
 
 
