@@ -873,8 +873,10 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
         running.close()
 
 
-def _print_verification_and_anchoring(session_dir: Path, root: Path, report: Any) -> None:
-    from mindprint.device.session import SESSION_FILE, chunk_samples, iter_chunks, read_header
+def _print_verification_and_anchoring(
+    session_dir: Path, root: Path, report: Any, data: np.ndarray, header: Any
+) -> None:
+    from mindprint.device.session import SESSION_FILE
     from mindprint.labeling.verification.corpus import synthetic_board
     from mindprint.labeling.verification.model import load_default_model
     from mindprint.labeling.verification.scores import authenticity_score
@@ -884,11 +886,8 @@ def _print_verification_and_anchoring(session_dir: Path, root: Path, report: Any
     from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
     from mindprint.ledger.sealing import seal_session
 
-    header = read_header(session_dir)
-    eeg_rows = [i for i, kind in enumerate(header.types) if kind == "eeg"]
-    data = np.concatenate([chunk_samples(block) for _, block in iter_chunks(session_dir)], axis=1)[eeg_rows]
     model = load_default_model()
-    live = model.assess(data.astype(np.float64), header.sfreq)
+    live = model.assess(data, header.sfreq)
     console.print(
         f"7. verification: authenticity {authenticity_score(report, device_bound=True).value:.0f} "
         f"(device binding assumed in this offline demo) · liveness {live.score:.2f} "
@@ -925,14 +924,11 @@ def _print_verification_and_anchoring(session_dir: Path, root: Path, report: Any
     anchorer.close()
 
 
-def _print_edge_summary(session_dir: Path) -> None:
-    from mindprint.device.session import chunk_samples, iter_chunks, read_header
+def _print_edge_summary(data: np.ndarray, header: Any) -> None:
+    """Step 6 of the demo: the edge pipeline on the session's EEG (volts, EEG rows)."""
     from mindprint.signal.pipeline import process_recording
 
-    header = read_header(session_dir)
-    eeg_rows = [i for i, kind in enumerate(header.types) if kind == "eeg"]
-    data = np.concatenate([chunk_samples(block) for _, block in iter_chunks(session_dir)], axis=1)[eeg_rows]
-    result = process_recording(data.astype(np.float64), header.sfreq, [header.channels[i] for i in eeg_rows])
+    result = process_recording(data, header.sfreq, header.eeg_names)
     summary = result.summary()
     relative = summary["relative_power"]
     assert isinstance(relative, dict)
@@ -957,7 +953,7 @@ def demo(
     """Replay real Cyton EEG, record a signed session, verify it and export it."""
     from mindprint.device.keys import DeviceKey
     from mindprint.device.openbci import import_recording
-    from mindprint.device.session import verify_session
+    from mindprint.device.session import read_eeg, verify_session
     from mindprint.export.session_file import export_session
 
     root = workdir or Path(tempfile.mkdtemp(prefix="mindprint-demo-"))
@@ -986,8 +982,9 @@ def demo(
     _print_report(report)
     fif = export_session(session_dir, root / "session_raw.fif")
     console.print(f"5. exported for MNE: {fif}")
-    _print_edge_summary(session_dir)
-    _print_verification_and_anchoring(session_dir, root, report)
+    eeg, header = read_eeg(session_dir)  # read once for steps 6 and 7
+    _print_edge_summary(eeg, header)
+    _print_verification_and_anchoring(session_dir, root, report, eeg, header)
     platform_summary = _demo_platform(root, sample_path_for_demo(), seconds)
     console.rule("[bold]summary")
     console.print(

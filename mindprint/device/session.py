@@ -63,6 +63,7 @@ __all__ = [
     "SessionWriter",
     "chunk_samples",
     "iter_chunks",
+    "read_eeg",
     "read_header",
     "verify_session",
 ]
@@ -83,6 +84,15 @@ class SessionHeader:
     created_ns: int
     chunk_seconds: float
     software: str = f"mindprint {__version__}"
+
+    @property
+    def eeg_rows(self) -> list[int]:
+        """Indices of the EEG channels (the others are accelerometer etc.)."""
+        return [i for i, kind in enumerate(self.types) if kind == "eeg"]
+
+    @property
+    def eeg_names(self) -> list[str]:
+        return [self.channels[i] for i in self.eeg_rows]
 
     def to_block(self) -> dict[str, Any]:
         return {
@@ -332,6 +342,15 @@ def read_header(path: Path) -> SessionHeader:
     if not contents.sections:
         raise SessionFormatError(f"{path} has no session header")
     return SessionHeader.from_block(decode_block(contents.sections[0].block))
+
+
+def read_eeg(path: Path) -> tuple[NDArray[np.float64], SessionHeader]:
+    """All EEG samples of a session in chunk order, shape (n_eeg, n_times) in volts (no verification)."""
+    header = read_header(path)
+    blocks = [chunk_samples(block) for _, block in iter_chunks(path)]
+    if not blocks:
+        raise SessionError(f"session {path} holds no chunks")
+    return np.concatenate(blocks, axis=1)[header.eeg_rows].astype(np.float64), header
 
 
 def iter_chunks(path: Path) -> Iterator[tuple[CID, dict[str, Any]]]:

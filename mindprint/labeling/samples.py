@@ -145,9 +145,8 @@ def build_sample(
     t0 = int(blocks[selected[0]]["t0_ns"])
     start = max(0, round((begin_ns - t0) / 1e9 * sfreq))
     stop = start + round((tmax - tmin) * sfreq)
-    eeg_rows = [i for i, kind in enumerate(header.types) if kind == "eeg"]
     epoch, _ = _epoch(blocks, selected, start, stop)
-    result = process_recording(epoch[eeg_rows], sfreq, [header.channels[i] for i in eeg_rows], params=params)
+    result = process_recording(epoch[header.eeg_rows], sfreq, header.eeg_names, params=params)
     value = {
         "type": SAMPLE_TYPE,
         "task": task,
@@ -234,8 +233,7 @@ def check_sample(
     sfreq = header.sfreq
     if epoch.shape[1] / sfreq > MAX_EPOCH_SECONDS:
         raise SampleError(f"epoch of {epoch.shape[1] / sfreq:.1f} s exceeds {MAX_EPOCH_SECONDS:g} s")
-    eeg_rows = [i for i, kind in enumerate(header.types) if kind == "eeg"]
-    names = [header.channels[i] for i in eeg_rows]
+    eeg_rows, names = header.eeg_rows, header.eeg_names
     recomputed = _json_safe(process_recording(epoch[eeg_rows], sfreq, names, params=params).summary())
     _close(value.get("features"), recomputed, "features", problems)
     if value.get("pipeline") != recomputed.get("pipeline_version"):
