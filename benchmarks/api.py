@@ -108,11 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--per-level", type=int, default=64, help="submissions per concurrency level")
     parser.add_argument("--levels", default="8,32,128", help="concurrent contributors per level, comma-separated")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="database backends, comma-separated")
     args = parser.parse_args()
     rows = ["| backend | contributors | submissions | verified/s (wall, incl. client-side signing) | p50 | p99 | accepted / rejected / errors | nothing lost |", "|---|---|---|---|---|---|---|---|"]
     operator, requester = Account.create(), Account.create()
     with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tempfile.mkdtemp(prefix="mindprint-pg-"))) as pg:
-        for backend in ("sqlite", "postgresql"):
+        for backend in args.backends.split(","):
             home = Path(tmp) / backend
             url_db = f"sqlite:///{home / 'platform.db'}" if backend == "sqlite" else create_database(pg, "bench")
             port = free_port()
