@@ -32,6 +32,7 @@ def _problem(
 def create_app() -> FastAPI:
     app = FastAPI(title="mindprint labeling API", version=__version__)
     app.include_router(auth.router)
+    app.include_router(auth.consent_router)
     app.include_router(projects.router)
     app.include_router(submissions.router)
     app.include_router(rewards.router)

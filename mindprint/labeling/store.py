@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    LargeBinary,
     DateTime,
     ForeignKey,
     Integer,
@@ -48,6 +50,10 @@ class Account(Base):
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), default="contributor")
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # research consent: the signed statement (EIP-191) that lets accepted samples be exported
+    consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    consent_signature: Mapped[str | None] = mapped_column(String(132), nullable=True)
 
 
 class LoginNonce(Base):
@@ -131,6 +137,7 @@ class Device(Base):
     device: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex public key
     contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)
     signature: Mapped[str] = mapped_column(String(132))
+    deadline: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -150,6 +157,11 @@ class Submission(Base):
     engagement: Mapped[float | None] = mapped_column(nullable=True)
     gold_correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     sealed_manifest: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # the signed bundle itself, kept so that exports carry checkable provenance
+    session: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    sample_block: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    device_signature: Mapped[str | None] = mapped_column(String(130), nullable=True)
+    wallet_signature: Mapped[str | None] = mapped_column(String(132), nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -30,7 +30,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mindprint.core.errors import MindprintError
+from mindprint.core.errors import CryptoError, MindprintError
 from mindprint.core.ipld import cid_for_block
 from mindprint.device.session import SessionReport
 from mindprint.labeling.samples import SampleError, SignedSample, check_sample
@@ -128,6 +128,7 @@ def bind_device(
     if existing is not None and (existing.contributor != signer or existing.revoked):
         raise SubmissionRejected(409, "device is bound to another contributor or was revoked")
     record = existing or Device(device=device.hex(), contributor=signer, signature=signature, revoked=False)
+    record.signature, record.deadline = signature, deadline
     db.add(record)
     db.commit()
     return record
@@ -215,6 +216,10 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
         reasons={"reasons": verdict.reasons},
         engagement=engagement,
         gold_correct=gold_correct,
+        session=str(check.value["session"]),
+        sample_block=signed.block,
+        device_signature=signed.device_signature.hex(),
+        wallet_signature="0x" + signed.wallet_signature.hex(),
     )
     db.add(submission)
     lease.status = "submitted"
@@ -225,8 +230,11 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
             platform.owners[owner] = cid
             platform.index.add(owner, check.epoch, check.sfreq)
         session = str(check.value["session"])
-        data_key = new_data_key()
-        platform.keys.add(session, wrap_key(data_key, platform.platform_key.public_key, session))
+        try:  # one data key per session: every sealed version of it opens with the same key
+            data_key = platform.keys.data_key(session, platform.platform_key)
+        except CryptoError:
+            data_key = new_data_key()
+            platform.keys.add(session, wrap_key(data_key, platform.platform_key.public_key, session))
         manifest = seal_session(car, session, data_key, platform.blockstore)
         submission.sealed_manifest = str(manifest)
         for kind in ("pin", "anchor"):

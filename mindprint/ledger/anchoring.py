@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS members (
     position INTEGER NOT NULL, proof TEXT NOT NULL);
 """
 
-__all__ = ["Anchorer", "InclusionProof"]
+__all__ = ["Anchorer", "InclusionProof", "open_journal", "read_proof"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,17 +222,7 @@ class Anchorer:
 
     # -- lookups -----------------------------------------------------------------------
     def proof(self, sample: CID | str) -> InclusionProof:
-        cid = _normalise(sample)
-        row = self.db.execute(
-            "SELECT b.root, m.proof, b.manifest, b.tx_hash, b.block, b.chain_id, b.registry, b.state "
-            "FROM members m JOIN batches b ON b.id = m.batch WHERE m.cid=?",
-            (cid,),
-        ).fetchone()
-        if row is None:
-            if self.db.execute("SELECT 1 FROM pending WHERE cid=?", (cid,)).fetchone():
-                raise LedgerError(f"sample {cid} is queued but not yet in a batch")
-            raise LedgerError(f"sample {cid} was never queued for anchoring")
-        return InclusionProof(cid, row[0], json.loads(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
+        return read_proof(self.db, sample)
 
     def verify_on_chain(self, proof: InclusionProof) -> bool:
         """Ask the registry to check the proof against the anchored root."""
@@ -252,6 +242,30 @@ class Anchorer:
             "anchored_samples": int(anchored),
             **{f"batches_{k}": int(v) for k, v in counts.items()},
         }
+
+
+_PROOF_SQL = (
+    "SELECT b.root, m.proof, b.manifest, b.tx_hash, b.block, b.chain_id, b.registry, b.state "
+    "FROM members m JOIN batches b ON b.id = m.batch WHERE m.cid=?"
+)
+
+
+def read_proof(db: sqlite3.Connection, sample: CID | str) -> InclusionProof:
+    """A sample's inclusion proof from an anchoring journal (no chain needed)."""
+    cid = _normalise(sample)
+    row = db.execute(_PROOF_SQL, (cid,)).fetchone()
+    if row is None:
+        if db.execute("SELECT 1 FROM pending WHERE cid=?", (cid,)).fetchone():
+            raise LedgerError(f"sample {cid} is queued but not yet in a batch")
+        raise LedgerError(f"sample {cid} was never queued for anchoring")
+    return InclusionProof(cid, row[0], json.loads(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+def open_journal(path: Path) -> sqlite3.Connection:
+    """Open an anchoring journal read-only (for exports that run beside a live worker)."""
+    if not Path(path).exists():
+        raise LedgerError(f"no anchoring journal at {path}: nothing was anchored here")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
 
 
 def _normalise(sample: CID | str) -> str:

@@ -6,10 +6,12 @@ import datetime as dt
 
 from eth_utils import to_checksum_address
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
 
 from mindprint.api.auth import AuthError, issue_token, new_nonce, parse_siwe, recover_signer, siwe_message
-from mindprint.api.deps import DbDep, SettingsDep
+from mindprint.api.deps import AccountDep, DbDep, SettingsDep
 from mindprint.api.schemas import NonceRequest, NonceResponse, TokenResponse, VerifyRequest
+from mindprint.labeling.consent import ConsentError, check_consent, consent_message
 from mindprint.labeling.store import Account, LoginNonce, aware, utcnow
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -58,3 +60,34 @@ def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep) -> TokenRespon
     db.commit()
     token = issue_token(settings.token_secret, signer, account.role, settings.token_seconds)
     return TokenResponse(access_token=token, address=signer, role=account.role, expires_in=settings.token_seconds)
+
+
+consent_router = APIRouter(tags=["auth"])
+
+
+class ConsentBody(BaseModel):
+    message: str = Field(max_length=1000, description="the statement from GET /consent, unchanged")
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="EIP-191 signature by the contributor")
+
+
+@consent_router.get("/consent")
+def consent_status(account: AccountDep, settings: SettingsDep, granted: bool = True) -> dict[str, object]:
+    """The current consent and a fresh statement to sign (grant, or withdraw with ``granted=false``)."""
+    message = consent_message(settings.domain, account.address, granted, utcnow())
+    return {"consent": account.consent, "message": message}
+
+
+@consent_router.post("/consent")
+def give_consent(body: ConsentBody, account: AccountDep, settings: SettingsDep, db: DbDep) -> dict[str, object]:
+    """Grant or withdraw research consent; only consenting contributors' samples are exported."""
+    try:
+        consent = check_consent(body.message, body.signature, domain=settings.domain, now=utcnow())
+    except ConsentError as err:
+        raise HTTPException(422, str(err)) from err
+    if consent.address != account.address:
+        raise HTTPException(403, "the statement names another address")
+    record = db.get(Account, account.address)
+    assert record is not None  # the signed-in account exists
+    record.consent, record.consent_message, record.consent_signature = consent.granted, body.message, body.signature
+    db.commit()
+    return {"consent": consent.granted, "issued": consent.issued.isoformat()}

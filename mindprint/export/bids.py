@@ -1,0 +1,640 @@
+"""Researcher export: BIDS-EEG (mne-bids) with provenance, Parquet features, file digests.
+
+One BIDS recording per contributor session: the session's signed chunks, decrypted with
+the exporter's key (the platform's, or a researcher's the platform granted), written as
+EDF through ``mne_bids.write_raw_bids``; every accepted, consented, anchored sample
+recorded in it becomes one row of ``events.tsv``. Layout::
+
+    dataset_description.json        GeneratedBy + MindprintProvenance (chain, contracts, batches)
+    README  participants.tsv/json   pseudonymous participant IDs only
+    .bidsignore                     hides the provenance sidecars from the validator
+    sub-<p>/eeg/sub-<p>_task-labeling_run-<n>_eeg.edf|json, _channels.tsv, _events.tsv|json
+    sub-<p>/eeg/sub-<p>_task-labeling_run-<n>_provenance.json   CIDs, signatures, proofs, tx
+    sourcedata/mindprint/sub-<p>/..._run-<n>/session.car         the device-signed blocks
+    derivatives/mindprint/features.parquet                      features, labels, scores
+    sourcedata/mindprint/SHA256SUMS                             every other file's digest
+
+Deterministic: nothing depends on the clock, the order of database rows or random state,
+so exporting the same selection twice gives byte-identical files (tested). Streaming: one
+recording is in memory at a time; Parquet rows are written in row groups.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mne
+import mne_bids
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from multiformats import CID
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from mindprint import __version__
+from mindprint.core.errors import ConfigurationError, CryptoError, LedgerError, MindprintError
+from mindprint.core.ipld import car_header, car_section, decode_block
+from mindprint.device.session import SESSION_FILE, SIGNATURE_TYPE, read_header
+from mindprint.export.session_file import session_to_raw
+from mindprint.labeling.store import Account, Device, Submission, TaskItem, sessions
+from mindprint.ledger.anchoring import InclusionProof, read_proof
+from mindprint.ledger.blockstore import Blockstore
+from mindprint.ledger.chain import Deployment
+from mindprint.ledger.crypto import KeyStore, RecipientKey
+from mindprint.ledger.sealing import open_sealed_session
+from mindprint.signal.pipeline import process_recording
+
+logger = logging.getLogger(__name__)
+
+TASK = "labeling"
+DIGESTS = "sourcedata/mindprint/SHA256SUMS"
+FEATURES = "derivatives/mindprint/features.parquet"
+SCORES = ("authenticity", "liveness", "attention", "uniqueness")
+ROW_GROUP = 4096
+EVENT_COLUMNS = {
+    "trial_type": "label/<class> for class labels, 'label' for free text and ratings",
+    "label": "the contributor's label (what the wallet signed): plain text, or JSON for non-text labels",
+    "annotator": "pseudonym of the annotator (the participant who gave the label while recorded)",
+    "project": "labeling project id",
+    "task_item": "task item id within the project",
+    "response_time": "seconds from stimulus to response (from the signed sample)",
+    "sample_cid": "CID of the signed sample (see the recording's _provenance.json)",
+    **{score: f"platform {score} score (0-1)" for score in SCORES},
+}
+
+__all__ = ["ExportError", "ExportSource", "ExportSummary", "export_dataset", "platform_source", "pseudonym", "pseudonym_key"]
+
+
+class ExportError(MindprintError):
+    """The export cannot be written (bad output directory, nothing to export, …)."""
+
+
+@dataclass
+class ExportSource:
+    """What the platform holds: database, sealed blocks, wrapped keys, anchoring journal."""
+
+    engine: Engine
+    blockstore: Blockstore
+    keys: KeyStore
+    recipient: RecipientKey  # whose wrapped data keys open the sessions
+    journal: sqlite3.Connection
+    deployment: Deployment
+    pseudonym_key: bytes
+    chain_id: int
+    domain: str = "localhost"
+
+
+@dataclass
+class ExportSummary:
+    out: Path
+    recordings: int = 0
+    samples: int = 0
+    participants: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + n
+
+
+def pseudonym(key: bytes, address: str) -> str:
+    """A stable, unlinkable participant label (10 hex chars of HMAC-SHA256)."""
+    return hmac.new(key, address.lower().encode(), hashlib.sha256).hexdigest()[:10]
+
+
+@dataclass
+class _Sample:
+    row: Submission
+    value: dict[str, Any]
+    proof: InclusionProof
+
+
+@dataclass
+class _Recording:
+    subject: str
+    contributor: str
+    session: str
+    manifest: str
+    t0: int
+    samples: list[_Sample]
+    run: int = 0
+
+
+def _selection(source: ExportSource, projects: list[int] | None, summary: ExportSummary) -> list[_Recording]:
+    """Accepted, consented, anchored samples grouped by session (small rows only, no EEG)."""
+    query = (
+        select(Submission, TaskItem.project_id, Account.consent)
+        .join(TaskItem, TaskItem.id == Submission.task_id)
+        .join(Account, Account.address == Submission.contributor)
+        .where(Submission.status == "accepted")
+        .order_by(Submission.cid)
+    )
+    if projects:
+        query = query.where(TaskItem.project_id.in_(projects))
+    groups: dict[str, list[_Sample]] = {}
+    with sessions(source.engine)() as db:
+        for row, project, consent in db.execute(query).all():
+            if not consent:
+                summary.skip("contributor has not consented")
+                continue
+            if row.sample_block is None or row.session is None or row.sealed_manifest is None:
+                summary.skip("stored before signed bundles were kept")
+                continue
+            try:
+                proof = read_proof(source.journal, row.cid)
+            except LedgerError:
+                summary.skip("not anchored yet")
+                continue
+            if proof.state != "confirmed":
+                summary.skip("anchoring not confirmed yet")
+                continue
+            value = dict(decode_block(row.sample_block))
+            value["_project"] = project
+            groups.setdefault(row.session, []).append(_Sample(row, value, proof))
+    recordings = []
+    for session, samples in groups.items():
+        samples.sort(key=lambda s: (int(s.value["stimulus_ns"]), s.row.cid))
+        # the newest sealed version of the session holds every chunk the samples cite
+        latest = max(samples, key=lambda s: (s.row.created, s.row.cid))
+        contributor = samples[0].row.contributor
+        recordings.append(
+            _Recording(
+                pseudonym(source.pseudonym_key, contributor),
+                contributor,
+                session,
+                str(latest.row.sealed_manifest),
+                int(samples[0].value["stimulus_ns"]),
+                samples,
+            )
+        )
+    recordings.sort(key=lambda r: (r.subject, r.t0, r.session))
+    runs: dict[str, int] = {}
+    for recording in recordings:
+        runs[recording.subject] = runs.get(recording.subject, 0) + 1
+        recording.run = runs[recording.subject]
+    return recordings
+
+
+def _write_car(blocks: list[tuple[CID, bytes]], roots: list[CID], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        handle.write(car_header(roots))
+        for cid, data in blocks:
+            handle.write(car_section(cid, data))
+
+
+def _trial_type(label: Any) -> str:
+    if isinstance(label, str) and label and len(label) <= 40 and label.replace("-", "").replace("_", "").isalnum():
+        return f"label/{label}"
+    return "label"
+
+
+def label_text(label: Any) -> str:
+    """The label as events.tsv shows it: plain text when that is unambiguous, else JSON."""
+    if isinstance(label, str) and label and label != "n/a" and label.isprintable() and '"' not in label and label.strip() == label:
+        return label
+    return json.dumps(label, sort_keys=True, ensure_ascii=False)
+
+
+def _flat(prefix: str, value: Any, out: dict[str, float]) -> None:
+    if isinstance(value, dict):
+        for key in sorted(value):
+            _flat(f"{prefix}.{key}" if prefix else str(key), value[key], out)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        out[prefix] = float(value)
+
+
+def flat_features(features: Any) -> dict[str, float]:
+    """Nested feature summary → ``{"band_power.alpha": …}`` (numbers only)."""
+    out: dict[str, float] = {}
+    _flat("", features, out)
+    return out
+
+
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("sample_cid", pa.string()),
+        ("participant_id", pa.string()),
+        ("recording", pa.string()),
+        ("project", pa.int64()),
+        ("task_item", pa.int64()),
+        ("label", pa.string()),
+        ("onset", pa.float64()),
+        ("response_time", pa.float64()),
+        *[(score, pa.float64()) for score in SCORES],
+        ("pipeline_version", pa.string()),
+        ("features", pa.map_(pa.string(), pa.float64())),
+    ]
+)
+
+
+def _channel_status(raw: mne.io.BaseRaw, eeg: list[int]) -> tuple[list[str], dict[str, str], float | None]:
+    """Bad channels and reasons from the signal pipeline's quality index (median over windows)."""
+    data = raw.get_data(picks=eeg)
+    names = [raw.ch_names[i] for i in eeg]
+    result = process_recording(data, raw.info["sfreq"], names)
+    quality = result.quality_matrix()
+    descriptions: dict[str, str] = {}
+    bads: list[str] = []
+    if quality.size:
+        median = np.median(quality, axis=0)
+        for c, name in enumerate(names):
+            reasons: dict[str, int] = {}
+            for window in result.quality:
+                for reason in window.reasons[c]:
+                    reasons[reason] = reasons.get(reason, 0) + 1
+            top = sorted(reasons, key=lambda r: (-reasons[r], r))[:3]
+            if median[c] < 0.5:
+                bads.append(name)
+                descriptions[name] = f"quality index {median[c]:.2f}: " + (", ".join(top) or "low quality")
+            else:
+                descriptions[name] = f"quality index {median[c]:.2f}"
+    return bads, descriptions, result.line_freq
+
+
+def _rewrite_tsv(path: Path, update: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    update(frame).to_csv(path, sep="\t", index=False, lineterminator="\n")
+
+
+def _json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+class _Exporter:
+    def __init__(self, source: ExportSource, out: Path) -> None:
+        self.source = source
+        self.out = out
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.writer: pq.ParquetWriter | None = None
+
+    def _flush(self, force: bool = False) -> None:
+        while self.rows and (force or len(self.rows) >= ROW_GROUP):
+            group, self.rows = self.rows[:ROW_GROUP], self.rows[ROW_GROUP:]
+            if self.writer is None:
+                (self.out / FEATURES).parent.mkdir(parents=True, exist_ok=True)
+                self.writer = pq.ParquetWriter(self.out / FEATURES, PARQUET_SCHEMA, compression="zstd")
+            self.writer.write_table(pa.Table.from_pylist(group, schema=PARQUET_SCHEMA))
+
+    def recording(self, rec: _Recording) -> None:
+        source = self.source
+        data_key = source.keys.data_key(rec.session, source.recipient)
+        blocks = open_sealed_session(rec.manifest, data_key, source.blockstore)
+        manifest = source.blockstore.get_node(rec.manifest)
+        roots = [CID.decode(bytes(r)) for r in manifest["roots"]]
+        stem = f"sub-{rec.subject}_task-{TASK}_run-{rec.run}"
+        car_dir = self.out / "sourcedata" / "mindprint" / f"sub-{rec.subject}" / stem
+        _write_car([(b.cid, b.data) for b in blocks], roots, car_dir / SESSION_FILE)
+        header = read_header(car_dir)
+        raw = session_to_raw(car_dir)
+        raw.set_annotations(None)  # the samples are the events (markers stay in the signed chunks)
+        eeg = [i for i, kind in enumerate(header.types) if kind == "eeg"]
+        bads, descriptions, line_freq = _channel_status(raw, eeg)
+        raw.info["bads"] = bads
+        raw.info["line_freq"] = line_freq
+        first_t0 = _first_t0(blocks)
+        sfreq = float(raw.info["sfreq"])
+
+        events, meta, sidecar_samples = [], [], []
+        for sample in rec.samples:
+            v = sample.value
+            onset = round((int(v["stimulus_ns"]) - first_t0) / 1e9 * sfreq)
+            scores = sample.row.scores or {}
+            label_json = json.dumps(v["label"], sort_keys=True, ensure_ascii=False)
+            response_time = (int(v["response_ns"]) - int(v["stimulus_ns"])) / 1e9
+            events.append([onset, 0, 0])
+            meta.append(
+                {
+                    "trial_type": _trial_type(v["label"]),
+                    "label": label_text(v["label"]),
+                    "annotator": rec.subject,
+                    "project": int(v["_project"]),
+                    "task_item": int(v["task"]),
+                    "response_time": round(response_time, 6),
+                    "sample_cid": sample.row.cid,
+                    **{s: round(float(scores.get(s, float("nan"))), 6) for s in SCORES},
+                }
+            )
+            proof = sample.proof
+            sidecar_samples.append(
+                {
+                    "cid": sample.row.cid,
+                    "block": base64.b64encode(bytes(sample.row.sample_block or b"")).decode(),
+                    "device_signature": sample.row.device_signature,
+                    "wallet_signature": sample.row.wallet_signature,
+                    "onset_sample": onset,
+                    "proof": {
+                        "root": proof.root,
+                        "siblings": proof.proof,
+                        "batch_manifest": proof.manifest,
+                        "tx_hash": proof.tx_hash,
+                        "block": proof.block,
+                        "chain_id": proof.chain_id,
+                        "registry": proof.registry,
+                    },
+                }
+            )
+            self.batches[proof.root] = {
+                "root": proof.root,
+                "manifest": proof.manifest,
+                "tx_hash": proof.tx_hash,
+                "block": proof.block,
+            }
+            self.rows.append(
+                {
+                    "sample_cid": sample.row.cid,
+                    "participant_id": f"sub-{rec.subject}",
+                    "recording": stem,
+                    "project": int(v["_project"]),
+                    "task_item": int(v["task"]),
+                    "label": label_json,
+                    "onset": onset / sfreq,
+                    "response_time": response_time,
+                    **{s: float(scores.get(s, float("nan"))) for s in SCORES},
+                    "pipeline_version": str(v.get("pipeline")),
+                    "features": sorted(flat_features(v.get("features")).items()),
+                }
+            )
+        codes = {t: i + 1 for i, t in enumerate(sorted({m["trial_type"] for m in meta}))}
+        events_array = np.array([[e[0], 0, codes[m["trial_type"]]] for e, m in zip(events, meta, strict=True)])
+        path = mne_bids.BIDSPath(subject=rec.subject, task=TASK, run=rec.run, datatype="eeg", root=self.out)
+        mne_bids.write_raw_bids(
+            raw,
+            path,
+            events=events_array,
+            event_id=codes,
+            event_metadata=pd.DataFrame(meta),
+            extra_columns_descriptions=EVENT_COLUMNS,
+            format="EDF",
+            allow_preload=True,
+            overwrite=True,
+            verbose="error",
+        )
+        eeg_dir = self.out / f"sub-{rec.subject}" / "eeg"
+
+        def status(frame: pd.DataFrame) -> pd.DataFrame:
+            frame["status_description"] = [descriptions.get(n, "n/a") for n in frame["name"]]
+            return frame
+
+        _rewrite_tsv(eeg_dir / f"{stem}_channels.tsv", status)
+        with source.engine.connect() as connection:
+            device = connection.execute(select(Device).where(Device.device == header.device.hex())).first()
+            account = connection.execute(select(Account).where(Account.address == rec.contributor)).first()
+        chunks = _chunk_signatures(blocks)
+        _json(
+            eeg_dir / f"{stem}_provenance.json",
+            {
+                "format": "mindprint/provenance/v1",
+                "session": rec.session,
+                "device": header.device.hex(),
+                "contributor": rec.contributor,
+                "eeg": f"sub-{rec.subject}/eeg/{stem}_eeg.edf",
+                "events": f"sub-{rec.subject}/eeg/{stem}_events.tsv",
+                "session_car": str((car_dir / SESSION_FILE).relative_to(self.out)),
+                "sealed_manifest": rec.manifest,
+                "first_t0_ns": first_t0,
+                "chunks": chunks,
+                "binding": {
+                    "signature": device.signature if device else None,
+                    "deadline": device.deadline if device else None,
+                    "registry": source.deployment.devices,
+                    "chain_id": source.chain_id,
+                },
+                "consent": {
+                    "message": account.consent_message if account else None,
+                    "signature": account.consent_signature if account else None,
+                },
+                "samples": sidecar_samples,
+            },
+        )
+        self._flush()
+
+
+def _first_t0(blocks: list[Any]) -> int:
+    for block in blocks:
+        value = decode_block(block.data)
+        if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
+            return int(value["t0_ns"])
+    raise ExportError("sealed session holds no chunks")
+
+
+def _chunk_signatures(blocks: list[Any]) -> list[dict[str, Any]]:
+    seqs: dict[CID, int] = {}
+    signatures: dict[CID, str] = {}
+    for block in blocks:
+        value = decode_block(block.data)
+        if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
+            seqs[block.cid] = int(value["seq"])
+        elif isinstance(value, dict) and value.get("type") == SIGNATURE_TYPE:
+            signatures[value["signs"]] = bytes(value["signature"]).hex()
+    return [{"seq": seq, "cid": str(cid), "signature": signatures.get(cid)} for cid, seq in seqs.items()]
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root`` in a fixed order (relative paths, POSIX)."""
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        yield path.relative_to(root)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_dataset(
+    source: ExportSource,
+    out: Path,
+    *,
+    projects: list[int] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
+    """Write the BIDS dataset of the selected samples to ``out``.
+
+    Raises
+    ------
+    ExportError
+        ``out`` exists and is not empty (without ``overwrite``), or nothing qualifies.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} exists and is not empty (use --overwrite to replace it)")
+        if not (out / "dataset_description.json").exists():
+            raise ExportError(f"refusing to overwrite {out}: it is not a dataset written by mindprint")
+        shutil.rmtree(out)
+    summary = ExportSummary(out)
+    recordings = _selection(source, projects, summary)
+    if not recordings:
+        raise ExportError(f"nothing to export: no accepted, consented, anchored samples ({summary.skipped or 'none'})")
+    out.mkdir(parents=True, exist_ok=True)
+    exporter = _Exporter(source, out)
+    for done, rec in enumerate(recordings, 1):
+        try:
+            exporter.recording(rec)
+        except CryptoError as err:  # crypto-shredded (erased) or never granted to this key
+            logger.warning("session %s skipped: %s", rec.session, err)
+            summary.skip("key erased or not granted", len(rec.samples))
+            shutil.rmtree(out / "sourcedata" / "mindprint" / f"sub-{rec.subject}" / f"sub-{rec.subject}_task-{TASK}_run-{rec.run}", ignore_errors=True)
+            continue
+        summary.recordings += 1
+        summary.samples += len(rec.samples)
+        if progress is not None:
+            progress(done, len(recordings))
+    exporter._flush(force=True)
+    if exporter.writer is not None:
+        exporter.writer.close()
+    if summary.recordings == 0:
+        raise ExportError("nothing to export: every selected session's key was erased or not granted")
+    _dataset_files(source, out, exporter, summary, sorted({r.subject for r in recordings}))
+    return summary
+
+
+def _dataset_files(source: ExportSource, out: Path, exporter: _Exporter, summary: ExportSummary, subjects: list[str]) -> None:
+    deployment = source.deployment
+    mne_bids.make_dataset_description(
+        path=out,
+        name="mindprint verified EEG labels",
+        dataset_type="raw",
+        data_license="CC-BY-4.0",
+        authors=["mindprint contributors (pseudonymous)"],
+        generated_by=[{"Name": "mindprint", "Version": __version__, "Description": "mindprint export"}],
+        overwrite=True,
+        verbose="error",
+    )
+    description = json.loads((out / "dataset_description.json").read_text())
+    description["MindprintProvenance"] = {
+        "chain_id": source.chain_id,
+        "contracts": {
+            "ProvenanceRegistry": deployment.registry,
+            "DeviceRegistry": deployment.devices,
+            "RewardToken": deployment.token,
+            "RewardDistributor": deployment.distributor,
+        },
+        "batches": [exporter.batches[root] for root in sorted(exporter.batches)],
+        "samples": summary.samples,
+        "recordings": summary.recordings,
+        "digests": DIGESTS,
+    }
+    _json(out / "dataset_description.json", description)
+    _json(
+        out / "derivatives" / "mindprint" / "dataset_description.json",
+        {
+            "Name": "mindprint features, labels and scores",
+            "BIDSVersion": description.get("BIDSVersion", "1.10.0"),
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "mindprint", "Version": __version__}],
+        },
+    )
+    (out / ".bidsignore").write_text("*_provenance.json\n")
+    (out / "README").write_text(README.format(samples=summary.samples, recordings=summary.recordings, participants=len(subjects)))
+    summary.participants = len(subjects)
+
+    def participants(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[["participant_id"]].sort_values("participant_id")
+
+    _rewrite_tsv(out / "participants.tsv", participants)
+    _json(out / "participants.json", {"participant_id": {"Description": "pseudonymous participant ID (HMAC of the wallet address under a platform secret)"}})
+    lines = [f"{sha256_file(out / p)}  {p.as_posix()}\n" for p in iter_files(out) if p.as_posix() != DIGESTS]
+    (out / DIGESTS).parent.mkdir(parents=True, exist_ok=True)
+    (out / DIGESTS).write_text("".join(lines))
+
+
+README = """mindprint verified EEG labels
+=============================
+
+{samples} labeled samples in {recordings} recordings from {participants} pseudonymous participants.
+Every sample was verified on arrival (device and wallet signatures, the signal pipeline
+re-run, liveness, replay check, attention), anchored on chain in a Merkle batch, and is
+shared with its contributor's signed consent.
+
+- EEG: sub-*/eeg/*_eeg.edf (BIDS-EEG, written by mne-bids); labels and scores in the
+  events.tsv files (one row per sample), channel quality in channels.tsv.
+- Provenance: sub-*/eeg/*_provenance.json (chunk and sample CIDs, device signatures,
+  Merkle proofs, anchoring transactions) and sourcedata/mindprint/**/session.car (the
+  device-signed blocks the EEG comes from).
+- Features: derivatives/mindprint/features.parquet
+
+Check everything (bytes against CIDs, signatures, chunk chains, Merkle proofs against the
+on-chain roots, labels against samples):
+
+    mindprint verify . --rpc-url URL        # or without --rpc-url for the offline checks
+
+Load the features:
+
+    import pandas as pd
+    table = pd.read_parquet("derivatives/mindprint/features.parquet")
+    features = pd.DataFrame([dict(m) for m in table.features], index=table.sample_cid)
+
+Load a recording with its labels:
+
+    from mne_bids import BIDSPath, read_raw_bids
+    raw = read_raw_bids(BIDSPath(subject=..., task="labeling", run=1, datatype="eeg", root="."))
+"""
+
+
+def pseudonym_key(platform_dir: Path) -> bytes:
+    """The platform's secret for participant pseudonyms (created once, mode 0600)."""
+    import os
+
+    path = Path(platform_dir) / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32))
+    return path.read_bytes()
+
+
+def platform_source(
+    engine: Engine,
+    platform_dir: Path,
+    blockstore: Blockstore,
+    keys: KeyStore,
+    recipient: RecipientKey,
+    *,
+    deployment: Deployment | None = None,
+    chain_id: int | None = None,
+) -> ExportSource:
+    """An :class:`ExportSource` over a platform data directory (``MINDPRINT_HOME/platform``)."""
+    from mindprint.ledger.anchoring import open_journal
+
+    platform_dir = Path(platform_dir)
+    if deployment is None:
+        files = sorted(platform_dir.glob(f"deployment-{chain_id if chain_id is not None else '*'}.json"))
+        if len(files) != 1:
+            raise ConfigurationError(
+                f"found {len(files)} contract deployments in {platform_dir}; name the chain with --chain-id"
+                if files
+                else f"no contract deployment in {platform_dir}: run `mindprint serve` first"
+            )
+        deployment = Deployment.load(files[0])
+    return ExportSource(
+        engine=engine,
+        blockstore=blockstore,
+        keys=keys,
+        recipient=recipient,
+        journal=open_journal(platform_dir / "anchoring.sqlite"),
+        deployment=deployment,
+        pseudonym_key=pseudonym_key(platform_dir),
+        chain_id=deployment.chain_id,
+    )

@@ -1,0 +1,211 @@
+"""Researcher export: BIDS-EEG through mne-bids, the official validator, determinism,
+consent, crypto-shredding, and `verify` catching one changed byte in any file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mne_bids
+import pandas as pd
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from fastapi.testclient import TestClient
+
+from mindprint.api.deps import _engine
+from mindprint.api.server import RunningPlatform, start_platform
+from mindprint.device.keys import DeviceKey
+from mindprint.export.bids import DIGESTS, FEATURES, ExportError, export_dataset, iter_files, platform_source
+from mindprint.export.verify import verify_dataset
+from mindprint.labeling.samples import build_sample
+from mindprint.ledger.crypto import RecipientKey, unwrap_key, wrap_key
+
+from .test_api import OPERATOR, REQUESTER, _auth, sign_in
+from .test_api import _settings as api_settings
+from .test_api_submissions import _payload
+from .test_samples import T0, real_session
+
+VALIDATOR = Path(sys.executable).parent / "bids-validator-deno"
+
+
+@dataclass
+class Exported:
+    running: RunningPlatform
+    client: TestClient
+    tmp: Path
+    project: int
+    consenting: list[str]  # sample CIDs of the consenting contributor
+    refused: list[str]  # of the contributor who never consented
+
+    def source(self, recipient: RecipientKey | None = None):  # type: ignore[no-untyped-def]
+        platform = self.running.platform
+        settings = api_settings(self.tmp, data_dir=self.tmp / "platform")
+        return platform_source(
+            _engine(settings.database_url),
+            settings.platform_dir,
+            platform.blockstore,
+            platform.keys,
+            recipient or platform.platform_key,
+            deployment=self.running.deployment,
+        )
+
+
+def consent(client: TestClient, token: str, wallet, granted: bool = True) -> None:  # type: ignore[no-untyped-def]
+    message = client.get("/consent", params={"granted": granted}, headers=_auth(token)).json()["message"]
+    signature = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+    response = client.post("/consent", json={"message": message, "signature": signature}, headers=_auth(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["consent"] is granted
+
+
+def _contribute(client: TestClient, tmp: Path, name: str, stimuli: list[int], offset: int) -> tuple[str, object, list[str]]:
+    wallet, key = Account.create(), DeviceKey.generate()
+    token = sign_in(client, wallet)
+    from mindprint.labeling.submissions import device_typed_data
+
+    deadline = int(time.time()) + 600
+    config = client.get("/config").json()
+    typed = device_typed_data(key.public_key, wallet.address, deadline, config["chain_id"], config["device_registry"])
+    signature = Account.sign_typed_data(wallet.key, full_message=typed).signature.to_0x_hex()
+    bound = client.post("/devices", json={"device": key.device_id, "deadline": deadline, "signature": signature}, headers=_auth(token))
+    assert bound.status_code == 201, bound.text
+    session = real_session(tmp / name, key, seconds=20, offset_seconds=offset)
+    cids = []
+    for n, second in enumerate(stimuli):
+        task = client.get("/tasks/next", headers=_auth(token)).json()
+        signed = build_sample(
+            session, key, wallet, task=task["id"], label=["square", "other"][n % 2], chain_id=config["chain_id"],
+            stimulus_ns=T0 + second * 1_000_000_000, response_ns=T0 + second * 1_000_000_000 + 640_000_000,
+        )
+        verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+        assert verdict["status"] == "accepted", verdict
+        cids.append(verdict["sample_cid"])
+    return token, wallet, cids
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
+    tmp = tmp_path_factory.mktemp("export")
+    settings = api_settings(tmp, data_dir=tmp / "platform")
+    running = start_platform(settings, worker_interval=3600)  # the test drives the worker
+    try:
+        with TestClient(running.app) as client:
+            operator = sign_in(client, OPERATOR)
+            client.put(f"/accounts/{REQUESTER.address}/role", json={"role": "requester"}, headers=_auth(operator))
+            requester = sign_in(client, REQUESTER)
+            project = client.post(
+                "/projects",
+                json={"name": "squares", "label_schema": {"kind": "classes", "classes": ["square", "other"]}, "redundancy": 2},
+                headers=_auth(requester),
+            ).json()
+            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(3)]}
+            assert client.post(f"/projects/{project['id']}/items", json=items, headers=_auth(requester)).status_code == 201
+            token, wallet, consenting = _contribute(client, tmp, "alice", [4, 11, 16], offset=30)
+            consent(client, token, wallet)
+            other_token, other_wallet, refused = _contribute(client, tmp, "bob", [5], offset=60)
+            consent(client, other_token, other_wallet, granted=True)
+            consent(client, other_token, other_wallet, granted=False)  # withdrawn
+            running.worker.run_once()  # pin + anchor (one batch)
+            yield Exported(running, client, tmp, int(project["id"]), consenting, refused)
+    finally:
+        running.close()
+
+
+def _validate(root: Path) -> dict:  # type: ignore[type-arg]
+    result = subprocess.run([str(VALIDATOR), "--format", "json", str(root)], capture_output=True, text=True, timeout=300, check=False)
+    return json.loads(result.stdout)
+
+
+def test_export_is_valid_bids_deterministic_and_verifies(exported: Exported) -> None:
+    out_a, out_b = exported.tmp / "ds-a", exported.tmp / "ds-b"
+    summary = export_dataset(exported.source(), out_a, projects=[exported.project])
+    assert summary.samples == 3 and summary.recordings == 1 and summary.participants == 1
+    assert summary.skipped == {"contributor has not consented": 1}
+    export_dataset(exported.source(), out_b, projects=[exported.project])
+    files_a, files_b = list(iter_files(out_a)), list(iter_files(out_b))
+    assert files_a == files_b
+    for name in files_a:
+        assert (out_a / name).read_bytes() == (out_b / name).read_bytes(), name
+
+    report = _validate(out_a)
+    errors = [issue for issue in report["issues"]["issues"] if issue["severity"] == "error"]
+    assert errors == [], errors
+
+    # what a researcher sees
+    events = pd.read_csv(next(out_a.glob("sub-*/eeg/*_events.tsv")), sep="\t")
+    assert sorted(events["sample_cid"]) == sorted(exported.consenting)
+    assert list(events["trial_type"]) == ["label/square", "label/other", "label/square"]
+    assert list(events["onset"]) == [4.0, 11.0, 16.0]
+    assert (events["liveness"] > 0.5).all()
+    participants = pd.read_csv(out_a / "participants.tsv", sep="\t")
+    assert list(participants.columns) == ["participant_id"]
+    assert "0x" not in (out_a / "participants.tsv").read_text()
+    channels = pd.read_csv(next(out_a.glob("sub-*/eeg/*_channels.tsv")), sep="\t")
+    assert channels["status_description"].str.startswith("quality index").all()
+    table = pd.read_parquet(out_a / FEATURES)
+    assert sorted(table.sample_cid) == sorted(exported.consenting)
+    features = pd.DataFrame([dict(m) for m in table.features])
+    assert "band_power.alpha" in features.columns and features.notna().all().all()
+    description = json.loads((out_a / "dataset_description.json").read_text())
+    assert description["MindprintProvenance"]["contracts"]["ProvenanceRegistry"] == exported.running.deployment.registry
+    path = mne_bids.BIDSPath(subject=participants.participant_id[0].removeprefix("sub-"), task="labeling", run=1, datatype="eeg", root=out_a)
+    raw = mne_bids.read_raw_bids(path, verbose="error")
+    assert sorted(set(raw.annotations.description)) == ["label/other", "label/square"]
+
+    checked = verify_dataset(out_a, chain=exported.running.chain)
+    assert checked.ok, checked.problems
+    assert checked.samples == 3 and checked.recordings == 1 and checked.on_chain.startswith("chain")
+
+
+def test_one_changed_byte_anywhere_is_reported(exported: Exported) -> None:
+    out = exported.tmp / "ds-tamper"
+    export_dataset(exported.source(), out, projects=[exported.project])
+    names = [n for n in iter_files(out)]
+    assert DIGESTS in [n.as_posix() for n in names]
+    for name in names:
+        copy = exported.tmp / "tampered"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(out, copy)
+        target = copy / name
+        data = bytearray(target.read_bytes())
+        position = len(data) // 2
+        data[position] ^= 0x01
+        target.write_bytes(bytes(data))
+        report = verify_dataset(copy)
+        assert not report.ok, f"flipping a bit of {name} went unnoticed"
+        assert any(p.file == name.as_posix() or (name.as_posix() == DIGESTS and p.file != "") for p in report.problems), (name, report.problems)
+
+
+def test_semantic_checks_catch_a_consistent_forgery(exported: Exported) -> None:
+    """Rewrite a label *and* the digest list: the signed sample still disagrees."""
+    out = exported.tmp / "ds-forged"
+    export_dataset(exported.source(), out, projects=[exported.project])
+    events_path = next(out.glob("sub-*/eeg/*_events.tsv"))
+    events_path.write_text(events_path.read_text().replace('\tsquare\t', '\tother\t', 1))
+    from mindprint.export.bids import sha256_file
+
+    lines = [f"{sha256_file(out / p)}  {p.as_posix()}\n" for p in iter_files(out) if p.as_posix() != DIGESTS]
+    (out / DIGESTS).write_text("".join(lines))
+    report = verify_dataset(out)
+    assert any("the signed sample says" in p.reason for p in report.problems), report.problems
+
+
+def test_researcher_key_grant_and_crypto_shredding(exported: Exported) -> None:
+    platform = exported.running.platform
+    researcher = RecipientKey.generate()
+    with pytest.raises(ExportError, match="not granted"):
+        export_dataset(exported.source(researcher), exported.tmp / "ds-no-grant")
+    for session in {json.loads(p.read_text())["session"] for p in (exported.tmp / "ds-a").glob("sub-*/eeg/*_provenance.json")}:
+        wrapped = next(w for w in platform.keys.wrapped(session) if w.recipient == platform.platform_key.public_key)
+        platform.keys.add(session, wrap_key(unwrap_key(wrapped, platform.platform_key, session), researcher.public_key, session))
+    summary = export_dataset(exported.source(researcher), exported.tmp / "ds-researcher")
+    assert summary.samples == 3
+    with pytest.raises(ExportError, match="not empty"):
+        export_dataset(exported.source(researcher), exported.tmp / "ds-researcher")
