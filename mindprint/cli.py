@@ -638,6 +638,142 @@ def worker(
         time.sleep(interval)
 
 
+# ---------------------------------------------------------------------------- researchers
+researcher_app = typer.Typer(help="Researcher keys: receive access to exported sessions.", no_args_is_help=True)
+app.add_typer(researcher_app, name="researcher")
+
+
+@researcher_app.command("init")
+@_handle_errors
+def researcher_init(
+    path: Annotated[Path, typer.Argument(help="Where to create the researcher's X25519 key (mode 0600).")],
+) -> None:
+    """Create a researcher key; give its public key to the platform operator (`mindprint grant`)."""
+    import os
+
+    from mindprint.ledger.crypto import RecipientKey
+
+    if path.exists():
+        raise ConfigurationError(f"{path} exists; a researcher key is never overwritten")
+    key = RecipientKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.private_bytes())
+    console.print(f"researcher key {path}\npublic key {key.public_key.hex()}")
+
+
+def _load_recipient(path: Path) -> Any:
+    from mindprint.ledger.crypto import RecipientKey
+
+    if not path.is_file():
+        raise ConfigurationError(f"no key at {path}")
+    if path.stat().st_mode & 0o077:
+        raise KeyStoreError(f"{path} is readable by others; chmod 600 it")
+    return RecipientKey.from_private_bytes(path.read_bytes())
+
+
+def _export_source(researcher_key: Path | None, chain_id: int | None) -> Any:
+    from mindprint.api.deps import _engine, get_platform
+    from mindprint.api.settings import get_settings
+    from mindprint.export.bids import platform_source
+
+    settings = get_settings()
+    platform = get_platform(settings)
+    recipient = _load_recipient(researcher_key) if researcher_key else platform.platform_key
+    return platform_source(
+        _engine(settings.database_url), settings.platform_dir, platform.blockstore, platform.keys, recipient, chain_id=chain_id
+    )
+
+
+@app.command()
+@_handle_errors
+def grant(
+    public_key: Annotated[str, typer.Argument(help="The researcher's public key (hex, from `mindprint researcher init`).")],
+    project: Annotated[list[int] | None, typer.Option(help="Only these projects (repeatable); default all.")] = None,
+    chain_id: Annotated[int | None, typer.Option(help="Chain of the deployment, if several.")] = None,
+) -> None:
+    """Operator: wrap the data keys of exportable sessions for a researcher's key."""
+    from mindprint.export.bids import grant_sessions
+
+    try:
+        researcher = bytes.fromhex(public_key.removeprefix("0x"))
+    except ValueError as err:
+        raise ConfigurationError("the public key must be hex") from err
+    if len(researcher) != 32:
+        raise ConfigurationError("the public key must be 32 bytes (X25519)")
+    source = _export_source(None, chain_id)
+    granted = grant_sessions(source, researcher, projects=project or None)
+    console.print(f"granted {granted} session key(s) to {public_key[:16]}…")
+
+
+@app.command("export")
+@_handle_errors
+def export_cmd(
+    out: Annotated[Path, typer.Argument(help="Directory for the BIDS dataset (must be new or empty).")],
+    project: Annotated[list[int] | None, typer.Option(help="Only these projects (repeatable); default all.")] = None,
+    researcher_key: Annotated[
+        Path | None, typer.Option(help="Decrypt with this researcher key (granted by `mindprint grant`).")
+    ] = None,
+    chain_id: Annotated[int | None, typer.Option(help="Chain of the deployment, if several.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier mindprint export in OUT.")] = False,
+) -> None:
+    """Export accepted, consented, anchored samples as BIDS-EEG with provenance and Parquet features."""
+    from mindprint.export.bids import export_dataset
+
+    source = _export_source(researcher_key, chain_id)
+    with Progress(TextColumn("exporting"), BarColumn(), TextColumn("{task.completed}/{task.total} recordings"), TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task("export", total=None)
+        summary = export_dataset(
+            source, out, projects=project or None, overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    console.print(
+        f"[green]exported[/] {summary.samples} samples in {summary.recordings} recordings from "
+        f"{summary.participants} participants to {out}"
+    )
+    for reason, count in sorted(summary.skipped.items()):
+        console.print(f"  skipped {count}: {reason}")
+
+
+@app.command("verify")
+@_handle_errors
+def verify_cmd(
+    dataset: Annotated[Path, typer.Argument(help="A dataset written by `mindprint export`.")],
+    rpc_url: Annotated[str | None, typer.Option(help="JSON-RPC URL of the anchoring chain (read only).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Re-check an exported dataset: digests, CIDs, signatures, chains, EEG, labels, Merkle proofs."""
+    from eth_account import Account
+
+    from mindprint.export.verify import verify_dataset
+    from mindprint.ledger.chain import ChainClient
+
+    chain = ChainClient.connect(rpc_url, Account.create().key) if rpc_url else None  # a throwaway key: read only
+    with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed}/{task.total} recordings"), console=err_console, disable=as_json) as bar:
+        task = bar.add_task("verify", total=None)
+        report = verify_dataset(dataset, chain=chain, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+    else:
+        _print_dataset_report(report)
+    if not report.ok:
+        raise typer.Exit(VERIFICATION_FAILED)
+
+
+def _print_dataset_report(report: Any) -> None:
+    status = "[green]VALID[/]" if report.ok else f"[red]INVALID[/] ({len(report.problems)} problems)"
+    console.print(
+        f"{status} · {report.files} files · {report.recordings} recordings · {report.samples} samples · on chain: {report.on_chain}"
+    )
+    if report.problems:
+        table = Table("file", "problem")
+        for problem in report.problems[:50]:
+            table.add_row(escape(problem.file), escape(problem.reason))
+        console.print(table)
+        if len(report.problems) > 50:
+            console.print(f"… and {len(report.problems) - 50} more (use --json for all)")
+
+
 def _auto_answer(task: dict[str, Any]) -> Any:
     schema = task["label_schema"]
     time.sleep(0.6)  # a human-like response time

@@ -209,3 +209,81 @@ def test_researcher_key_grant_and_crypto_shredding(exported: Exported) -> None:
     assert summary.samples == 3
     with pytest.raises(ExportError, match="not empty"):
         export_dataset(exported.source(researcher), exported.tmp / "ds-researcher")
+
+
+def test_requester_downloads_the_export_from_the_api(exported: Exported) -> None:
+    import io
+    import zipfile
+
+    client = exported.client
+    requester = sign_in(client, REQUESTER)
+    response = client.get(f"/projects/{exported.project}/export", headers=_auth(requester))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/zip"
+    again = client.get(f"/projects/{exported.project}/export", headers=_auth(requester))
+    assert again.content == response.content  # deterministic, zip included
+    target = exported.tmp / "from-api"
+    zipfile.ZipFile(io.BytesIO(response.content)).extractall(target)
+    report = verify_dataset(target / "dataset", chain=exported.running.chain)
+    assert report.ok and report.samples == 3, report.problems
+    contributor = sign_in(client, Account.create())
+    assert client.get(f"/projects/{exported.project}/export", headers=_auth(contributor)).status_code == 403
+    assert client.get("/projects/999/export", headers=_auth(requester)).status_code == 404
+
+
+def test_cli_export_and_verify(exported: Exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mindprint.api.settings import get_settings
+    from mindprint.cli import app
+
+    settings = api_settings(exported.tmp, data_dir=exported.tmp / "platform")
+    monkeypatch.setenv("MINDPRINT_HOME", str(exported.tmp))
+    monkeypatch.setenv("MINDPRINT_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        key_path = exported.tmp / "researcher.key"
+        created = runner.invoke(app, ["researcher", "init", str(key_path)])
+        assert created.exit_code == 0, created.output
+        public = created.output.split("public key")[1].split()[0]
+        refused = runner.invoke(app, ["export", str(exported.tmp / "cli-none"), "--researcher-key", str(key_path)])
+        assert refused.exit_code == 1 and "not granted" in refused.output
+        granted = runner.invoke(app, ["grant", public, "--project", str(exported.project)])
+        assert granted.exit_code == 0 and "granted 1 session" in granted.output, granted.output
+        out = exported.tmp / "cli-ds"
+        done = runner.invoke(app, ["export", str(out), "--researcher-key", str(key_path)])
+        assert done.exit_code == 0 and "exported 3 samples" in done.output, done.output
+        ok = runner.invoke(app, ["verify", str(out), "--json"])
+        assert ok.exit_code == 0 and json.loads(ok.output)["ok"] is True, ok.output
+        edf = next(out.glob("sub-*/eeg/*_eeg.edf"))
+        data = bytearray(edf.read_bytes())
+        signals = int(data[252:256].decode())
+        data[256 * (signals + 1) + 101] ^= 0x40  # a high bit of one EEG sample in the first record
+        edf.write_bytes(bytes(data))
+        bad = runner.invoke(app, ["verify", str(out), "--json"])
+        assert bad.exit_code == 5
+        problems = json.loads(bad.output)["problems"]
+        reasons = {p["reason"].split(" (")[0] for p in problems if p["file"].endswith("_eeg.edf")}
+        assert reasons == {"content changed: SHA-256 differs from SHA256SUMS", "EEG differs from the signed chunks"}, problems
+    finally:
+        get_settings.cache_clear()
+
+
+def test_consent_statements_are_checked(exported: Exported) -> None:
+    client = exported.client
+    wallet = Account.create()
+    token = sign_in(client, wallet)
+    message = client.get("/consent", headers=_auth(token)).json()["message"]
+    assert "I grant consent" in message and wallet.address in message
+    stranger = Account.create().sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+    assert client.post("/consent", json={"message": message, "signature": stranger}, headers=_auth(token)).status_code == 422
+    other = Account.create()
+    other_message = message.replace(wallet.address, other.address)
+    signed = other.sign_message(encode_defunct(text=other_message)).signature.to_0x_hex()
+    assert client.post("/consent", json={"message": other_message, "signature": signed}, headers=_auth(token)).status_code == 403
+    stale = message.rsplit("Issued At: ", 1)[0] + "Issued At: 2020-01-01T00:00:00Z"
+    signed = wallet.sign_message(encode_defunct(text=stale)).signature.to_0x_hex()
+    response = client.post("/consent", json={"message": stale, "signature": signed}, headers=_auth(token))
+    assert response.status_code == 422 and "stale" in response.json()["detail"]
+    assert client.get("/consent", headers=_auth(token)).json()["consent"] is False

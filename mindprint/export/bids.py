@@ -74,7 +74,7 @@ EVENT_COLUMNS = {
     **{score: f"platform {score} score (0-1)" for score in SCORES},
 }
 
-__all__ = ["ExportError", "ExportSource", "ExportSummary", "export_dataset", "platform_source", "pseudonym", "pseudonym_key"]
+__all__ = ["ExportError", "ExportSource", "ExportSummary", "export_dataset", "grant_sessions", "zip_dataset", "platform_source", "pseudonym", "pseudonym_key"]
 
 
 class ExportError(MindprintError):
@@ -638,3 +638,37 @@ def platform_source(
         pseudonym_key=pseudonym_key(platform_dir),
         chain_id=deployment.chain_id,
     )
+
+
+def grant_sessions(source: ExportSource, researcher_public: bytes, *, projects: list[int] | None = None) -> int:
+    """Wrap the data keys of every exportable session for a researcher (operator side).
+
+    ``source.recipient`` must be the platform key. Returns the number of sessions granted.
+    """
+    from mindprint.ledger.crypto import unwrap_key, wrap_key
+
+    summary = ExportSummary(Path("."))
+    granted = 0
+    for recording in _selection(source, projects, summary):
+        try:
+            wrapped = next(w for w in source.keys.wrapped(recording.session) if w.recipient == source.recipient.public_key)
+        except (CryptoError, StopIteration):
+            continue  # erased, or not the platform's to give
+        data_key = unwrap_key(wrapped, source.recipient, recording.session)
+        source.keys.add(recording.session, wrap_key(data_key, researcher_public, recording.session))
+        granted += 1
+    return granted
+
+
+def zip_dataset(root: Path, archive: Path) -> Path:
+    """Zip a dataset deterministically (sorted names, fixed timestamps): same export, same bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for name in iter_files(root):
+            info = zipfile.ZipInfo(f"{root.name}/{name.as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with (root / name).open("rb") as source, bundle.open(info, "w") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+    return archive

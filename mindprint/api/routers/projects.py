@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 from sqlalchemy import and_, func, or_, select
 
-from mindprint.api.deps import AccountDep, DbDep, SettingsDep, require_role
+from mindprint.api.deps import AccountDep, DbDep, PlatformDep, SettingsDep, require_role
 from mindprint.api.schemas import (
     LabelSchema,
     ProjectCreate,
@@ -175,3 +180,40 @@ def consensus(project_id: int, account: AccountDep, db: DbDep) -> list[dict[str,
         {"task_id": c.task_id, "label": c.label, "confidence": c.confidence, "annotators": c.annotators}
         for c in aggregate(db, project_id)
     ]
+
+
+@router.get(
+    "/projects/{project_id}/export",
+    dependencies=[require_role("requester", "operator")],
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "the BIDS dataset, zipped"}},
+)
+def export_project(project_id: int, account: AccountDep, db: DbDep, settings: SettingsDep, platform: PlatformDep) -> FileResponse:
+    """The project's accepted, consented, anchored samples as a BIDS-EEG dataset (zip).
+
+    Same content as `mindprint export --project ID`; check it with `mindprint verify`.
+    """
+    from mindprint.api.deps import _engine
+    from mindprint.core.errors import MindprintError
+    from mindprint.export.bids import ExportError, export_dataset, platform_source, zip_dataset
+
+    _own_project(db, project_id, account)
+    db.commit()  # end the read transaction before the long export
+    work = Path(tempfile.mkdtemp(prefix="mindprint-export-"))
+    try:
+        source = platform_source(
+            _engine(settings.database_url), settings.platform_dir, platform.blockstore, platform.keys,
+            platform.platform_key, chain_id=platform.chain_id,
+        )
+        export_dataset(source, work / "dataset", projects=[project_id])
+        archive = zip_dataset(work / "dataset", work / f"project-{project_id}-bids.zip")
+    except ExportError as err:
+        shutil.rmtree(work, ignore_errors=True)
+        raise HTTPException(409, str(err)) from err
+    except MindprintError as err:
+        shutil.rmtree(work, ignore_errors=True)
+        raise HTTPException(503, f"export failed: {err}") from err
+    return FileResponse(
+        archive, media_type="application/zip", filename=archive.name,
+        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
+    )
