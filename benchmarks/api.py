@@ -43,7 +43,9 @@ from tests.test_samples import T0, real_session
 def token(http: httpx.Client, account) -> str:  # type: ignore[no-untyped-def]
     issued = http.post("/auth/nonce", json={"address": account.address}).json()
     signature = account.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()
-    return str(http.post("/auth/verify", json={"message": issued["message"], "signature": signature}).json()["access_token"])
+    return str(
+        http.post("/auth/verify", json={"message": issued["message"], "signature": signature}).json()["access_token"]
+    )
 
 
 def run_level(url: str, workdir: Path, contributors: int, total: int, operator, requester) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -52,8 +54,20 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
         op = {"Authorization": f"Bearer {token(http, operator)}"}
         http.put(f"/accounts/{requester.address}/role", json={"role": "requester"}, headers=op)
         rq = {"Authorization": f"Bearer {token(http, requester)}"}
-        project = http.post("/projects", json={"name": f"load {contributors}", "label_schema": {"kind": "classes", "classes": ["a", "b"]}, "redundancy": 1}, headers=rq).json()
-        http.post(f"/projects/{project['id']}/items", json={"items": [{"content": {"text": f"item {i}"}} for i in range(contributors * per)]}, headers=rq)
+        project = http.post(
+            "/projects",
+            json={
+                "name": f"load {contributors}",
+                "label_schema": {"kind": "classes", "classes": ["a", "b"]},
+                "redundancy": 1,
+            },
+            headers=rq,
+        ).json()
+        http.post(
+            f"/projects/{project['id']}/items",
+            json={"items": [{"content": {"text": f"item {i}"}} for i in range(contributors * per)]},
+            headers=rq,
+        )
         config = http.get("/config").json()
     prepared = []
     session_cache: dict[int, Path] = {}
@@ -72,16 +86,33 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
             except (ValueError, KeyError):
                 return [(0.0, "sign-in failed")] * per  # counted as errors
             deadline = int(time.time()) + 3600
-            typed = device_typed_data(key.public_key, wallet.address, deadline, config["chain_id"], config["device_registry"])
+            typed = device_typed_data(
+                key.public_key, wallet.address, deadline, config["chain_id"], config["device_registry"]
+            )
             signature = Account.sign_typed_data(wallet.key, full_message=typed).signature.to_0x_hex()
-            http.post("/devices", json={"device": key.device_id, "deadline": deadline, "signature": signature}, headers=auth)
+            http.post(
+                "/devices", json={"device": key.device_id, "deadline": deadline, "signature": signature}, headers=auth
+            )
             car = base64.b64encode((session / SESSION_FILE).read_bytes()).decode()
             for n in range(per):
                 task = http.get("/tasks/next", params={"project": project["id"]}, headers=auth).json()
                 stimulus = T0 + (3 + 3 * n) * 1_000_000_000  # epochs of -1..+3 s inside the 30 s session
-                signed = build_sample(session, key, wallet, task=task["id"], label="a", stimulus_ns=stimulus, response_ns=stimulus + 600_000_000, chain_id=config["chain_id"])
-                body = {"sample": base64.b64encode(signed.block).decode(), "device_signature": signed.device_signature.hex(),
-                        "wallet_signature": "0x" + signed.wallet_signature.hex(), "session_car": car}
+                signed = build_sample(
+                    session,
+                    key,
+                    wallet,
+                    task=task["id"],
+                    label="a",
+                    stimulus_ns=stimulus,
+                    response_ns=stimulus + 600_000_000,
+                    chain_id=config["chain_id"],
+                )
+                body = {
+                    "sample": base64.b64encode(signed.block).decode(),
+                    "device_signature": signed.device_signature.hex(),
+                    "wallet_signature": "0x" + signed.wallet_signature.hex(),
+                    "session_car": car,
+                }
                 start = time.perf_counter()
                 response = http.post("/submissions", json=body, headers={**auth, "Idempotency-Key": f"{index}-{n}"})
                 results.append((time.perf_counter() - start, response.json().get("status", str(response.status_code))))
@@ -110,15 +141,28 @@ def main() -> None:
     parser.add_argument("--levels", default="8,32,128", help="concurrent contributors per level, comma-separated")
     parser.add_argument("--backends", default="sqlite,postgresql", help="database backends, comma-separated")
     args = parser.parse_args()
-    rows = ["| backend | contributors | submissions | verified/s (wall, incl. client-side signing) | p50 | p99 | accepted / rejected / errors | nothing lost |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| backend | contributors | submissions | verified/s (wall, incl. client-side signing) | p50 | p99 | accepted / rejected / errors | nothing lost |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     operator, requester = Account.create(), Account.create()
     with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tempfile.mkdtemp(prefix="mindprint-pg-"))) as pg:
         for backend in args.backends.split(","):
             home = Path(tmp) / backend
             url_db = f"sqlite:///{home / 'platform.db'}" if backend == "sqlite" else create_database(pg, "bench")
             port = free_port()
-            env = {**os.environ, "MINDPRINT_HOME": str(home), "MINDPRINT_DATABASE_URL": url_db, "MINDPRINT_OPERATORS": operator.address.lower()}
-            server = subprocess.Popen([sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env = {
+                **os.environ,
+                "MINDPRINT_HOME": str(home),
+                "MINDPRINT_DATABASE_URL": url_db,
+                "MINDPRINT_OPERATORS": operator.address.lower(),
+            }
+            server = subprocess.Popen(
+                [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             try:
                 base = f"http://127.0.0.1:{port}"
                 deadline = time.monotonic() + 60
@@ -130,14 +174,27 @@ def main() -> None:
                         time.sleep(0.3)
                 accepted_total = 0
                 for contributors in (int(level) for level in args.levels.split(",")):
-                    result = run_level(base, Path(tmp) / f"{backend}-{contributors}", contributors, max(args.per_level, contributors), operator, requester)
+                    result = run_level(
+                        base,
+                        Path(tmp) / f"{backend}-{contributors}",
+                        contributors,
+                        max(args.per_level, contributors),
+                        operator,
+                        requester,
+                    )
                     accepted_total += int(result["accepted"])
                     engine = sa.create_engine(url_db.replace("postgresql+psycopg", "postgresql+psycopg"))
                     with engine.connect() as connection:
-                        stored = connection.execute(sa.text("SELECT count(*) FROM submissions WHERE status='accepted'")).scalar()
+                        stored = connection.execute(
+                            sa.text("SELECT count(*) FROM submissions WHERE status='accepted'")
+                        ).scalar()
                         queued = connection.execute(sa.text("SELECT count(*) FROM jobs WHERE kind='anchor'")).scalar()
                     engine.dispose()
-                    lost = "yes" if stored == accepted_total == queued else f"NO ({accepted_total} accepted, {stored} stored, {queued} queued)"
+                    lost = (
+                        "yes"
+                        if stored == accepted_total == queued
+                        else f"NO ({accepted_total} accepted, {stored} stored, {queued} queued)"
+                    )
                     rows.append(
                         f"| {backend} | {contributors} | {result['submissions']} | {result['per_second']:.1f} | {result['p50']:.2f} s | {result['p99']:.2f} s | "
                         f"{result['accepted']} / {result['rejected']} / {result['errors']} | {lost} |"

@@ -682,14 +682,21 @@ def _export_source(researcher_key: Path | None, chain_id: int | None) -> Any:
     platform = get_platform(settings)
     recipient = _load_recipient(researcher_key) if researcher_key else platform.platform_key
     return platform_source(
-        _engine(settings.database_url), settings.platform_dir, platform.blockstore, platform.keys, recipient, chain_id=chain_id
+        _engine(settings.database_url),
+        settings.platform_dir,
+        platform.blockstore,
+        platform.keys,
+        recipient,
+        chain_id=chain_id,
     )
 
 
 @app.command()
 @_handle_errors
 def grant(
-    public_key: Annotated[str, typer.Argument(help="The researcher's public key (hex, from `mindprint researcher init`).")],
+    public_key: Annotated[
+        str, typer.Argument(help="The researcher's public key (hex, from `mindprint researcher init`).")
+    ],
     project: Annotated[list[int] | None, typer.Option(help="Only these projects (repeatable); default all.")] = None,
     chain_id: Annotated[int | None, typer.Option(help="Chain of the deployment, if several.")] = None,
 ) -> None:
@@ -722,10 +729,20 @@ def export_cmd(
     from mindprint.export.bids import export_dataset
 
     source = _export_source(researcher_key, chain_id)
-    with Progress(TextColumn("exporting"), BarColumn(), TextColumn("{task.completed}/{task.total} recordings"), TimeRemainingColumn(), console=err_console) as bar:
+    with Progress(
+        TextColumn("exporting"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} recordings"),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as bar:
         task = bar.add_task("export", total=None)
         summary = export_dataset(
-            source, out, projects=project or None, overwrite=overwrite, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            source,
+            out,
+            projects=project or None,
+            overwrite=overwrite,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(
         f"[green]exported[/] {summary.samples} samples in {summary.recordings} recordings from "
@@ -749,9 +766,17 @@ def verify_cmd(
     from mindprint.ledger.chain import ChainClient
 
     chain = ChainClient.connect(rpc_url, Account.create().key) if rpc_url else None  # a throwaway key: read only
-    with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed}/{task.total} recordings"), console=err_console, disable=as_json) as bar:
+    with Progress(
+        TextColumn("verifying"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} recordings"),
+        console=err_console,
+        disable=as_json,
+    ) as bar:
         task = bar.add_task("verify", total=None)
-        report = verify_dataset(dataset, chain=chain, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        report = verify_dataset(
+            dataset, chain=chain, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
     else:
@@ -763,7 +788,8 @@ def verify_cmd(
 def _print_dataset_report(report: Any) -> None:
     status = "[green]VALID[/]" if report.ok else f"[red]INVALID[/] ({len(report.problems)} problems)"
     console.print(
-        f"{status} · {report.files} files · {report.recordings} recordings · {report.samples} samples · on chain: {report.on_chain}"
+        f"{status} · {report.files} files · {report.recordings} recordings · {report.samples} samples"
+        f" · on chain: {report.on_chain}"
     )
     if report.problems:
         table = Table("file", "problem")
@@ -813,6 +839,13 @@ def label(
     answers: Annotated[str, typer.Option(help="ask (type each answer) or auto (simulated).")] = "ask",
     project: Annotated[int | None, typer.Option(help="Only tasks of this project.")] = None,
     out: Annotated[Path | None, typer.Option(help="Session directory (default: a new one in MINDPRINT_HOME).")] = None,
+    research_consent: Annotated[
+        bool | None,
+        typer.Option(
+            "--research-consent/--no-research-consent",
+            help="Sign (or withdraw) consent to share your accepted samples, pseudonymised, with researchers.",
+        ),
+    ] = None,
     board: BoardOption = "synthetic",
     key_file: KeyFileOption = None,
     serial_port: SerialOption = None,
@@ -840,6 +873,9 @@ def label(
     client = PlatformClient(api, wallet)
     client.sign_in()
     client.bind_device(key)
+    if research_consent is not None:
+        client.consent(research_consent)
+        console.print(f"research consent {'granted' if research_consent else 'withdrawn'} (signed with your wallet)")
     session_dir = out or _settings().home / "sessions" / str(uuid.uuid4())
     source = _board_source(
         board, serial_port, mac_address, ip_address, ip_port, serial_number, other_info, timeout, file, master_board
@@ -893,7 +929,8 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
     from mindprint.ledger.rewards import build_epoch, claim_reward, publish_epoch
 
     platform_dir = root / "platform"
-    shutil.rmtree(platform_dir, ignore_errors=True)
+    for earlier in (platform_dir, root / "labeling_session", root / "bot_session", root / "dataset"):
+        shutil.rmtree(earlier, ignore_errors=True)  # a demo run starts afresh
     operator, requester, contributor, bot = (Account.create() for _ in range(4))
     settings = ApiSettings(
         database_url=f"sqlite:///{platform_dir / 'platform.db'}",
@@ -930,6 +967,7 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
             client = PlatformClient(server.url, contributor)
             client.sign_in()
             client.bind_device(key)
+            client.consent(True)  # research consent, signed with the wallet
             playback = root / "labeling_playback.csv"
             import_recording(excerpt, playback, start_seconds=min(seconds + 1, 12), seconds=17)
             source = _board_source("playback", None, None, None, None, None, None, None, playback, "cyton")
@@ -1000,13 +1038,53 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
                 console.print(
                     f"    [bold red]{bot_verdict['status']}[/]: {escape('; '.join(bot_verdict['reasons'][:3]))}"
                 )
+            exported = _demo_export(http, as_requester, project["id"], root, running) if proof else "not exported"
             return (
                 f"platform: {len(accepted)} samples accepted, anchored={'yes' if proof else 'no'}, "
                 f"reward claimed={'yes' if epoch else 'no'}, "
-                f"synthetic board {bot_verdict['status'] if bot_verdict else 'n/a'}"
+                f"synthetic board {bot_verdict['status'] if bot_verdict else 'n/a'}; dataset {exported}"
             )
     finally:
         running.close()
+
+
+def _demo_export(http: Any, headers: dict[str, str], project: int, root: Path, running: Any) -> str:
+    """Step 16: the requester downloads the BIDS export; it is validated and verified."""
+    import io
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from mindprint.export.verify import verify_dataset
+
+    response = http.get(f"/projects/{project}/export", headers=headers)
+    if response.status_code != 200:
+        console.print(f"16. export failed: {escape(response.text)}")
+        return "FAILED"
+    target = root / "dataset"
+    shutil.rmtree(target, ignore_errors=True)
+    zipfile.ZipFile(io.BytesIO(response.content)).extractall(root)
+    validator = Path(sys.executable).parent / "bids-validator-deno"
+    validated = "validator not installed"
+    if validator.exists():
+        result = subprocess.run(
+            [str(validator), "--format", "json", str(target)], capture_output=True, text=True, check=False, timeout=300
+        )
+        issues = json.loads(result.stdout)["issues"]["issues"] if result.stdout.startswith("{") else []
+        errors = sum(1 for issue in issues if issue["severity"] == "error")
+        validated = f"BIDS validator: {errors} errors, {len(issues) - errors} warnings"
+    report = verify_dataset(target, chain=running.chain)
+    console.print(
+        f"16. requester downloaded the BIDS export ({len(response.content) / 1024:.0f} KiB) → {target}; {validated}"
+    )
+    console.print(
+        f"    mindprint verify: {'[green]VALID[/]' if report.ok else '[red]INVALID[/]'} · {report.files} files · "
+        f"{report.recordings} recordings · {report.samples} samples · proofs on {report.on_chain}"
+    )
+    for problem in report.problems[:5]:
+        console.print(f"    [red]{escape(str(problem))}[/]")
+    return "VALID" if report.ok else "INVALID"
 
 
 def _print_verification_and_anchoring(

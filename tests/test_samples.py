@@ -21,8 +21,9 @@ from .conftest import CYTON_CSV, require
 T0 = 1_700_000_000_000_000_000
 
 
-def real_session(path: Path, key: DeviceKey, seconds: int = 30, offset_seconds: int = 30) -> Path:
-    """A signed session of real Cyton EEG (written directly, not replayed in real time)."""
+def real_session(path: Path, key: DeviceKey, seconds: int = 30, offset_seconds: int = 30, tail: int = 0) -> Path:
+    """A signed session of real Cyton EEG (written directly, not replayed in real time);
+    ``tail`` samples more in a short last chunk."""
     data = read_openbci_gui_csv(require(CYTON_CSV)).data[1:9] * 1e-6
     with SessionWriter.create(
         path,
@@ -40,6 +41,11 @@ def real_session(path: Path, key: DeviceKey, seconds: int = 30, offset_seconds: 
             start = (offset_seconds + second) * 250
             writer.append(
                 DataChunk(t0_ns=T0 + second * 1_000_000_000, samples=data[:, start : start + 250], markers=())
+            )
+        if tail:
+            start = (offset_seconds + seconds) * 250
+            writer.append(
+                DataChunk(t0_ns=T0 + seconds * 1_000_000_000, samples=data[:, start : start + tail], markers=())
             )
     return path
 

@@ -74,7 +74,17 @@ EVENT_COLUMNS = {
     **{score: f"platform {score} score (0-1)" for score in SCORES},
 }
 
-__all__ = ["ExportError", "ExportSource", "ExportSummary", "export_dataset", "grant_sessions", "zip_dataset", "platform_source", "pseudonym", "pseudonym_key"]
+__all__ = [
+    "ExportError",
+    "ExportSource",
+    "ExportSummary",
+    "export_dataset",
+    "grant_sessions",
+    "platform_source",
+    "pseudonym",
+    "pseudonym_key",
+    "zip_dataset",
+]
 
 
 class ExportError(MindprintError):
@@ -202,7 +212,14 @@ def _trial_type(label: Any) -> str:
 
 def label_text(label: Any) -> str:
     """The label as events.tsv shows it: plain text when that is unambiguous, else JSON."""
-    if isinstance(label, str) and label and label != "n/a" and label.isprintable() and '"' not in label and label.strip() == label:
+    if (
+        isinstance(label, str)
+        and label
+        and label != "n/a"
+        and label.isprintable()
+        and '"' not in label
+        and label.strip() == label
+    ):
         return label
     return json.dumps(label, sort_keys=True, ensure_ascii=False)
 
@@ -368,8 +385,8 @@ class _Exporter:
                     "features": sorted(flat_features(v.get("features")).items()),
                 }
             )
-        codes = {t: i + 1 for i, t in enumerate(sorted({m["trial_type"] for m in meta}))}
-        events_array = np.array([[e[0], 0, codes[m["trial_type"]]] for e, m in zip(events, meta, strict=True)])
+        codes = {t: i + 1 for i, t in enumerate(sorted({str(m["trial_type"]) for m in meta}))}
+        events_array = np.array([[e[0], 0, codes[str(m["trial_type"])]] for e, m in zip(events, meta, strict=True)])
         path = mne_bids.BIDSPath(subject=rec.subject, task=TASK, run=rec.run, datatype="eeg", root=self.out)
         mne_bids.write_raw_bids(
             raw,
@@ -491,7 +508,14 @@ def export_dataset(
         except CryptoError as err:  # crypto-shredded (erased) or never granted to this key
             logger.warning("session %s skipped: %s", rec.session, err)
             summary.skip("key erased or not granted", len(rec.samples))
-            shutil.rmtree(out / "sourcedata" / "mindprint" / f"sub-{rec.subject}" / f"sub-{rec.subject}_task-{TASK}_run-{rec.run}", ignore_errors=True)
+            shutil.rmtree(
+                out
+                / "sourcedata"
+                / "mindprint"
+                / f"sub-{rec.subject}"
+                / f"sub-{rec.subject}_task-{TASK}_run-{rec.run}",
+                ignore_errors=True,
+            )
             continue
         summary.recordings += 1
         summary.samples += len(rec.samples)
@@ -506,7 +530,9 @@ def export_dataset(
     return summary
 
 
-def _dataset_files(source: ExportSource, out: Path, exporter: _Exporter, summary: ExportSummary, subjects: list[str]) -> None:
+def _dataset_files(
+    source: ExportSource, out: Path, exporter: _Exporter, summary: ExportSummary, subjects: list[str]
+) -> None:
     deployment = source.deployment
     mne_bids.make_dataset_description(
         path=out,
@@ -543,14 +569,23 @@ def _dataset_files(source: ExportSource, out: Path, exporter: _Exporter, summary
         },
     )
     (out / ".bidsignore").write_text("*_provenance.json\n")
-    (out / "README").write_text(README.format(samples=summary.samples, recordings=summary.recordings, participants=len(subjects)))
+    (out / "README").write_text(
+        README.format(samples=summary.samples, recordings=summary.recordings, participants=len(subjects))
+    )
     summary.participants = len(subjects)
 
     def participants(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[["participant_id"]].sort_values("participant_id")
 
     _rewrite_tsv(out / "participants.tsv", participants)
-    _json(out / "participants.json", {"participant_id": {"Description": "pseudonymous participant ID (HMAC of the wallet address under a platform secret)"}})
+    _json(
+        out / "participants.json",
+        {
+            "participant_id": {
+                "Description": "pseudonymous participant ID (HMAC of the wallet address under a platform secret)"
+            }
+        },
+    )
     lines = [f"{sha256_file(out / p)}  {p.as_posix()}\n" for p in iter_files(out) if p.as_posix() != DIGESTS]
     (out / DIGESTS).parent.mkdir(parents=True, exist_ok=True)
     (out / DIGESTS).write_text("".join(lines))
@@ -651,7 +686,9 @@ def grant_sessions(source: ExportSource, researcher_public: bytes, *, projects: 
     granted = 0
     for recording in _selection(source, projects, summary):
         try:
-            wrapped = next(w for w in source.keys.wrapped(recording.session) if w.recipient == source.recipient.public_key)
+            wrapped = next(
+                w for w in source.keys.wrapped(recording.session) if w.recipient == source.recipient.public_key
+            )
         except (CryptoError, StopIteration):
             continue  # erased, or not the platform's to give
         data_key = unwrap_key(wrapped, source.recipient, recording.session)

@@ -103,6 +103,14 @@ class PlatformClient:
     def proof(self, cid: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/samples/{cid}/proof"))
 
+    def consent(self, granted: bool = True) -> dict[str, Any]:
+        """Sign and send the research-consent statement (grant or withdraw)."""
+        from eth_account.messages import encode_defunct
+
+        message = self._call("GET", "/consent", params={"granted": granted})["message"]
+        signature = self.wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+        return dict(self._call("POST", "/consent", json={"message": message, "signature": signature}))
+
 
 @dataclass(frozen=True, slots=True)
 class Trial:

@@ -46,7 +46,9 @@ def consent_message(domain: str, address: str, granted: bool, issued: dt.datetim
     return f"{domain} research consent\n\n{statement}\n\nAddress: {to_checksum_address(address)}\nIssued At: {stamp}"
 
 
-def check_consent(message: str, signature: str, *, domain: str | None = None, now: dt.datetime | None = None) -> Consent:
+def check_consent(
+    message: str, signature: str, *, domain: str | None = None, now: dt.datetime | None = None
+) -> Consent:
     """Parse and verify a signed statement; ``now`` set → it must be fresh (±10 min)."""
     match = _PATTERN.match(message)
     if match is None or match["statement"] not in (GRANT, WITHDRAW):

@@ -11,8 +11,8 @@ from typing import Annotated
 from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
-from starlette.background import BackgroundTask
 from sqlalchemy import and_, func, or_, select
+from starlette.background import BackgroundTask
 
 from mindprint.api.deps import AccountDep, DbDep, PlatformDep, SettingsDep, require_role
 from mindprint.api.schemas import (
@@ -188,7 +188,9 @@ def consensus(project_id: int, account: AccountDep, db: DbDep) -> list[dict[str,
     response_class=FileResponse,
     responses={200: {"content": {"application/zip": {}}, "description": "the BIDS dataset, zipped"}},
 )
-def export_project(project_id: int, account: AccountDep, db: DbDep, settings: SettingsDep, platform: PlatformDep) -> FileResponse:
+def export_project(
+    project_id: int, account: AccountDep, db: DbDep, settings: SettingsDep, platform: PlatformDep
+) -> FileResponse:
     """The project's accepted, consented, anchored samples as a BIDS-EEG dataset (zip).
 
     Same content as `mindprint export --project ID`; check it with `mindprint verify`.
@@ -202,8 +204,12 @@ def export_project(project_id: int, account: AccountDep, db: DbDep, settings: Se
     work = Path(tempfile.mkdtemp(prefix="mindprint-export-"))
     try:
         source = platform_source(
-            _engine(settings.database_url), settings.platform_dir, platform.blockstore, platform.keys,
-            platform.platform_key, chain_id=platform.chain_id,
+            _engine(settings.database_url),
+            settings.platform_dir,
+            platform.blockstore,
+            platform.keys,
+            platform.platform_key,
+            chain_id=platform.chain_id,
         )
         export_dataset(source, work / "dataset", projects=[project_id])
         archive = zip_dataset(work / "dataset", work / f"project-{project_id}-bids.zip")
@@ -214,6 +220,8 @@ def export_project(project_id: int, account: AccountDep, db: DbDep, settings: Se
         shutil.rmtree(work, ignore_errors=True)
         raise HTTPException(503, f"export failed: {err}") from err
     return FileResponse(
-        archive, media_type="application/zip", filename=archive.name,
+        archive,
+        media_type="application/zip",
+        filename=archive.name,
         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
     )
