@@ -144,7 +144,11 @@ def test_sigkill_at_any_step_anchors_each_sample_exactly_once(anvil_url: str, tm
             process.send_signal(signal.SIGKILL)
             kills += 1
         process.wait()
-    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    # the restart is given the same queue (enqueueing is idempotent): on a loaded machine the
+    # killed runs may not have got as far as enqueueing anything
+    final = subprocess.run(
+        [*command, "--enqueue-file", str(queue)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert final.returncode == 0, final.stderr
     assert kills >= 1
     anchorer = _anchorer(tmp_path / "state", client, deployment.registry)

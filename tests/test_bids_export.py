@@ -322,3 +322,21 @@ def test_consent_statements_are_checked(exported: Exported) -> None:
     response = client.post("/consent", json={"message": stale, "signature": signed}, headers=_auth(token))
     assert response.status_code == 422 and "stale" in response.json()["detail"]
     assert client.get("/consent", headers=_auth(token)).json()["consent"] is False
+
+
+def test_verify_against_the_wrong_chain_and_a_non_dataset(exported: Exported) -> None:
+    from mindprint.ledger.chain import ChainClient, deploy_contracts
+
+    out = exported.tmp / "ds-a"
+    if not out.exists():
+        export_dataset(exported.source(), out, projects=[exported.project])
+    fresh = ChainClient.embedded()  # same chain id, but none of these roots were anchored on it
+    report = verify_dataset(out, chain=fresh)
+    assert not report.ok and any("ProvenanceRegistry" in p.reason for p in report.problems), report.problems
+    deployment = deploy_contracts(fresh)  # the same deployer and nonces: the same addresses, no anchors
+    assert deployment.registry == exported.running.deployment.registry
+    report = verify_dataset(out, chain=fresh)
+    assert any("is not anchored on chain" in p.reason for p in report.problems), report.problems
+    empty = exported.tmp / "not-a-dataset"
+    empty.mkdir(exist_ok=True)
+    assert [p.file for p in verify_dataset(empty).problems] == ["dataset_description.json"]

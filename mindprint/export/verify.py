@@ -137,9 +137,16 @@ class _Verifier:
         if self.registry is None:
             return None
         if root_hex not in self.roots_checked:
-            self.roots_checked[root_hex] = bool(
-                self.chain.call(self.registry.functions.is_anchored(bytes.fromhex(root_hex)))
-            )
+            try:
+                self.roots_checked[root_hex] = bool(
+                    self.chain.call(self.registry.functions.is_anchored(bytes.fromhex(root_hex)))
+                )
+            except Exception as err:  # node down, no contract at the address: reported, not raised
+                self.report.add(
+                    "dataset_description.json", f"cannot ask the ProvenanceRegistry about root {root_hex[:16]}…: {err}"
+                )
+                self.registry = None
+                return None
         return self.roots_checked[root_hex]
 
     def recording(self, sidecar_path: Path, description: dict[str, Any], parquet: dict[str, dict[str, Any]]) -> None:

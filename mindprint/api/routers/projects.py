@@ -196,7 +196,7 @@ def export_project(
     Same content as `mindprint export --project ID`; check it with `mindprint verify`.
     """
     from mindprint.api.deps import _engine
-    from mindprint.core.errors import MindprintError
+    from mindprint.core.errors import ConfigurationError, LedgerError
     from mindprint.export.bids import ExportError, export_dataset, platform_source, zip_dataset
 
     _own_project(db, project_id, account)
@@ -213,12 +213,9 @@ def export_project(
         )
         export_dataset(source, work / "dataset", projects=[project_id])
         archive = zip_dataset(work / "dataset", work / f"project-{project_id}-bids.zip")
-    except ExportError as err:
+    except (ExportError, ConfigurationError, LedgerError) as err:  # nothing anchored or exportable yet
         shutil.rmtree(work, ignore_errors=True)
         raise HTTPException(409, str(err)) from err
-    except MindprintError as err:
-        shutil.rmtree(work, ignore_errors=True)
-        raise HTTPException(503, f"export failed: {err}") from err
     return FileResponse(
         archive,
         media_type="application/zip",
