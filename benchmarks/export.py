@@ -34,10 +34,9 @@ import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from mindprint.device.bridge import DataChunk
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import read_openbci_gui_csv
-from mindprint.device.session import SESSION_FILE, SessionWriter
+from mindprint.device.session import SESSION_FILE
 from mindprint.export.bids import platform_source
 from mindprint.labeling.consent import consent_message
 from mindprint.labeling.samples import build_sample
@@ -51,8 +50,8 @@ from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_k
 from mindprint.ledger.sealing import seal_session
 from tests.conftest import CYTON_CSV
 from tests.services import ANVIL_KEY, anvil_node
+from tests.test_samples import T0, real_session
 
-T0 = 1_700_000_000_000_000_000
 SECONDS = 60
 
 
@@ -83,21 +82,7 @@ def setup(home: Path, rpc_url: str, n_samples: int, per_session: int) -> None:
             wallet, key = Account.create(), DeviceKey.generate()
             session_dir = home / "sessions" / str(s)
             offset = (s * 7) % max(1, eeg.shape[1] // 250 - SECONDS)
-            with SessionWriter.create(
-                session_dir,
-                key,
-                board_id=0,
-                board_name="Cyton",
-                sfreq=250.0,
-                channels=("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2"),
-                types=("eeg",) * 8,
-                units=("V",) * 8,
-                chunk_seconds=1.0,
-                fsync=False,
-            ) as writer:
-                for second in range(SECONDS):
-                    start = (offset + second) * 250
-                    writer.append(DataChunk(t0_ns=T0 + second * 10**9, samples=eeg[:, start : start + 250], markers=()))
+            real_session(session_dir, key, seconds=SECONDS, offset_seconds=offset)
             car = (session_dir / SESSION_FILE).read_bytes()
             issued = utcnow()
             message = consent_message("localhost", wallet.address, True, issued)
@@ -269,6 +254,7 @@ def main() -> None:
     parser.add_argument("--phase", choices=["export", "verify", "mne-bids", "baseline"])
     parser.add_argument("--home")
     parser.add_argument("--rpc-url")
+    parser.add_argument("--keep", type=Path, help="copy the platform directory and dataset here (for profiling)")
     args = parser.parse_args()
     if args.phase:
         phase(args)
@@ -296,6 +282,10 @@ def main() -> None:
             f"| baseline: interpreter + libraries | — | — | — | — | {baseline['peak_rss_mib']:.0f} MiB |",
         ]
         print("\n".join(rows))
+        if args.keep:
+            import shutil
+
+            shutil.copytree(home, args.keep, dirs_exist_ok=True)
         print(
             f"\nexport / mne-bids alone: {exported['seconds'] / peer['seconds']:.2f}× the time "
             f"(provenance, decryption, Parquet, digests); dataset {size / 2**20:.0f} MiB; "

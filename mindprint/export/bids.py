@@ -62,7 +62,7 @@ TASK = "labeling"
 DIGESTS = "sourcedata/mindprint/SHA256SUMS"
 FEATURES = "derivatives/mindprint/features.parquet"
 SCORES = ("authenticity", "liveness", "attention", "uniqueness")
-ROW_GROUP = 4096
+ROW_GROUP = 1024
 EVENT_COLUMNS = {
     "trial_type": "label/<class> for class labels, 'label' for free text and ratings",
     "label": "the contributor's label (what the wallet signed): plain text, or JSON for non-text labels",
@@ -132,19 +132,41 @@ class _Sample:
 
 @dataclass
 class _Recording:
+    """A session to export: only IDs here; the rows are loaded when it is written."""
+
     subject: str
     contributor: str
     session: str
     manifest: str
-    t0: int
-    samples: list[_Sample]
+    first: tuple[Any, str]  # (earliest submission time, its CID): a stable order
+    cids: list[str]
     run: int = 0
+
+    def load(self, source: ExportSource) -> list[_Sample]:
+        """The recording's samples (signed bundle, project, proof) in stimulus order."""
+        query = select(Submission, TaskItem.project_id).join(TaskItem, TaskItem.id == Submission.task_id)
+        samples = []
+        with sessions(source.engine)() as db:
+            for row, project in db.execute(query.where(Submission.cid.in_(self.cids))).all():
+                value = dict(decode_block(bytes(row.sample_block)))
+                value["_project"] = project
+                samples.append(_Sample(row, value, read_proof(source.journal, row.cid)))
+        samples.sort(key=lambda s: (int(s.value["stimulus_ns"]), s.row.cid))
+        return samples
 
 
 def _selection(source: ExportSource, projects: list[int] | None, summary: ExportSummary) -> list[_Recording]:
-    """Accepted, consented, anchored samples grouped by session (small rows only, no EEG)."""
+    """Accepted, consented, anchored samples grouped by session (IDs only: memory stays small)."""
     query = (
-        select(Submission, TaskItem.project_id, Account.consent)
+        select(
+            Submission.cid,
+            Submission.session,
+            Submission.contributor,
+            Submission.created,
+            Submission.sealed_manifest,
+            Submission.sample_block.is_(None),
+            Account.consent,
+        )
         .join(TaskItem, TaskItem.id == Submission.task_id)
         .join(Account, Account.address == Submission.contributor)
         .where(Submission.status == "accepted")
@@ -152,43 +174,36 @@ def _selection(source: ExportSource, projects: list[int] | None, summary: Export
     )
     if projects:
         query = query.where(TaskItem.project_id.in_(projects))
-    groups: dict[str, list[_Sample]] = {}
+    groups: dict[str, _Recording] = {}
+    latest: dict[str, tuple[Any, str]] = {}
     with sessions(source.engine)() as db:
-        for row, project, consent in db.execute(query).all():
+        for cid, session, contributor, created, manifest, no_block, consent in db.execute(query):
             if not consent:
                 summary.skip("contributor has not consented")
                 continue
-            if row.sample_block is None or row.session is None or row.sealed_manifest is None:
+            if no_block or session is None or manifest is None:
                 summary.skip("stored before signed bundles were kept")
                 continue
             try:
-                proof = read_proof(source.journal, row.cid)
+                proof = read_proof(source.journal, cid)
             except LedgerError:
                 summary.skip("not anchored yet")
                 continue
             if proof.state != "confirmed":
                 summary.skip("anchoring not confirmed yet")
                 continue
-            value = dict(decode_block(row.sample_block))
-            value["_project"] = project
-            groups.setdefault(row.session, []).append(_Sample(row, value, proof))
-    recordings = []
-    for session, samples in groups.items():
-        samples.sort(key=lambda s: (int(s.value["stimulus_ns"]), s.row.cid))
-        # the newest sealed version of the session holds every chunk the samples cite
-        latest = max(samples, key=lambda s: (s.row.created, s.row.cid))
-        contributor = samples[0].row.contributor
-        recordings.append(
-            _Recording(
-                pseudonym(source.pseudonym_key, contributor),
-                contributor,
-                session,
-                str(latest.row.sealed_manifest),
-                int(samples[0].value["stimulus_ns"]),
-                samples,
-            )
-        )
-    recordings.sort(key=lambda r: (r.subject, r.t0, r.session))
+            recording = groups.get(session)
+            if recording is None:
+                subject = pseudonym(source.pseudonym_key, contributor)
+                recording = groups[session] = _Recording(subject, contributor, session, manifest, (created, cid), [])
+            recording.cids.append(cid)
+            recording.first = min(recording.first, (created, cid))
+            # the newest sealed version of the session holds every chunk its samples cite
+            if session not in latest or (created, cid) > latest[session]:
+                latest[session] = (created, cid)
+                recording.manifest = manifest
+    recordings = list(groups.values())
+    recordings.sort(key=lambda r: (r.subject, r.first, r.session))
     runs: dict[str, int] = {}
     for recording in recordings:
         runs[recording.subject] = runs.get(recording.subject, 0) + 1
@@ -326,7 +341,8 @@ class _Exporter:
         sfreq = float(raw.info["sfreq"])
 
         events, meta, sidecar_samples = [], [], []
-        for sample in rec.samples:
+        samples = rec.load(source)
+        for sample in samples:
             v = sample.value
             onset = round((int(v["stimulus_ns"]) - first_t0) / 1e9 * sfreq)
             scores = sample.row.scores or {}
@@ -507,7 +523,7 @@ def export_dataset(
             exporter.recording(rec)
         except CryptoError as err:  # crypto-shredded (erased) or never granted to this key
             logger.warning("session %s skipped: %s", rec.session, err)
-            summary.skip("key erased or not granted", len(rec.samples))
+            summary.skip("key erased or not granted", len(rec.cids))
             shutil.rmtree(
                 out
                 / "sourcedata"
@@ -518,7 +534,7 @@ def export_dataset(
             )
             continue
         summary.recordings += 1
-        summary.samples += len(rec.samples)
+        summary.samples += len(rec.cids)
         if progress is not None:
             progress(done, len(recordings))
     exporter._flush(force=True)

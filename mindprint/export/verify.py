@@ -83,11 +83,12 @@ class DatasetReport:
         }
 
 
-def _edf_steps(path: Path) -> np.ndarray:
-    """Volts per digital step of each EDF signal (from the header)."""
-    head = path.read_bytes()[:256]
-    n = int(head[252:256].decode("ascii").strip())
-    ext = path.read_bytes()[256 : 256 + n * 256]
+def _edf_header(path: Path) -> tuple[np.ndarray, float]:
+    """Volts per digital step of each EDF signal and the data-record duration (seconds)."""
+    with path.open("rb") as handle:
+        head = handle.read(256)
+        n = int(head[252:256].decode("ascii").strip())
+        ext = handle.read(n * 256)
 
     def field_values(offset: int, width: int) -> list[float]:
         start = offset * n
@@ -100,7 +101,8 @@ def _edf_steps(path: Path) -> np.ndarray:
     base = 16 + 80 + 8
     pmin, pmax = field_values(base, 8), field_values(base + 8, 8)
     dmin, dmax = field_values(base + 16, 8), field_values(base + 24, 8)
-    return np.abs((np.array(pmax) - np.array(pmin)) / (np.array(dmax) - np.array(dmin))) * scale
+    steps = np.abs((np.array(pmax) - np.array(pmin)) / (np.array(dmax) - np.array(dmin))) * scale
+    return steps, float(head[244:252].decode("ascii").strip() or 0)
 
 
 class _Verifier:
@@ -220,7 +222,7 @@ class _Verifier:
             return
         try:
             exported = mne.io.read_raw_edf(edf, preload=True, verbose="error")
-            steps = _edf_steps(edf)
+            steps, record_seconds = _edf_header(edf)
         except Exception as err:  # MNE raises many types on corrupt EDF
             self.report.add(edf_rel, f"unreadable EDF: {err}")
             return
@@ -230,7 +232,7 @@ class _Verifier:
             return
         a, b = exported.get_data(), signed.get_data()
         # EDF stores whole data records: the last one is padded past the end of the session
-        record = float(edf.read_bytes()[244:252].decode("ascii").strip() or 0) * signed.info["sfreq"]
+        record = record_seconds * signed.info["sfreq"]
         if not 0 <= a.shape[1] - b.shape[1] < max(record, 1):
             self.report.add(edf_rel, f"{a.shape[1]} samples, the signed session holds {b.shape[1]}")
             return
