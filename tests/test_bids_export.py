@@ -256,6 +256,7 @@ def test_requester_downloads_the_export_from_the_api(exported: Exported) -> None
     contributor = sign_in(client, Account.create())
     assert client.get(f"/projects/{exported.project}/export", headers=_auth(contributor)).status_code == 403
     assert client.get("/projects/999/export", headers=_auth(requester)).status_code == 404
+    assert client.get(f"/projects/{2**64}/export", headers=_auth(requester)).status_code == 422  # not an id
 
 
 def test_cli_export_and_verify(exported: Exported, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, HTTPException, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy import and_, func, or_, select
 from starlette.background import BackgroundTask
@@ -28,6 +29,9 @@ from mindprint.api.schemas import (
 from mindprint.labeling.store import Account, Assignment, Project, TaskItem, utcnow
 
 router = APIRouter(tags=["projects"])
+
+#: database ids are 32-bit on PostgreSQL; larger values cannot name a project
+ProjectId = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
 
 
 def _public(project: Project) -> ProjectPublic:
@@ -91,7 +95,7 @@ def _own_project(db: DbDep, project_id: int, account: Account) -> Project:
     status_code=201,
     dependencies=[require_role("requester", "operator")],
 )
-def add_items(project_id: int, body: TasksCreate, account: AccountDep, db: DbDep) -> TasksCreated:
+def add_items(project_id: ProjectId, body: TasksCreate, account: AccountDep, db: DbDep) -> TasksCreated:
     """Add task items; ``gold`` holds the known answer of gold items (never shown to contributors)."""
     project = _own_project(db, project_id, account)
     schema = LabelSchema(**project.label_schema)
@@ -113,7 +117,10 @@ def add_items(project_id: int, body: TasksCreate, account: AccountDep, db: DbDep
 
 @router.get("/tasks/next", response_model=TaskPublic | None, dependencies=[require_role("contributor")])
 def next_task(
-    account: AccountDep, db: DbDep, settings: SettingsDep, project: Annotated[int | None, Query()] = None
+    account: AccountDep,
+    db: DbDep,
+    settings: SettingsDep,
+    project: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> TaskPublic | None:
     """Lease the next task this contributor has not done and that still needs labels."""
     now = utcnow()
@@ -171,7 +178,7 @@ def _task_public(db: DbDep, task: TaskItem, lease: dt.datetime) -> TaskPublic:
 
 
 @router.get("/projects/{project_id}/consensus", dependencies=[require_role("requester", "operator")])
-def consensus(project_id: int, account: AccountDep, db: DbDep) -> list[dict[str, object]]:
+def consensus(project_id: ProjectId, account: AccountDep, db: DbDep) -> list[dict[str, object]]:
     """Consensus labels (Dawid–Skene + reputation-weighted vote) of accepted samples."""
     from mindprint.labeling.consensus import aggregate
 
@@ -189,7 +196,7 @@ def consensus(project_id: int, account: AccountDep, db: DbDep) -> list[dict[str,
     responses={200: {"content": {"application/zip": {}}, "description": "the BIDS dataset, zipped"}},
 )
 def export_project(
-    project_id: int, account: AccountDep, db: DbDep, settings: SettingsDep, platform: PlatformDep
+    project_id: ProjectId, account: AccountDep, db: DbDep, settings: SettingsDep, platform: PlatformDep
 ) -> FileResponse:
     """The project's accepted, consented, anchored samples as a BIDS-EEG dataset (zip).
 

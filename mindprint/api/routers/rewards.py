@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
 from eth_utils import to_checksum_address
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -63,7 +63,9 @@ def sample(cid: str, account: AccountDep, db: DbDep) -> dict[str, Any]:
 
 
 @router.post("/rewards/epochs", status_code=201, dependencies=[require_role("operator")])
-def close_epoch(db: DbDep, platform: PlatformDep, pool_wei: int = 10**18) -> dict[str, Any]:
+def close_epoch(
+    db: DbDep, platform: PlatformDep, pool_wei: Annotated[int, Query(ge=1, le=2**128)] = 10**18
+) -> dict[str, Any]:
     """Close a reward epoch: accepted samples since the last one, weighted by quality; root on chain."""
     from mindprint.ledger.rewards import build_epoch, publish_epoch
 
