@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multiformats import CID
 
 from mindprint.core.ipld import car_header, car_section, cid_for_block, encode_block, read_car
 
@@ -53,3 +55,22 @@ def test_truncated_car_keeps_every_whole_section(values: list[dict], data: st.Da
     complete = sum(1 for end in ends if end <= cut)
     assert len(contents.sections) == complete
     assert contents.tail_offset + contents.tail_bytes == cut
+
+
+@pytest.mark.parametrize("codec", ["dag-cbor", "raw", "dag-pb", "dag-json"])
+def test_fast_cids_equal_multiformats(codec: str) -> None:
+    """The fast constructors give exactly multiformats' CIDs (value, text, bytes, codec)."""
+    import os
+
+    from multiformats import multihash
+
+    from mindprint.core.ipld import cid_from_bytes, cid_text
+
+    data = os.urandom(257)
+    reference = CID("base32", 1, codec, multihash.digest(data, "sha2-256"))
+    assert cid_text(reference) == str(reference)
+    for made in (cid_for_block(data, codec), cid_from_bytes(bytes(reference))):
+        assert made == reference and str(made) == str(reference) and bytes(made) == bytes(reference)
+        assert made.codec.name == codec and made.hashfun.name == "sha2-256" and made.version == 1
+    v0 = CID("base58btc", 0, "dag-pb", multihash.digest(data, "sha2-256"))
+    assert cid_from_bytes(bytes(v0)) == v0 and cid_text(v0) == str(v0)

@@ -10,12 +10,15 @@ This module sees bytes and plain Python values only, never EEG arrays.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import dag_cbor
-from multiformats import CID, multihash, varint
+from multiformats import CID, multibase, multicodec, multihash, varint
 
 from mindprint.core.errors import SessionFormatError
 
@@ -25,6 +28,8 @@ __all__ = [
     "car_header",
     "car_section",
     "cid_for_block",
+    "cid_from_bytes",
+    "cid_text",
     "decode_block",
     "encode_block",
     "iter_car_sections",
@@ -47,9 +52,41 @@ def decode_block(data: bytes) -> Any:
         raise SessionFormatError(f"not valid DAG-CBOR: {err}") from err
 
 
+# multiformats validates argument types at run time on every call (~100 µs per CID); the
+# CIDs this project makes are all CIDv1 + sha2-256 of two codecs, so they are built with
+# the constructor that CID.decode itself ends in, from pre-fetched codec objects.
+_BASE32 = multibase.get("base32")
+_SHA2_256 = multihash.get("sha2-256")
+_CODECS = {code: multicodec.get(code=code) for code in (0x71, 0x55)}  # dag-cbor, raw
+_CODE_OF = {codec.name: code for code, codec in _CODECS.items()}
+
+
+def _v1_sha256(code: int, multihash_bytes: bytes) -> CID:
+    return CID._new_instance(CID, _BASE32, 1, _CODECS[code], _SHA2_256, multihash_bytes)
+
+
 def cid_for_block(data: bytes, codec: str = DAG_CBOR) -> CID:
     """Return the CIDv1 (sha2-256, base32) of a block's bytes."""
-    return CID("base32", 1, codec, multihash.digest(data, "sha2-256"))
+    code = _CODE_OF.get(codec)
+    if code is None:
+        return CID("base32", 1, codec, multihash.digest(data, "sha2-256"))
+    return _v1_sha256(code, b"\x12\x20" + hashlib.sha256(data).digest())
+
+
+def cid_text(cid: CID) -> str:
+    """The CIDv1's base32 text (what ``str`` gives for base32), without multibase's overhead."""
+    if cid.version != 1:
+        return str(cid)
+    return "b" + base64.b32encode(bytes(cid)).decode("ascii").lower().rstrip("=")
+
+
+@lru_cache(maxsize=1 << 16)
+def cid_from_bytes(data: bytes) -> CID:
+    """Decode a binary CID (base32 for display); equal to ``CID.decode(data)``, cached."""
+    if len(data) == 36 and data[0] == 1 and data[1] in _CODECS and data[2:4] == b"\x12\x20":
+        return _v1_sha256(data[1], bytes(data[2:]))
+    cid = CID.decode(bytes(data))
+    return cid.set(base="base32") if cid.version == 1 else cid
 
 
 def car_header(roots: list[CID]) -> bytes:
@@ -118,7 +155,7 @@ def _split_cid(section: bytes) -> tuple[CID, int]:
     end = pos + fields[3]
     if end > len(section):
         raise ValueError("CID digest runs past the section")
-    return CID.decode(bytes(section[:end])).set(base="base32"), end
+    return cid_from_bytes(bytes(section[:end])), end
 
 
 def iter_car_sections(data: bytes) -> Iterator[CarSection]:

@@ -46,8 +46,8 @@ from sqlalchemy.engine import Engine
 from mindprint import __version__
 from mindprint.core.errors import ConfigurationError, CryptoError, LedgerError, MindprintError
 from mindprint.core.ipld import car_header, car_section, decode_block
-from mindprint.device.session import SESSION_FILE, SIGNATURE_TYPE, read_header
-from mindprint.export.session_file import session_to_raw
+from mindprint.device.session import CHUNK_TYPE, SESSION_FILE, SIGNATURE_TYPE, SessionHeader
+from mindprint.export.session_file import chunks_to_raw
 from mindprint.labeling.store import Account, Device, Submission, TaskItem, sessions
 from mindprint.ledger.anchoring import InclusionProof, read_proof
 from mindprint.ledger.blockstore import Blockstore
@@ -330,14 +330,18 @@ class _Exporter:
         stem = f"sub-{rec.subject}_task-{TASK}_run-{rec.run}"
         car_dir = self.out / "sourcedata" / "mindprint" / f"sub-{rec.subject}" / stem
         _write_car([(b.cid, b.data) for b in blocks], roots, car_dir / SESSION_FILE)
-        header = read_header(car_dir)
-        raw = session_to_raw(car_dir)
+        decoded = [(b.cid, decode_block(b.data)) for b in blocks]  # once: header, chunks, signatures
+        header = SessionHeader.from_block(decoded[0][1])
+        chunks = [(cid, v) for cid, v in decoded[1:] if isinstance(v, dict) and v.get("type") == CHUNK_TYPE]
+        if not chunks:
+            raise ExportError(f"sealed session {rec.session} holds no chunks")
+        raw = chunks_to_raw(header, (v for _, v in chunks))
         raw.set_annotations(None)  # the samples are the events (markers stay in the signed chunks)
         eeg = [i for i, kind in enumerate(header.types) if kind == "eeg"]
         bads, descriptions, line_freq = _channel_status(raw, eeg)
         raw.info["bads"] = bads
         raw.info["line_freq"] = line_freq
-        first_t0 = _first_t0(blocks)
+        first_t0 = int(chunks[0][1]["t0_ns"])
         sfreq = float(raw.info["sfreq"])
 
         events, meta, sidecar_samples = [], [], []
@@ -426,7 +430,7 @@ class _Exporter:
         with source.engine.connect() as connection:
             device = connection.execute(select(Device).where(Device.device == header.device.hex())).first()
             account = connection.execute(select(Account).where(Account.address == rec.contributor)).first()
-        chunks = _chunk_signatures(blocks)
+        chunk_list = _chunk_signatures(decoded)
         _json(
             eeg_dir / f"{stem}_provenance.json",
             {
@@ -439,7 +443,7 @@ class _Exporter:
                 "session_car": str((car_dir / SESSION_FILE).relative_to(self.out)),
                 "sealed_manifest": rec.manifest,
                 "first_t0_ns": first_t0,
-                "chunks": chunks,
+                "chunks": chunk_list,
                 "binding": {
                     "signature": device.signature if device else None,
                     "deadline": device.deadline if device else None,
@@ -456,21 +460,12 @@ class _Exporter:
         self._flush()
 
 
-def _first_t0(blocks: list[Any]) -> int:
-    for block in blocks:
-        value = decode_block(block.data)
-        if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
-            return int(value["t0_ns"])
-    raise ExportError("sealed session holds no chunks")
-
-
-def _chunk_signatures(blocks: list[Any]) -> list[dict[str, Any]]:
+def _chunk_signatures(decoded: list[tuple[CID, Any]]) -> list[dict[str, Any]]:
     seqs: dict[CID, int] = {}
     signatures: dict[CID, str] = {}
-    for block in blocks:
-        value = decode_block(block.data)
-        if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
-            seqs[block.cid] = int(value["seq"])
+    for cid, value in decoded:
+        if isinstance(value, dict) and value.get("type") == CHUNK_TYPE:
+            seqs[cid] = int(value["seq"])
         elif isinstance(value, dict) and value.get("type") == SIGNATURE_TYPE:
             signatures[value["signs"]] = bytes(value["signature"]).hex()
     return [{"seq": seq, "cid": str(cid), "signature": signatures.get(cid)} for cid, seq in seqs.items()]

@@ -8,14 +8,16 @@ analysis by default) so that sample times stay true. Markers become annotations.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import mne
 import numpy as np
 
 from mindprint.core.errors import ConfigurationError, SessionError
-from mindprint.device.session import chunk_samples, iter_chunks, read_header
+from mindprint.device.session import SessionHeader, chunk_samples, iter_chunks, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +26,21 @@ FORMATS = ("fif", "edf")
 
 def session_to_raw(path: Path) -> mne.io.RawArray:
     """Build an ``mne.io.RawArray`` (volts) from a session directory."""
-    header = read_header(path)
+    try:
+        return chunks_to_raw(read_header(path), (block for _, block in iter_chunks(path)))
+    except SessionError as err:
+        raise SessionError(f"session {path}: {err}") from err
+
+
+def chunks_to_raw(header: SessionHeader, chunks: Iterable[dict[str, Any]]) -> mne.io.RawArray:
+    """Build an ``mne.io.RawArray`` (volts) from a session's decoded chunk blocks, in order."""
     pieces: list[np.ndarray] = []
     onsets: list[float] = []
     durations: list[float] = []
     descriptions: list[str] = []
     position = 0  # samples so far
     first_t0: int | None = None
-    for _, block in iter_chunks(path):
+    for block in chunks:
         samples = chunk_samples(block).astype(np.float64)
         t0 = int(block["t0_ns"])
         if first_t0 is None:
@@ -52,7 +61,7 @@ def session_to_raw(path: Path) -> mne.io.RawArray:
         pieces.append(samples)
         position += samples.shape[1]
     if not pieces:
-        raise SessionError(f"session {path} holds no chunks")
+        raise SessionError("the session holds no chunks")
     ch_types = [kind if kind in {"eeg", "misc"} else "misc" for kind in header.types]
     info = mne.create_info(list(header.channels), header.sfreq, ch_types)
     raw = mne.io.RawArray(np.concatenate(pieces, axis=1), info, verbose="error")

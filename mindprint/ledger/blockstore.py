@@ -33,6 +33,7 @@ from mindprint.core.ipld import (
     car_header,
     car_section,
     cid_for_block,
+    cid_text,
     decode_block,
     encode_block,
     read_car,
@@ -75,7 +76,7 @@ class Blockstore:
 
     # -- blocks --------------------------------------------------------------------
     def _path(self, cid: CID) -> Path:
-        name = str(cid.set(base="base32"))
+        name = cid_text(cid)
         return self.root / "blocks" / name[-2:] / name
 
     def put(self, data: bytes, codec: str = RAW) -> CID:

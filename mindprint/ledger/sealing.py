@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from multiformats import CID
 
 from mindprint.core.errors import LedgerError
-from mindprint.core.ipld import cid_for_block, read_car
+from mindprint.core.ipld import cid_for_block, cid_from_bytes, read_car
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import open_payload, seal_payload
 
@@ -77,7 +77,7 @@ def open_sealed_session(manifest: CID | str, data_key: bytes, store: Blockstore)
     session = str(node["session"])
     blocks = []
     for entry in node["blocks"]:
-        cid = CID.decode(bytes(entry["block"]))
+        cid = cid_from_bytes(bytes(entry["block"]))
         data = open_payload(data_key, store.get(entry["sealed"]), _aad(session, cid))
         if cid_for_block(data, cid.codec.name) != cid:
             raise LedgerError(f"sealed block {cid} decrypts to different bytes")
