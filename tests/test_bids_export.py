@@ -134,6 +134,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         running.close()
 
 
+def _dataset_a(exported: Exported) -> Path:
+    """The first test's export (made here when a test runs on its own)."""
+    out = exported.tmp / "ds-a"
+    if not out.exists():
+        export_dataset(exported.source(), out, projects=[exported.project])
+    return out
+
+
 def _validate(root: Path) -> dict:  # type: ignore[type-arg]
     result = subprocess.run(
         [str(VALIDATOR), "--format", "json", str(root)], capture_output=True, text=True, timeout=300, check=False
@@ -143,6 +151,7 @@ def _validate(root: Path) -> dict:  # type: ignore[type-arg]
 
 def test_export_is_valid_bids_deterministic_and_verifies(exported: Exported) -> None:
     out_a, out_b = exported.tmp / "ds-a", exported.tmp / "ds-b"
+    shutil.rmtree(out_a, ignore_errors=True)  # another test may have made it first
     summary = export_dataset(exported.source(), out_a, projects=[exported.project])
     assert summary.samples == 3 and summary.recordings == 1 and summary.participants == 1
     assert summary.skipped == {"contributor has not consented": 1}
@@ -226,7 +235,7 @@ def test_researcher_key_grant_and_crypto_shredding(exported: Exported) -> None:
     with pytest.raises(ExportError, match="not granted"):
         export_dataset(exported.source(researcher), exported.tmp / "ds-no-grant")
     for session in {
-        json.loads(p.read_text())["session"] for p in (exported.tmp / "ds-a").glob("sub-*/eeg/*_provenance.json")
+        json.loads(p.read_text())["session"] for p in _dataset_a(exported).glob("sub-*/eeg/*_provenance.json")
     }:
         wrapped = next(w for w in platform.keys.wrapped(session) if w.recipient == platform.platform_key.public_key)
         platform.keys.add(
@@ -328,9 +337,7 @@ def test_consent_statements_are_checked(exported: Exported) -> None:
 def test_verify_against_the_wrong_chain_and_a_non_dataset(exported: Exported) -> None:
     from mindprint.ledger.chain import ChainClient, deploy_contracts
 
-    out = exported.tmp / "ds-a"
-    if not out.exists():
-        export_dataset(exported.source(), out, projects=[exported.project])
+    out = _dataset_a(exported)
     fresh = ChainClient.embedded()  # same chain id, but none of these roots were anchored on it
     report = verify_dataset(out, chain=fresh)
     assert not report.ok and any("ProvenanceRegistry" in p.reason for p in report.problems), report.problems
@@ -341,3 +348,26 @@ def test_verify_against_the_wrong_chain_and_a_non_dataset(exported: Exported) ->
     empty = exported.tmp / "not-a-dataset"
     empty.mkdir(exist_ok=True)
     assert [p.file for p in verify_dataset(empty).problems] == ["dataset_description.json"]
+
+
+def test_interrupted_export_leaves_nothing_and_erased_sessions_are_skipped(exported: Exported) -> None:
+    out = exported.tmp / "ds-interrupted"
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_dataset(exported.source(), out, progress=interrupt)
+    assert not out.exists() and not (exported.tmp / ".ds-interrupted.partial").exists()
+
+    # crypto-shredding: the session's wrapped keys erased → nothing left to export
+    keys = exported.running.platform.keys
+    session = json.loads(next(_dataset_a(exported).glob("sub-*/eeg/*_provenance.json")).read_text())["session"]
+    saved = (keys.root / f"{session}.json").read_bytes()
+    try:
+        assert keys.erase(session)
+        with pytest.raises(ExportError, match="erased or not granted"):
+            export_dataset(exported.source(), out)
+        assert not out.exists()
+    finally:
+        (keys.root / f"{session}.json").write_bytes(saved)

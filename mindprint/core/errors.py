@@ -16,6 +16,7 @@ API to problem+json). Third-party errors are wrapped with ``raise ... from err``
     ├── SessionError             session file cannot be written or parsed
     │   └── SessionFormatError   bytes that are not a mindprint session
     ├── SignalError              DSP input or parameter problems
+    ├── ExportError              a dataset cannot be written (output in the way, nothing to export)
     └── LedgerError              content addressing, pinning, encryption, chain
         ├── BlockNotFoundError   a CID the store does not hold
         ├── BlockCorruptError    bytes on disk that do not hash to their CID
@@ -105,3 +106,7 @@ class ChainError(LedgerError):
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message if reason is None else f"{message}: {reason}")
         self.reason = reason
+
+
+class ExportError(MindprintError):
+    """A researcher export cannot be written (output in the way, nothing qualifies)."""

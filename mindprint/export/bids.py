@@ -44,7 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from mindprint import __version__
-from mindprint.core.errors import ConfigurationError, CryptoError, LedgerError, MindprintError
+from mindprint.core.errors import ConfigurationError, CryptoError, ExportError, LedgerError
 from mindprint.core.ipld import car_header, car_section, decode_block
 from mindprint.device.session import CHUNK_TYPE, SESSION_FILE, SIGNATURE_TYPE, SessionHeader
 from mindprint.export.session_file import chunks_to_raw
@@ -85,10 +85,6 @@ __all__ = [
     "pseudonym_key",
     "zip_dataset",
 ]
-
-
-class ExportError(MindprintError):
-    """The export cannot be written (bad output directory, nothing to export, …)."""
 
 
 @dataclass
@@ -321,9 +317,8 @@ class _Exporter:
                 self.writer = pq.ParquetWriter(self.out / FEATURES, PARQUET_SCHEMA, compression="zstd")
             self.writer.write_table(pa.Table.from_pylist(group, schema=PARQUET_SCHEMA))
 
-    def recording(self, rec: _Recording) -> None:
+    def recording(self, rec: _Recording, data_key: bytes) -> None:
         source = self.source
-        data_key = source.keys.data_key(rec.session, source.recipient)
         blocks = open_sealed_session(rec.manifest, data_key, source.blockstore)
         manifest = source.blockstore.get_node(rec.manifest)
         roots = [CID.decode(bytes(r)) for r in manifest["roots"]]
@@ -506,38 +501,42 @@ def export_dataset(
             raise ExportError(f"{out} exists and is not empty (use --overwrite to replace it)")
         if not (out / "dataset_description.json").exists():
             raise ExportError(f"refusing to overwrite {out}: it is not a dataset written by mindprint")
-        shutil.rmtree(out)
     summary = ExportSummary(out)
     recordings = _selection(source, projects, summary)
     if not recordings:
         raise ExportError(f"nothing to export: no accepted, consented, anchored samples ({summary.skipped or 'none'})")
-    out.mkdir(parents=True, exist_ok=True)
-    exporter = _Exporter(source, out)
-    for done, rec in enumerate(recordings, 1):
-        try:
-            exporter.recording(rec)
-        except CryptoError as err:  # crypto-shredded (erased) or never granted to this key
-            logger.warning("session %s skipped: %s", rec.session, err)
-            summary.skip("key erased or not granted", len(rec.cids))
-            shutil.rmtree(
-                out
-                / "sourcedata"
-                / "mindprint"
-                / f"sub-{rec.subject}"
-                / f"sub-{rec.subject}_task-{TASK}_run-{rec.run}",
-                ignore_errors=True,
-            )
-            continue
-        summary.recordings += 1
-        summary.samples += len(rec.cids)
-        if progress is not None:
-            progress(done, len(recordings))
-    exporter._flush(force=True)
-    if exporter.writer is not None:
-        exporter.writer.close()
-    if summary.recordings == 0:
-        raise ExportError("nothing to export: every selected session's key was erased or not granted")
-    _dataset_files(source, out, exporter, summary, sorted({r.subject for r in recordings}))
+    # written beside OUT and moved into place at the end: an interrupted export leaves no
+    # half-dataset under OUT
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        exporter = _Exporter(source, staging)
+        subjects: set[str] = set()
+        for done, rec in enumerate(recordings, 1):
+            try:
+                data_key = source.keys.data_key(rec.session, source.recipient)
+            except CryptoError as err:  # crypto-shredded (erased) or never granted to this key
+                logger.warning("session %s skipped: %s", rec.session, err)
+                summary.skip("key erased or not granted", len(rec.cids))
+                continue
+            exporter.recording(rec, data_key)  # a sealed block failing authentication is an error
+            subjects.add(rec.subject)
+            summary.recordings += 1
+            summary.samples += len(rec.cids)
+            if progress is not None:
+                progress(done, len(recordings))
+        exporter._flush(force=True)
+        if exporter.writer is not None:
+            exporter.writer.close()
+        if summary.recordings == 0:
+            raise ExportError("nothing to export: every selected session's key was erased or not granted")
+        _dataset_files(source, staging, exporter, summary, sorted(subjects))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 
