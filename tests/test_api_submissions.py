@@ -189,3 +189,25 @@ def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[n
     assert client.post("/rewards/epochs", headers=_auth(operator)).status_code == 409  # nothing new
     mine = client.get("/rewards", headers=_auth(token)).json()
     assert mine["accepted_samples"] == 1 and mine["claims"][0]["amount"] == str(10**18)
+
+
+def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-untyped-def]
+    from mindprint.api import deps
+
+    client, tmp = platform
+    _project(client, redundancy=1)
+    _, token, session, signed = _contributor_sample(client, tmp, "first")
+    assert (
+        client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()["status"] == "accepted"
+    )
+    stored = list((tmp / "platform" / "fingerprints").glob("*.npz"))
+    assert [p.stem for p in stored] == [str(signed.cid)]
+
+    deps._platforms.clear()  # what a process restart loses: the in-memory index
+    app = create_app()
+    settings = _settings(tmp, data_dir=tmp / "platform")
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app) as restarted:
+        _, token2, session2, replay = _contributor_sample(restarted, tmp, "replayed")  # same EEG, new device
+        verdict = restarted.post("/submissions", json=_payload(replay, session2), headers=_auth(token2)).json()
+    assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict

@@ -88,6 +88,7 @@ def get_platform(settings: SettingsDep) -> Platform:
     import os
 
     from mindprint.labeling.verification.model import load_default_model
+    from mindprint.labeling.verification.uniqueness import FingerprintStore
     from mindprint.ledger.blockstore import Blockstore
     from mindprint.ledger.crypto import KeyStore, RecipientKey
 
@@ -103,13 +104,17 @@ def get_platform(settings: SettingsDep) -> Platform:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(recipient.private_bytes())
-        _platforms[key] = Platform(
+        platform = Platform(
             liveness=load_default_model(),
             blockstore=Blockstore(root / "blocks"),
             keys=KeyStore(root / "keys"),
             platform_key=recipient,
             chain_id=settings.chain_id,
+            fingerprints=FingerprintStore(root / "fingerprints"),
         )
+        assert platform.fingerprints is not None
+        platform.fingerprints.load_into(platform.index, platform.owners)
+        _platforms[key] = platform
     return _platforms[key]
 
 

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -37,7 +38,7 @@ from mindprint.labeling.samples import SampleError, SignedSample, check_sample
 from mindprint.labeling.store import Assignment, Device, Job, Submission, TaskItem, aware, utcnow
 from mindprint.labeling.verification.model import LivenessModel
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
-from mindprint.labeling.verification.uniqueness import FingerprintIndex
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, FingerprintStore, fingerprints
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
@@ -72,6 +73,7 @@ class Platform:
     index: FingerprintIndex = field(default_factory=FingerprintIndex)
     lock: threading.Lock = field(default_factory=threading.Lock)
     owners: dict[int, str] = field(default_factory=dict)
+    fingerprints: FingerprintStore | None = None  # the replay index on disk
     anchorer: Anchorer | None = None  # set by `mindprint serve` / the worker
     chain: Any = None  # ChainClient of the operator, set by `mindprint serve`
     distributor: str | None = None
@@ -228,7 +230,11 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
         with platform.lock:
             owner = len(platform.owners) + 1
             platform.owners[owner] = cid
-            platform.index.add(owner, check.epoch, check.sfreq)
+            vectors, starts, n_channels = fingerprints(check.epoch, check.sfreq, platform.index.hop)
+            positions = np.tile(starts, n_channels)
+            platform.index.add_vectors(owner, vectors, positions)
+            if platform.fingerprints is not None:  # durable: a restart still knows this EEG
+                platform.fingerprints.save(cid, vectors, positions)
         session = str(check.value["session"])
         try:  # one data key per session: every sealed version of it opens with the same key
             data_key = platform.keys.data_key(session, platform.platform_key)
