@@ -724,6 +724,9 @@ def export_cmd(
     ] = None,
     chain_id: Annotated[int | None, typer.Option(help="Chain of the deployment, if several.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier mindprint export in OUT.")] = False,
+    data_format: Annotated[
+        str, typer.Option("--format", help="EDF (16-bit, compact) or BrainVision (float32, lossless).")
+    ] = "EDF",
 ) -> None:
     """Export accepted, consented, anchored samples as BIDS-EEG with provenance and Parquet features."""
     from mindprint.export.bids import export_dataset
@@ -742,6 +745,7 @@ def export_cmd(
             out,
             projects=project or None,
             overwrite=overwrite,
+            fmt=data_format,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     console.print(

@@ -371,3 +371,24 @@ def test_interrupted_export_leaves_nothing_and_erased_sessions_are_skipped(expor
         assert not out.exists()
     finally:
         (keys.root / f"{session}.json").write_bytes(saved)
+
+
+def test_brainvision_export_is_valid_lossless_and_verified(exported: Exported) -> None:
+    out = exported.tmp / "ds-bv"
+    shutil.rmtree(out, ignore_errors=True)
+    summary = export_dataset(exported.source(), out, projects=[exported.project], fmt="BrainVision")
+    assert summary.samples == 3
+    assert sorted(p.suffix for p in out.glob("sub-*/eeg/*_eeg.*")) == [".eeg", ".json", ".vhdr", ".vmrk"]
+    errors = [i for i in _validate(out)["issues"]["issues"] if i["severity"] == "error"]
+    assert errors == [], errors
+    checked = verify_dataset(out, chain=exported.running.chain)
+    assert checked.ok, checked.problems
+    data = next(out.glob("sub-*/eeg/*_eeg.eeg"))
+    raw = bytearray(data.read_bytes())
+    raw[4 * 1001 + 2] ^= 0x01  # a low mantissa bit of one float32 sample: lossless means it shows
+    data.write_bytes(bytes(raw))
+    reasons = {p.reason.split(" (")[0] for p in verify_dataset(out).problems if p.file.endswith("_eeg.eeg")}
+    assert "content changed: SHA-256 differs from SHA256SUMS" in reasons
+    assert any("EEG differs" in p.reason for p in verify_dataset(out).problems), "float32 change not seen in the data"
+    with pytest.raises(Exception, match="format must be one of"):
+        export_dataset(exported.source(), exported.tmp / "ds-bad-format", fmt="GDF")

@@ -8,7 +8,7 @@ recorded in it becomes one row of ``events.tsv``. Layout::
     dataset_description.json        GeneratedBy + MindprintProvenance (chain, contracts, batches)
     README  participants.tsv/json   pseudonymous participant IDs only
     .bidsignore                     hides the provenance sidecars from the validator
-    sub-<p>/eeg/sub-<p>_task-labeling_run-<n>_eeg.edf|json, _channels.tsv, _events.tsv|json
+    sub-<p>/eeg/sub-<p>_task-labeling_run-<n>_eeg.edf|vhdr|json, _channels.tsv, _events.tsv|json
     sub-<p>/eeg/sub-<p>_task-labeling_run-<n>_provenance.json   CIDs, signatures, proofs, tx
     sourcedata/mindprint/sub-<p>/..._run-<n>/session.car         the device-signed blocks
     derivatives/mindprint/features.parquet                      features, labels, scores
@@ -63,6 +63,8 @@ DIGESTS = "sourcedata/mindprint/SHA256SUMS"
 FEATURES = "derivatives/mindprint/features.parquet"
 SCORES = ("authenticity", "liveness", "attention", "uniqueness")
 ROW_GROUP = 1024
+#: mne-bids formats: EDF (16-bit, compact) or BrainVision (float32 µV, lossless for our data)
+FORMATS = {"EDF": ".edf", "BrainVision": ".vhdr"}
 EVENT_COLUMNS = {
     "trial_type": "label/<class> for class labels, 'label' for free text and ratings",
     "label": "the contributor's label (what the wallet signed): plain text, or JSON for non-text labels",
@@ -302,9 +304,10 @@ def _json(path: Path, value: Any) -> None:
 
 
 class _Exporter:
-    def __init__(self, source: ExportSource, out: Path) -> None:
+    def __init__(self, source: ExportSource, out: Path, fmt: str = "EDF") -> None:
         self.source = source
         self.out = out
+        self.fmt = fmt
         self.batches: dict[str, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
         self.writer: pq.ParquetWriter | None = None
@@ -410,7 +413,7 @@ class _Exporter:
             event_id=codes,
             event_metadata=pd.DataFrame(meta),
             extra_columns_descriptions=EVENT_COLUMNS,
-            format="EDF",
+            format=self.fmt,
             allow_preload=True,
             overwrite=True,
             verbose="error",
@@ -433,7 +436,7 @@ class _Exporter:
                 "session": rec.session,
                 "device": header.device.hex(),
                 "contributor": rec.contributor,
-                "eeg": f"sub-{rec.subject}/eeg/{stem}_eeg.edf",
+                "eeg": f"sub-{rec.subject}/eeg/{stem}_eeg{FORMATS[self.fmt]}",
                 "events": f"sub-{rec.subject}/eeg/{stem}_events.tsv",
                 "session_car": str((car_dir / SESSION_FILE).relative_to(self.out)),
                 "sealed_manifest": rec.manifest,
@@ -486,9 +489,10 @@ def export_dataset(
     *,
     projects: list[int] | None = None,
     overwrite: bool = False,
+    fmt: str = "EDF",
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
-    """Write the BIDS dataset of the selected samples to ``out``.
+    """Write the BIDS dataset of the selected samples to ``out`` (``fmt``: EDF or BrainVision).
 
     Raises
     ------
@@ -496,6 +500,8 @@ def export_dataset(
         ``out`` exists and is not empty (without ``overwrite``), or nothing qualifies.
     """
     out = Path(out)
+    if fmt not in FORMATS:
+        raise ConfigurationError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ExportError(f"{out} exists and is not empty (use --overwrite to replace it)")
@@ -511,7 +517,7 @@ def export_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        exporter = _Exporter(source, staging)
+        exporter = _Exporter(source, staging, fmt)
         subjects: set[str] = set()
         for done, rec in enumerate(recordings, 1):
             try:
@@ -609,7 +615,7 @@ Every sample was verified on arrival (device and wallet signatures, the signal p
 re-run, liveness, replay check, attention), anchored on chain in a Merkle batch, and is
 shared with its contributor's signed consent.
 
-- EEG: sub-*/eeg/*_eeg.edf (BIDS-EEG, written by mne-bids); labels and scores in the
+- EEG: sub-*/eeg/*_eeg.edf or .vhdr (BIDS-EEG, written by mne-bids); labels and scores in the
   events.tsv files (one row per sample), channel quality in channels.tsv.
 - Provenance: sub-*/eeg/*_provenance.json (chunk and sample CIDs, device signatures,
   Merkle proofs, anchoring transactions) and sourcedata/mindprint/**/session.car (the

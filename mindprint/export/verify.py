@@ -215,38 +215,51 @@ class _Verifier:
         self.samples(sidecar, chunk_blocks, header, contributor, description, parquet, rel)
 
     def eeg(self, sidecar: dict[str, Any], car_path: Path, rel: str) -> None:
-        edf_rel = str(sidecar.get("eeg"))
-        edf = self.root / edf_rel
-        if not edf.is_file():
-            self.report.add(edf_rel, "EEG file missing")
+        eeg_rel = str(sidecar.get("eeg"))
+        path = self.root / eeg_rel
+        if not path.is_file():
+            self.report.add(eeg_rel, "EEG file missing")
             return
+        brainvision = path.suffix == ".vhdr"
         try:
-            exported = mne.io.read_raw_edf(edf, preload=True, verbose="error")
-            steps, record_seconds = _edf_header(edf)
-        except Exception as err:  # MNE raises many types on corrupt EDF
-            self.report.add(edf_rel, f"unreadable EDF: {err}")
+            if brainvision:
+                exported = mne.io.read_raw_brainvision(path, preload=True, verbose="error")
+            else:
+                exported = mne.io.read_raw_edf(path, preload=True, verbose="error")
+                steps, record_seconds = _edf_header(path)
+        except Exception as err:  # MNE raises many types on corrupt files
+            self.report.add(eeg_rel, f"unreadable {'BrainVision' if brainvision else 'EDF'}: {err}")
             return
         signed = session_to_raw(car_path.parent)
         if exported.ch_names != signed.ch_names or exported.info["sfreq"] != signed.info["sfreq"]:
-            self.report.add(edf_rel, "channels or sampling rate differ from the signed session")
+            self.report.add(eeg_rel, "channels or sampling rate differ from the signed session")
             return
         a, b = exported.get_data(), signed.get_data()
-        # EDF stores whole data records: the last one is padded past the end of the session
-        record = record_seconds * signed.info["sfreq"]
-        if not 0 <= a.shape[1] - b.shape[1] < max(record, 1):
-            self.report.add(edf_rel, f"{a.shape[1]} samples, the signed session holds {b.shape[1]}")
+        if brainvision:
+            # float32 microvolts: exact up to float32 rounding of the unit conversion
+            extra = 0.0
+            tolerance = np.abs(b) * 1e-6 + 1e-13
+        else:
+            # EDF stores whole data records: the last one is padded past the end of the session
+            extra = max(record_seconds * signed.info["sfreq"], 1)
+            # half a digital step of the EDF (plus float rounding)
+            tolerance = (steps[: a.shape[0]] * 0.5 * (1 + 1e-6) + 1e-15)[:, None]
+        if not 0 <= a.shape[1] - b.shape[1] < max(extra, 1):
+            self.report.add(eeg_rel, f"{a.shape[1]} samples, the signed session holds {b.shape[1]}")
             return
         a = a[:, : b.shape[1]]
-        # tolerance: half a digital step of the EDF (plus float rounding)
-        tolerance = steps[: a.shape[0]] * 0.5 * (1 + 1e-6) + 1e-15
-        bad = np.abs(a - b) > tolerance[:, None]
+        bad = np.abs(a - b) > tolerance
         if bad.any():
             channel, sample = np.argwhere(bad)[0]
             self.report.add(
-                edf_rel,
+                eeg_rel,
                 f"EEG differs from the signed chunks ({int(bad.sum())} values;"
                 f" first: {exported.ch_names[channel]} at sample {sample})",
             )
+        if brainvision:  # the header names its data and marker files: they must be the exported ones
+            for suffix in (".eeg", ".vmrk"):
+                if not path.with_suffix(suffix).is_file():
+                    self.report.add(str(Path(eeg_rel).with_suffix(suffix)), "BrainVision file missing")
 
     def samples(
         self,

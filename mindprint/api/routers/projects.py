@@ -6,7 +6,7 @@ import datetime as dt
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from eth_utils import is_address, to_checksum_address
 from fastapi import APIRouter, HTTPException, Query
@@ -196,7 +196,12 @@ def consensus(project_id: ProjectId, account: AccountDep, db: DbDep) -> list[dic
     responses={200: {"content": {"application/zip": {}}, "description": "the BIDS dataset, zipped"}},
 )
 def export_project(
-    project_id: ProjectId, account: AccountDep, db: DbDep, settings: SettingsDep, platform: PlatformDep
+    project_id: ProjectId,
+    account: AccountDep,
+    db: DbDep,
+    settings: SettingsDep,
+    platform: PlatformDep,
+    data_format: Annotated[Literal["EDF", "BrainVision"], Query(alias="format")] = "EDF",
 ) -> FileResponse:
     """The project's accepted, consented, anchored samples as a BIDS-EEG dataset (zip).
 
@@ -218,7 +223,7 @@ def export_project(
             platform.platform_key,
             chain_id=platform.chain_id,
         )
-        export_dataset(source, work / "dataset", projects=[project_id])
+        export_dataset(source, work / "dataset", projects=[project_id], fmt=data_format)
         archive = zip_dataset(work / "dataset", work / f"project-{project_id}-bids.zip")
     except (ExportError, ConfigurationError, LedgerError) as err:  # nothing anchored or exportable yet
         shutil.rmtree(work, ignore_errors=True)
