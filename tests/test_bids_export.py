@@ -100,6 +100,19 @@ def _contribute(
     return token, wallet, cids
 
 
+def _squares_project(client: TestClient) -> int:
+    operator = sign_in(client, OPERATOR)
+    client.put(f"/accounts/{REQUESTER.address}/role", json={"role": "requester"}, headers=_auth(operator))
+    requester = sign_in(client, REQUESTER)
+    schema = {"kind": "classes", "classes": ["square", "other"]}
+    project = client.post(
+        "/projects", json={"name": "squares", "label_schema": schema, "redundancy": 2}, headers=_auth(requester)
+    ).json()
+    items = {"items": [{"content": {"text": f"item {i}"}} for i in range(3)]}
+    assert client.post(f"/projects/{project['id']}/items", json=items, headers=_auth(requester)).status_code == 201
+    return int(project["id"])
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     tmp = tmp_path_factory.mktemp("export")
@@ -107,29 +120,14 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     running = start_platform(settings, worker_interval=3600)  # the test drives the worker
     try:
         with TestClient(running.app) as client:
-            operator = sign_in(client, OPERATOR)
-            client.put(f"/accounts/{REQUESTER.address}/role", json={"role": "requester"}, headers=_auth(operator))
-            requester = sign_in(client, REQUESTER)
-            project = client.post(
-                "/projects",
-                json={
-                    "name": "squares",
-                    "label_schema": {"kind": "classes", "classes": ["square", "other"]},
-                    "redundancy": 2,
-                },
-                headers=_auth(requester),
-            ).json()
-            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(3)]}
-            assert (
-                client.post(f"/projects/{project['id']}/items", json=items, headers=_auth(requester)).status_code == 201
-            )
+            project = _squares_project(client)
             token, wallet, consenting = _contribute(client, tmp, "alice", [4, 11, 16], offset=30)
             consent(client, token, wallet)
             other_token, other_wallet, refused = _contribute(client, tmp, "bob", [5], offset=60)
             consent(client, other_token, other_wallet, granted=True)
             consent(client, other_token, other_wallet, granted=False)  # withdrawn
             running.worker.run_once()  # pin + anchor (one batch)
-            yield Exported(running, client, tmp, int(project["id"]), consenting, refused)
+            yield Exported(running, client, tmp, project, consenting, refused)
     finally:
         running.close()
 
@@ -392,3 +390,48 @@ def test_brainvision_export_is_valid_lossless_and_verified(exported: Exported) -
     assert any("EEG differs" in p.reason for p in verify_dataset(out).problems), "float32 change not seen in the data"
     with pytest.raises(Exception, match="format must be one of"):
         export_dataset(exported.source(), exported.tmp / "ds-bad-format", fmt="GDF")
+
+
+def test_cli_export_and_verify_against_anvil(tmp_path: Path, anvil_url: str) -> None:
+    """The real chain: platform anchoring on anvil; `mindprint export` and
+    `mindprint verify --rpc-url` run as separate processes."""
+    import os
+
+    from .services import ANVIL_KEY
+
+    settings = api_settings(tmp_path, data_dir=tmp_path / "platform")
+    running = start_platform(settings, rpc_url=anvil_url, operator_key=ANVIL_KEY, worker_interval=3600)
+    try:
+        with TestClient(running.app) as client:
+            project = _squares_project(client)
+            token, wallet, cids = _contribute(client, tmp_path, "carol", [4, 12], offset=40)
+            consent(client, token, wallet)
+            running.worker.run_once()
+    finally:
+        running.close()
+    env = {**os.environ, "MINDPRINT_HOME": str(tmp_path), "MINDPRINT_DATABASE_URL": settings.database_url}
+    mindprint = [sys.executable, "-m", "mindprint.cli"]
+    out = tmp_path / "dataset"
+    done = subprocess.run(
+        [*mindprint, "export", str(out), "--project", str(project)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0 and "exported 2 samples" in done.stdout, done.stdout + done.stderr
+    checked = subprocess.run(
+        [*mindprint, "verify", str(out), "--rpc-url", anvil_url, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = json.loads(checked.stdout)
+    assert checked.returncode == 0 and report["ok"] and report["samples"] == 2, report
+    assert report["on_chain"].startswith("chain 31337"), report
+    assert sorted(
+        json.loads(next(out.glob("sub-*/eeg/*_provenance.json")).read_text())["samples"][i]["cid"] for i in (0, 1)
+    ) == sorted(cids)
