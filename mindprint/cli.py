@@ -649,28 +649,25 @@ def researcher_init(
     path: Annotated[Path, typer.Argument(help="Where to create the researcher's X25519 key (mode 0600).")],
 ) -> None:
     """Create a researcher key; give its public key to the platform operator (`mindprint grant`)."""
-    import os
-
+    from mindprint.core.secret_files import write_secret
     from mindprint.ledger.crypto import RecipientKey
 
-    if path.exists():
-        raise ConfigurationError(f"{path} exists; a researcher key is never overwritten")
     key = RecipientKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.private_bytes())
+    try:
+        write_secret(path, key.private_bytes())
+    except FileExistsError as err:
+        raise ConfigurationError(f"{path} exists; a researcher key is never overwritten") from err
     console.print(f"researcher key {path}\npublic key {key.public_key.hex()}")
 
 
 def _load_recipient(path: Path) -> Any:
+    from mindprint.core.secret_files import read_secret
     from mindprint.ledger.crypto import RecipientKey
 
-    if not path.is_file():
-        raise ConfigurationError(f"no key at {path}")
-    if path.stat().st_mode & 0o077:
-        raise KeyStoreError(f"{path} is readable by others; chmod 600 it")
-    return RecipientKey.from_private_bytes(path.read_bytes())
+    try:
+        return RecipientKey.from_private_bytes(read_secret(path, "researcher key"))
+    except FileNotFoundError as err:
+        raise ConfigurationError(f"no researcher key at {path}") from err
 
 
 def _export_source(researcher_key: Path | None, chain_id: int | None) -> Any:

@@ -85,8 +85,8 @@ _platforms: dict[str, Platform] = {}
 
 def get_platform(settings: SettingsDep) -> Platform:
     """Verification state for this data directory (created once per process)."""
-    import os
 
+    from mindprint.core.secret_files import load_or_create_secret
     from mindprint.labeling.verification.model import load_default_model
     from mindprint.labeling.verification.uniqueness import FingerprintStore
     from mindprint.ledger.blockstore import Blockstore
@@ -97,23 +97,19 @@ def get_platform(settings: SettingsDep) -> Platform:
     if key not in _platforms:
         root.mkdir(parents=True, exist_ok=True)
         key_file = root / "platform_x25519.key"
-        if key_file.exists():
-            recipient = RecipientKey.from_private_bytes(key_file.read_bytes())
-        else:
-            recipient = RecipientKey.generate()
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(recipient.private_bytes())
+        recipient = RecipientKey.from_private_bytes(
+            load_or_create_secret(key_file, lambda: RecipientKey.generate().private_bytes(), "platform key")
+        )
+        fingerprints = FingerprintStore(root / "fingerprints")
         platform = Platform(
             liveness=load_default_model(),
             blockstore=Blockstore(root / "blocks"),
             keys=KeyStore(root / "keys"),
             platform_key=recipient,
             chain_id=settings.chain_id,
-            fingerprints=FingerprintStore(root / "fingerprints"),
+            fingerprints=fingerprints,
         )
-        assert platform.fingerprints is not None
-        platform.fingerprints.load_into(platform.index, platform.owners)
+        fingerprints.load_into(platform.index, platform.owners)
         _platforms[key] = platform
     return _platforms[key]
 

@@ -9,8 +9,6 @@ would never leave the chip (see hardware/ATTESTATION.md).
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mindprint.core.errors import KeyStoreError
+from mindprint.core.secret_files import read_secret, write_secret
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +60,17 @@ class DeviceKey:
         KeyStoreError
             If ``path`` already exists (keys are never overwritten) or cannot be written.
         """
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         pem = self.private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            write_secret(path, pem)
         except FileExistsError as err:
             raise KeyStoreError(f"a device key already exists at {path}; refusing to overwrite it") from err
         except OSError as err:
             raise KeyStoreError(f"cannot create device key file {path}: {err}") from err
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
         logger.info("created device key %s at %s", self.device_id[:16], path)
 
     @classmethod
@@ -89,16 +83,14 @@ class DeviceKey:
             If the file is missing, readable by group/others, or not an Ed25519 key.
         """
         try:
-            mode = path.stat().st_mode
+            pem = read_secret(path, "device key")
         except FileNotFoundError as err:
             raise KeyStoreError(f"no device key at {path}; run `mindprint device init` first") from err
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyStoreError(
-                f"device key {path} is accessible by other users (mode {stat.S_IMODE(mode):o}); run `chmod 600` on it"
-            )
+        except OSError as err:
+            raise KeyStoreError(f"cannot read device key {path}: {err}") from err
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError, OSError) as err:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as err:
             raise KeyStoreError(f"cannot read device key {path}: {err}") from err
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyStoreError(f"{path} holds a {type(key).__name__}, not an Ed25519 key")

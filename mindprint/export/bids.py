@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -45,7 +46,8 @@ from sqlalchemy.engine import Engine
 
 from mindprint import __version__
 from mindprint.core.errors import ConfigurationError, CryptoError, ExportError, LedgerError
-from mindprint.core.ipld import car_header, car_section, decode_block
+from mindprint.core.ipld import decode_block
+from mindprint.core.secret_files import load_or_create_secret
 from mindprint.device.session import CHUNK_TYPE, SESSION_FILE, SIGNATURE_TYPE, SessionHeader
 from mindprint.export.session_file import chunks_to_raw
 from mindprint.labeling.store import Account, Device, Submission, TaskItem, sessions
@@ -53,7 +55,7 @@ from mindprint.ledger.anchoring import InclusionProof, read_proof
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.chain import Deployment
 from mindprint.ledger.crypto import KeyStore, RecipientKey
-from mindprint.ledger.sealing import open_sealed_session
+from mindprint.ledger.sealing import open_sealed_car
 from mindprint.signal.pipeline import process_recording
 
 logger = logging.getLogger(__name__)
@@ -209,14 +211,6 @@ def _selection(source: ExportSource, projects: list[int] | None, summary: Export
     return recordings
 
 
-def _write_car(blocks: list[tuple[CID, bytes]], roots: list[CID], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as handle:
-        handle.write(car_header(roots))
-        for cid, data in blocks:
-            handle.write(car_section(cid, data))
-
-
 def _trial_type(label: Any) -> str:
     if isinstance(label, str) and label and len(label) <= 40 and label.replace("-", "").replace("_", "").isalnum():
         return f"label/{label}"
@@ -322,12 +316,11 @@ class _Exporter:
 
     def recording(self, rec: _Recording, data_key: bytes) -> None:
         source = self.source
-        blocks = open_sealed_session(rec.manifest, data_key, source.blockstore)
-        manifest = source.blockstore.get_node(rec.manifest)
-        roots = [CID.decode(bytes(r)) for r in manifest["roots"]]
+        car, blocks = open_sealed_car(rec.manifest, data_key, source.blockstore)
         stem = f"sub-{rec.subject}_task-{TASK}_run-{rec.run}"
         car_dir = self.out / "sourcedata" / "mindprint" / f"sub-{rec.subject}" / stem
-        _write_car([(b.cid, b.data) for b in blocks], roots, car_dir / SESSION_FILE)
+        car_dir.mkdir(parents=True, exist_ok=True)
+        (car_dir / SESSION_FILE).write_bytes(car)
         decoded = [(b.cid, decode_block(b.data)) for b in blocks]  # once: header, chunks, signatures
         header = SessionHeader.from_block(decoded[0][1])
         chunks = [(cid, v) for cid, v in decoded[1:] if isinstance(v, dict) and v.get("type") == CHUNK_TYPE]
@@ -342,7 +335,7 @@ class _Exporter:
         first_t0 = int(chunks[0][1]["t0_ns"])
         sfreq = float(raw.info["sfreq"])
 
-        events, meta, sidecar_samples = [], [], []
+        onsets, meta, sidecar_samples = [], [], []
         samples = rec.load(source)
         for sample in samples:
             v = sample.value
@@ -350,7 +343,7 @@ class _Exporter:
             scores = sample.row.scores or {}
             label_json = json.dumps(v["label"], sort_keys=True, ensure_ascii=False)
             response_time = (int(v["response_ns"]) - int(v["stimulus_ns"])) / 1e9
-            events.append([onset, 0, 0])
+            onsets.append(onset)
             meta.append(
                 {
                     "trial_type": _trial_type(v["label"]),
@@ -404,7 +397,7 @@ class _Exporter:
                 }
             )
         codes = {t: i + 1 for i, t in enumerate(sorted({str(m["trial_type"]) for m in meta}))}
-        events_array = np.array([[e[0], 0, codes[str(m["trial_type"])]] for e, m in zip(events, meta, strict=True)])
+        events_array = np.array([[o, 0, codes[str(m["trial_type"])]] for o, m in zip(onsets, meta, strict=True)])
         path = mne_bids.BIDSPath(subject=rec.subject, task=TASK, run=rec.run, datatype="eeg", root=self.out)
         mne_bids.write_raw_bids(
             raw,
@@ -642,18 +635,7 @@ Load a recording with its labels:
 
 def pseudonym_key(platform_dir: Path) -> bytes:
     """The platform's secret for participant pseudonyms (created once, mode 0600)."""
-    import os
-
-    path = Path(platform_dir) / "pseudonym.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(os.urandom(32))
-    return path.read_bytes()
+    return load_or_create_secret(Path(platform_dir) / "pseudonym.key", lambda: os.urandom(32), "pseudonym key")
 
 
 def platform_source(

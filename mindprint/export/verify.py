@@ -35,9 +35,9 @@ from multiformats import CID
 
 from mindprint.core.ipld import cid_for_block, decode_block, read_car
 from mindprint.device.keys import verify_signature
-from mindprint.device.session import read_header, verify_session
+from mindprint.device.session import CHUNK_TYPE, SessionHeader, verify_session
 from mindprint.export.bids import DIGESTS, FEATURES, TASK, flat_features, iter_files, label_text, sha256_file
-from mindprint.export.session_file import session_to_raw
+from mindprint.export.session_file import chunks_to_raw
 from mindprint.labeling.consent import ConsentError, check_consent
 from mindprint.labeling.samples import SAMPLE_TYPE, sample_typed_data
 from mindprint.labeling.submissions import device_typed_data
@@ -167,21 +167,21 @@ class _Verifier:
         session_report = verify_session(car_path.parent)
         for issue in session_report.issues:
             self.report.add(car_rel, f"session: {issue}")
-        header = read_header(car_path.parent)
-        contributor = str(sidecar.get("contributor"))
-        if header.device.hex() != sidecar.get("device") or header.session != sidecar.get("session"):
-            self.report.add(rel, "device or session differs from the signed session header")
-        # chunk list and signatures as claimed
+        # the CAR is parsed once here; header, chunk list, EEG and samples all use it
         chunk_blocks: dict[CID, dict[str, Any]] = {}
         try:
             contents = read_car(car_path.read_bytes())
-            for section in contents.sections:
+            header = SessionHeader.from_block(decode_block(contents.sections[0].block))
+            for section in contents.sections[1:]:
                 value = decode_block(section.block)
-                if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
+                if isinstance(value, dict) and value.get("type") == CHUNK_TYPE:
                     chunk_blocks[section.cid] = value
         except Exception as err:  # a mangled CAR raises many types; verify_session has reported details
             self.report.add(car_rel, f"unreadable CAR: {err}")
             return
+        contributor = str(sidecar.get("contributor"))
+        if header.device.hex() != sidecar.get("device") or header.session != sidecar.get("session"):
+            self.report.add(rel, "device or session differs from the signed session header")
         for entry in sidecar.get("chunks", []):
             try:
                 cid = CID.decode(entry["cid"])
@@ -211,10 +211,14 @@ class _Verifier:
                 self.report.add(rel, "consent statement is not a grant by the contributor")
         except ConsentError as err:
             self.report.add(rel, f"consent: {err}")
-        self.eeg(sidecar, car_path, rel)
+        if chunk_blocks:
+            self.eeg(sidecar, chunks_to_raw(header, chunk_blocks.values()))
+        else:
+            self.report.add(car_rel, "the session CAR holds no chunks")
         self.samples(sidecar, chunk_blocks, header, contributor, description, parquet, rel)
 
-    def eeg(self, sidecar: dict[str, Any], car_path: Path, rel: str) -> None:
+    def eeg(self, sidecar: dict[str, Any], signed: mne.io.BaseRaw) -> None:
+        """The exported EEG file against the signed session's samples."""
         eeg_rel = str(sidecar.get("eeg"))
         path = self.root / eeg_rel
         if not path.is_file():
@@ -230,7 +234,6 @@ class _Verifier:
         except Exception as err:  # MNE raises many types on corrupt files
             self.report.add(eeg_rel, f"unreadable {'BrainVision' if brainvision else 'EDF'}: {err}")
             return
-        signed = session_to_raw(car_path.parent)
         if exported.ch_names != signed.ch_names or exported.info["sfreq"] != signed.info["sfreq"]:
             self.report.add(eeg_rel, "channels or sampling rate differ from the signed session")
             return

@@ -24,7 +24,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -38,7 +37,7 @@ from mindprint.labeling.samples import SampleError, SignedSample, check_sample
 from mindprint.labeling.store import Assignment, Device, Job, Submission, TaskItem, aware, utcnow
 from mindprint.labeling.verification.model import LivenessModel
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, FingerprintStore, fingerprints
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, FingerprintStore
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
@@ -230,11 +229,9 @@ def submit(db: Session, platform: Platform, contributor: str, bundle: dict[str, 
         with platform.lock:
             owner = len(platform.owners) + 1
             platform.owners[owner] = cid
-            vectors, starts, n_channels = fingerprints(check.epoch, check.sfreq, platform.index.hop)
-            positions = np.tile(starts, n_channels)
-            platform.index.add_vectors(owner, vectors, positions)
-            if platform.fingerprints is not None:  # durable: a restart still knows this EEG
-                platform.fingerprints.save(cid, vectors, positions)
+            vectors, positions = platform.index.add(owner, check.epoch, check.sfreq)
+        if platform.fingerprints is not None:  # durable: a restart still knows this EEG
+            platform.fingerprints.save(cid, vectors, positions)
         session = str(check.value["session"])
         try:  # one data key per session: every sealed version of it opens with the same key
             data_key = platform.keys.data_key(session, platform.platform_key)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from multiformats import CID
 
 from mindprint.core.errors import LedgerError
-from mindprint.core.ipld import cid_for_block, cid_from_bytes, read_car
+from mindprint.core.ipld import car_header, car_section, cid_for_block, cid_from_bytes, read_car
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import open_payload, seal_payload
 
 SEALED_TYPE = "mindprint/sealed-session/v1"
 
-__all__ = ["SealedBlock", "open_sealed_session", "seal_session"]
+__all__ = ["SealedBlock", "open_sealed_car", "open_sealed_session", "seal_session"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +69,7 @@ def seal_session(car: bytes, session: str, data_key: bytes, store: Blockstore) -
     )
 
 
-def open_sealed_session(manifest: CID | str, data_key: bytes, store: Blockstore) -> list[SealedBlock]:
-    """Decrypt every block of a sealed session, verifying each against its CID."""
+def _open(manifest: CID | str, data_key: bytes, store: Blockstore) -> tuple[list[CID], list[SealedBlock]]:
     node = store.get_node(manifest)
     if not isinstance(node, dict) or node.get("type") != SEALED_TYPE:
         raise LedgerError(f"{manifest} is not a sealed-session manifest")
@@ -82,4 +81,15 @@ def open_sealed_session(manifest: CID | str, data_key: bytes, store: Blockstore)
         if cid_for_block(data, cid.codec.name) != cid:
             raise LedgerError(f"sealed block {cid} decrypts to different bytes")
         blocks.append(SealedBlock(cid, data))
-    return blocks
+    return [cid_from_bytes(bytes(root)) for root in node["roots"]], blocks
+
+
+def open_sealed_session(manifest: CID | str, data_key: bytes, store: Blockstore) -> list[SealedBlock]:
+    """Decrypt every block of a sealed session, verifying each against its CID."""
+    return _open(manifest, data_key, store)[1]
+
+
+def open_sealed_car(manifest: CID | str, data_key: bytes, store: Blockstore) -> tuple[bytes, list[SealedBlock]]:
+    """The session CAR rebuilt from its envelopes (roots and blocks in the device's order), and its blocks."""
+    roots, blocks = _open(manifest, data_key, store)
+    return car_header(roots) + b"".join(car_section(b.cid, b.data) for b in blocks), blocks

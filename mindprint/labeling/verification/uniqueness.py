@@ -144,11 +144,17 @@ class FingerprintIndex:
     def __len__(self) -> int:
         return int(self.index.ntotal)
 
-    def add(self, owner: int, data: NDArray[np.floating], sfreq: float) -> int:
-        """Index accepted data of ``owner`` (an id of the sample / session); returns vectors added."""
+    def add(
+        self, owner: int, data: NDArray[np.floating], sfreq: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Index accepted data of ``owner`` (an id of the sample / session).
+
+        Returns the vectors and positions added (what :class:`FingerprintStore` keeps).
+        """
         vectors, starts, n_ch = fingerprints(data, sfreq, self.hop)
-        self.add_vectors(owner, vectors, np.tile(starts, n_ch))
-        return len(vectors)
+        positions = np.tile(starts, n_ch)
+        self.add_vectors(owner, vectors, positions)
+        return vectors, positions
 
     def add_vectors(self, owner: int, vectors: NDArray[np.float32], positions: NDArray[np.int64]) -> None:
         if len(vectors):
