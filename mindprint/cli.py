@@ -613,21 +613,17 @@ def worker(
     once: Annotated[bool, typer.Option(help="Process what is queued, then exit.")] = False,
 ) -> None:
     """A separate pinning/anchoring worker on the platform's database (scale out with several)."""
-    from mindprint.api.deps import _engine, get_platform
     from mindprint.api.settings import get_settings
     from mindprint.labeling.worker import Worker
-    from mindprint.ledger.anchoring import Anchorer
-    from mindprint.ledger.chain import ChainClient, Deployment
+    from mindprint.platform.service import connect_chain, platform_for
 
-    settings = get_settings()
-    chain = ChainClient.connect(rpc_url, _private_key(key_file, "MINDPRINT_OPERATOR_KEY"))
-    deployment_file = settings.platform_dir / f"deployment-{chain.chain_id}.json"
-    if not deployment_file.exists():
-        raise ConfigurationError(f"{deployment_file} not found: start `mindprint serve --rpc-url {rpc_url}` first")
-    deployment = Deployment.load(deployment_file)
-    platform = get_platform(settings)
-    anchorer = Anchorer(settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry)
-    runner = Worker(_engine(settings.database_url), platform, anchorer)
+    settings = get_settings().model_copy(update={"rpc_url": rpc_url})
+    platform = connect_chain(
+        platform_for(settings), settings, operator_key=_private_key(key_file, "MINDPRINT_OPERATOR_KEY"), deploy=False
+    )
+    assert platform.chain is not None and platform.engine is not None
+    chain = platform.chain
+    runner = Worker(platform.engine, platform, platform.anchorer)
     console.print(f"worker {runner.name} on {settings.database_url.split('@')[-1]} · chain {chain.chain_id}")
     while True:
         stats = runner.run_once()
@@ -671,15 +667,15 @@ def _load_recipient(path: Path) -> Any:
 
 
 def _export_source(researcher_key: Path | None, chain_id: int | None) -> Any:
-    from mindprint.api.deps import _engine, get_platform
     from mindprint.api.settings import get_settings
     from mindprint.export.bids import platform_source
+    from mindprint.platform.service import engine_for, platform_for
 
     settings = get_settings()
-    platform = get_platform(settings)
+    platform = platform_for(settings)
     recipient = _load_recipient(researcher_key) if researcher_key else platform.platform_key
     return platform_source(
-        _engine(settings.database_url),
+        engine_for(settings),
         settings.platform_dir,
         platform.blockstore,
         platform.keys,
@@ -865,7 +861,8 @@ def label(
     from eth_account import Account
 
     from mindprint.device.keys import DeviceKey
-    from mindprint.labeling.companion import LabelingRun, PlatformClient
+    from mindprint.companion.client import PlatformClient
+    from mindprint.companion.run import LabelingRun
 
     if answers not in {"ask", "auto"}:
         raise ConfigurationError(f"--answers must be ask or auto, got {answers!r}")
@@ -925,7 +922,8 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
     from mindprint.api.settings import ApiSettings
     from mindprint.device.keys import DeviceKey
     from mindprint.device.openbci import import_recording
-    from mindprint.labeling.companion import LabelingRun, PlatformClient
+    from mindprint.companion.client import PlatformClient
+    from mindprint.companion.run import LabelingRun
     from mindprint.ledger.chain import ChainClient
     from mindprint.ledger.rewards import build_epoch, claim_reward, publish_epoch
 

@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -44,7 +43,7 @@ def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
 def _settings(tmp_path: Path, **overrides: object) -> ApiSettings:
     url = BACKEND["url"] or f"sqlite:///{tmp_path / 'platform.db'}"
     base = ApiSettings(database_url=url, operators=(OPERATOR.address.lower(),))
-    return replace(base, **overrides)  # type: ignore[arg-type]
+    return base.model_copy(update=overrides)
 
 
 @pytest.fixture

@@ -18,10 +18,12 @@ from mindprint.device.boards import BoardSpec
 from mindprint.device.bridge import BrainFlowSource
 from mindprint.device.keys import DeviceKey
 from mindprint.device.recorder import record_session
-from mindprint.device.session import SESSION_FILE, iter_chunks
-from mindprint.labeling.samples import SignedSample, build_sample
+from mindprint.device.session import iter_chunks
+from mindprint.companion.client import PlatformClient, PlatformError
+from mindprint.companion.samples import build_sample
+from mindprint.companion.stream import upload_recorded
 from mindprint.labeling.store import Job, make_engine, sessions
-from mindprint.labeling.submissions import device_typed_data
+from mindprint.protocol.formats import SignedSample, device_typed_data
 
 from .test_api import OPERATOR, REQUESTER, _auth, _project, _settings, sign_in
 from .test_samples import T0, real_session
@@ -46,13 +48,25 @@ def _bind(client: TestClient, token: str, wallet, key: DeviceKey) -> None:  # ty
     assert response.status_code == 201, response.text
 
 
-def _payload(signed: SignedSample, session: Path) -> dict[str, str]:
+def _payload(signed: SignedSample) -> dict[str, str]:
     return {
         "sample": base64.b64encode(signed.block).decode(),
         "device_signature": signed.device_signature.hex(),
         "wallet_signature": "0x" + signed.wallet_signature.hex(),
-        "session_car": base64.b64encode((session / SESSION_FILE).read_bytes()).decode(),
     }
+
+
+def _stream(client: TestClient, token: str, session: Path) -> dict[str, object]:
+    """Stream a recorded session to the platform as the companion does (encrypted chunks)."""
+    companion = PlatformClient(str(client.base_url), None, http=client)
+    companion.token = token
+    platform_key = bytes.fromhex(client.get("/config").json()["platform_key"])
+    return upload_recorded(companion, session, platform_key)
+
+
+def _submit(client: TestClient, signed: SignedSample, session: Path, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    _stream(client, headers["Authorization"].removeprefix("Bearer "), session)
+    return client.post("/submissions", json=_payload(signed), headers=headers)
 
 
 def _contributor_sample(client: TestClient, tmp: Path, name: str, response_ms: int = 550):  # type: ignore[no-untyped-def]
@@ -79,14 +93,14 @@ def test_real_eeg_is_accepted_once_and_replays_are_not(platform) -> None:  # typ
     _, ids, _ = _project(client, redundancy=2)
     wallet, token, session, signed = _contributor_sample(client, tmp, "s1")
     headers = {**_auth(token), "Idempotency-Key": "first-try"}
-    first = client.post("/submissions", json=_payload(signed, session), headers=headers)
+    first = _submit(client, signed, session, headers)
     assert first.status_code == 201, first.text
     verdict = first.json()
     assert verdict["status"] == "accepted", verdict
     assert verdict["scores"]["liveness"] > 0.5 and verdict["scores"]["authenticity"] == 1.0
-    again = client.post("/submissions", json=_payload(signed, session), headers=headers)
+    again = _submit(client, signed, session, headers)
     assert again.status_code == 201 and again.json() == verdict  # idempotent retry
-    duplicate = client.post("/submissions", json=_payload(signed, session), headers=_auth(token))
+    duplicate = _submit(client, signed, session, _auth(token))
     assert duplicate.status_code == 409 and "duplicate" in duplicate.json()["detail"]
 
     engine = make_engine(f"sqlite:///{tmp / 'platform.db'}")
@@ -108,7 +122,7 @@ def test_real_eeg_is_accepted_once_and_replays_are_not(platform) -> None:  # typ
         stimulus_ns=T0 + 10_000_000_000,
         response_ns=T0 + 10_700_000_000,
     )
-    rejected = client.post("/submissions", json=_payload(replay, replayed_session), headers=_auth(token)).json()
+    rejected = _submit(client, replay, replayed_session, _auth(token)).json()
     assert rejected["status"] == "rejected" and any("replay" in r for r in rejected["reasons"])
 
     bob = sign_in(client, Account.create())
@@ -138,7 +152,7 @@ def test_synthetic_board_is_rejected_as_not_human(platform) -> None:  # type: ig
         stimulus_ns=t0 + 1_500_000_000,
         response_ns=t0 + 2_000_000_000,
     )
-    verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+    verdict = _submit(client, signed, session, _auth(token)).json()
     assert verdict["status"] == "rejected" and verdict["scores"]["liveness"] < 0.2, verdict
     assert any("outside the human range" in r for r in verdict["reasons"])
 
@@ -152,18 +166,21 @@ def test_bad_submissions_are_refused_with_reasons(platform) -> None:  # type: ig
     signed = build_sample(
         session, key, wallet, task=1, label="yes", stimulus_ns=T0 + 5_000_000_000, response_ns=T0 + 5_500_000_000
     )
-    no_lease = client.post("/submissions", json=_payload(signed, session), headers=_auth(token))
-    assert no_lease.status_code == 409 and "lease" in no_lease.json()["detail"]
+    no_lease = client.post("/submissions", json=_payload(signed), headers=_auth(token))
+    assert no_lease.status_code == 409 and "lease" in no_lease.json()["detail"]  # cheap checks first
     client.get("/tasks/next", headers=_auth(token))
-    unbound = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
-    assert unbound["status"] == "rejected" and unbound["scores"]["authenticity"] == 0.0  # device never bound
-    payload = _payload(signed, session)
-    payload["session_car"] = "not base64!"
-    assert client.post("/submissions", json=payload, headers=_auth(token)).status_code in (409, 422)
-    huge = {**_payload(signed, session), "session_car": "A" * (12 * 2**20)}
-    assert client.post("/submissions", json=huge, headers=_auth(token)).status_code == 422
+    not_streamed = client.post("/submissions", json=_payload(signed), headers=_auth(token))
+    assert not_streamed.status_code == 422 and "not streamed" in not_streamed.json()["detail"]
+    with pytest.raises(PlatformError, match="not bound") as refused:  # device never bound: no session opens
+        _stream(client, token, session)
+    assert refused.value.status == 422
+    payload = _payload(signed)
+    payload["sample"] = "not base64!"
+    assert client.post("/submissions", json=payload, headers=_auth(token)).status_code == 422
+    huge = {**_payload(signed), "sample": "A" * (12 * 2**20)}
+    assert client.post("/submissions", json=huge, headers=_auth(token)).status_code == 413
     operator = sign_in(client, OPERATOR)
-    assert client.post("/submissions", json=_payload(signed, session), headers=_auth(operator)).status_code == 403
+    assert client.post("/submissions", json=_payload(signed), headers=_auth(operator)).status_code == 403
     assert REQUESTER
 
 
@@ -177,7 +194,7 @@ def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[n
     assert client.get("/projects", headers={"X-API-Key": api_key}).status_code == 200
     assert client.get("/projects", headers={"X-API-Key": "mpk_wrong"}).status_code == 401
     wallet, token, session, signed = _contributor_sample(client, tmp, "s", response_ms=500)
-    verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+    verdict = _submit(client, signed, session, _auth(token)).json()
     assert verdict["status"] == "accepted", verdict
     cid = verdict["sample_cid"]
     assert client.get(f"/samples/{cid}", headers=_auth(token)).json()["contributor"] == wallet.address
@@ -192,22 +209,22 @@ def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[n
 
 
 def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-untyped-def]
-    from mindprint.api import deps
+    from mindprint.platform import service
 
     client, tmp = platform
     _project(client, redundancy=1)
     _, token, session, signed = _contributor_sample(client, tmp, "first")
     assert (
-        client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()["status"] == "accepted"
+        _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
     )
     stored = list((tmp / "platform" / "fingerprints").glob("*.npz"))
     assert [p.stem for p in stored] == [str(signed.cid)]
 
-    deps._platforms.clear()  # what a process restart loses: the in-memory index
+    service._platforms.clear()  # what a process restart loses: the in-memory index
     app = create_app()
     settings = _settings(tmp, data_dir=tmp / "platform")
     app.dependency_overrides[get_settings] = lambda: settings
     with TestClient(app) as restarted:
         _, token2, session2, replay = _contributor_sample(restarted, tmp, "replayed")  # same EEG, new device
-        verdict = restarted.post("/submissions", json=_payload(replay, session2), headers=_auth(token2)).json()
+        verdict = _submit(restarted, replay, session2, _auth(token2)).json()
     assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict

@@ -8,10 +8,40 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindprint import __version__
+from mindprint.api.limits import RequestGuard, sane_recursion_limit
 from mindprint.api.routers import auth, projects, rewards, submissions
-from mindprint.core.errors import ConfigurationError, MindprintError
+from mindprint.core.errors import (
+    ConfigurationError,
+    Conflict,
+    InvalidRequest,
+    MindprintError,
+    NotAuthenticated,
+    NotFound,
+    NotPermitted,
+    TooLarge,
+)
 
 PROBLEM = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+}
+#: domain errors → HTTP status (the one place the mapping lives)
+STATUS_OF: list[tuple[type[MindprintError], int]] = [
+    (NotAuthenticated, 401),
+    (NotPermitted, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (TooLarge, 413),
+    (InvalidRequest, 422),
+    (ConfigurationError, 422),
+]
 
 __all__ = ["create_app"]
 
@@ -29,8 +59,10 @@ def _problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def create_app() -> FastAPI:
+def create_app(*, max_body: int | None = None) -> FastAPI:
+    sane_recursion_limit()
     app = FastAPI(title="mindprint labeling API", version=__version__)
+    app.add_middleware(RequestGuard, **({"max_body": max_body} if max_body else {}))
     app.include_router(auth.router)
     app.include_router(auth.consent_router)
     app.include_router(projects.router)
@@ -43,16 +75,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {
-            400: "Bad Request",
-            401: "Unauthorized",
-            403: "Forbidden",
-            404: "Not Found",
-            409: "Conflict",
-            422: "Unprocessable Content",
-        }
         return _problem(
-            exc.status_code, titles.get(exc.status_code, "Error"), exc.detail, request, getattr(exc, "headers", None)
+            exc.status_code, TITLES.get(exc.status_code, "Error"), exc.detail, request, getattr(exc, "headers", None)
         )
 
     @app.exception_handler(RequestValidationError)
@@ -60,9 +84,13 @@ def create_app() -> FastAPI:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         return _problem(422, "Unprocessable Content", errors, request)
 
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        return _problem(400, "Bad Request", "input nested too deeply", request)
+
     @app.exception_handler(MindprintError)
     async def mindprint_problem(request: Request, exc: MindprintError) -> JSONResponse:
-        status = 422 if isinstance(exc, ConfigurationError) else 400
-        return _problem(status, type(exc).__name__, str(exc), request)
+        status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
+        return _problem(status, TITLES.get(status, type(exc).__name__), str(exc), request)
 
     return app

@@ -62,6 +62,8 @@ def parse_siwe(message: str) -> ParsedMessage:
     fields = dict(_FIELD.findall(message))
     try:
         expires = dt.datetime.fromisoformat(fields["Expiration Time"].replace("Z", "+00:00"))
+        if expires.tzinfo is None:
+            raise ValueError("Expiration Time has no time zone")
         return ParsedMessage(lines[0].split(" ")[0], to_checksum_address(address), fields["Nonce"], expires)
     except (KeyError, ValueError) as err:
         raise AuthError(f"sign-in message lacks a valid field: {err}") from err
@@ -95,10 +97,10 @@ def read_token(secret: bytes, token: str) -> tuple[str, str]:
     try:
         body, signature = token.split(".")
         expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(signature, expected):
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
             raise AuthError("token signature invalid")
         payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (ValueError, json.JSONDecodeError) as err:
+    except (ValueError, json.JSONDecodeError, UnicodeError) as err:
         raise AuthError("malformed token") from err
     if payload["exp"] < dt.datetime.now(dt.UTC).timestamp():
         raise AuthError("token expired; sign in again")

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from mindprint.api.auth import AuthError, read_token
 from mindprint.api.settings import ApiSettings, get_settings
-from mindprint.labeling.store import Account, make_engine, migrate, sessions
-from mindprint.labeling.submissions import Platform
+from mindprint.labeling.store import Account, sessions
+from mindprint.platform.service import Platform, engine_for, platform_for
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
-@lru_cache(maxsize=8)
-def _engine(url: str) -> Engine:
-    engine = make_engine(url)
-    migrate(engine)
-    return engine
+def get_platform(settings: SettingsDep) -> Platform:
+    """The platform of these settings (built once per process by :func:`platform_for`)."""
+    return platform_for(settings)
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 def get_db(settings: SettingsDep) -> Iterator[Session]:
-    with sessions(_engine(settings.database_url))() as session:
+    with sessions(engine_for(settings))() as session:
         yield session
 
 
@@ -37,6 +36,7 @@ def current_account(
     request: Request,
     settings: SettingsDep,
     db: DbDep,
+    platform: PlatformDep,
     authorization: str = Header(default=""),
     x_api_key: str = Header(default=""),
 ) -> Account:
@@ -56,7 +56,7 @@ def current_account(
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "sign in first: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
     try:
-        address, _role = read_token(settings.token_secret, token)
+        address, _role = read_token(platform.token_secret, token)
     except AuthError as err:
         raise HTTPException(401, str(err), headers={"WWW-Authenticate": "Bearer"}) from err
     account = db.get(Account, address)
@@ -78,40 +78,3 @@ def require_role(*roles: str):
         return account
 
     return Depends(check)
-
-
-_platforms: dict[str, Platform] = {}
-
-
-def get_platform(settings: SettingsDep) -> Platform:
-    """Verification state for this data directory (created once per process)."""
-
-    from mindprint.core.secret_files import load_or_create_secret
-    from mindprint.labeling.verification.model import load_default_model
-    from mindprint.labeling.verification.uniqueness import FingerprintStore
-    from mindprint.ledger.blockstore import Blockstore
-    from mindprint.ledger.crypto import KeyStore, RecipientKey
-
-    root = settings.platform_dir
-    key = str(root)
-    if key not in _platforms:
-        root.mkdir(parents=True, exist_ok=True)
-        key_file = root / "platform_x25519.key"
-        recipient = RecipientKey.from_private_bytes(
-            load_or_create_secret(key_file, lambda: RecipientKey.generate().private_bytes(), "platform key")
-        )
-        fingerprints = FingerprintStore(root / "fingerprints")
-        platform = Platform(
-            liveness=load_default_model(),
-            blockstore=Blockstore(root / "blocks"),
-            keys=KeyStore(root / "keys"),
-            platform_key=recipient,
-            chain_id=settings.chain_id,
-            fingerprints=fingerprints,
-        )
-        fingerprints.load_into(platform.index, platform.owners)
-        _platforms[key] = platform
-    return _platforms[key]
-
-
-PlatformDep = Annotated[Platform, Depends(get_platform)]

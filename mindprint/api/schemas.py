@@ -103,3 +103,28 @@ class TasksCreated(BaseModel):
     @classmethod
     def _non_empty(cls, value: list[int]) -> list[int]:
         return value
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: Any = None
+    instance: str | None = None
+
+
+#: the 4xx answers every route may give, declared in the OpenAPI schema
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": text}
+    for status, text in {
+        400: "malformed request (e.g. JSON nested too deeply)",
+        401: "not signed in, or a signature does not verify",
+        403: "the account's role does not allow this",
+        404: "no such resource visible to the account",
+        409: "duplicate, replay or a state that does not allow it",
+        413: "payload too large",
+        422: "input that is malformed or does not check out",
+    }.items()
+}

@@ -17,12 +17,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from mindprint.api.app import create_app
-from mindprint.api.deps import _engine, get_platform
 from mindprint.api.settings import ApiSettings, get_settings
-from mindprint.labeling.submissions import Platform
-from mindprint.labeling.worker import Worker
-from mindprint.ledger.anchoring import Anchorer
-from mindprint.ledger.chain import ChainClient, Deployment, deploy_contracts
+from mindprint.labeling.worker import Worker, requeue_accepted
+from mindprint.ledger.chain import ChainClient, Deployment
+from mindprint.platform.service import Platform, connect_chain, platform_for
 
 logger = logging.getLogger(__name__)
 
@@ -52,26 +50,17 @@ def start_platform(
     settings: ApiSettings, *, rpc_url: str | None = None, operator_key: str | None = None, worker_interval: float = 1.0
 ) -> RunningPlatform:
     """Build the app, the chain (embedded unless ``rpc_url``), the contracts and a worker thread."""
-    chain = ChainClient.connect(rpc_url, operator_key) if rpc_url and operator_key else ChainClient.embedded()
-    deployment_file = settings.platform_dir / f"deployment-{chain.chain_id}.json"
-    if rpc_url and deployment_file.exists():
-        deployment = Deployment.load(deployment_file)
-    else:
-        deployment = deploy_contracts(chain)
-        deployment.save(deployment_file)
-    app = create_app()
+    if rpc_url and rpc_url != settings.rpc_url:
+        settings = settings.model_copy(update={"rpc_url": rpc_url})
+    app = create_app(max_body=settings.max_body_bytes)
     app.dependency_overrides[get_settings] = lambda: settings
-    platform = get_platform(settings)
-    platform.chain_id = chain.chain_id
-    platform.registry_address = deployment.devices
-    platform.chain = chain
-    platform.distributor = deployment.distributor
-    platform.anchorer = Anchorer(
-        settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry
-    )
-    if chain.embedded_tester is not None:
-        platform.anchorer.reconcile()  # a fresh embedded chain holds none of the earlier anchors
-    worker = Worker(_engine(settings.database_url), platform, platform.anchorer, batch_size=1024)
+    platform = connect_chain(platform_for(settings), settings, operator_key=operator_key)
+    assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
+    chain, deployment = platform.chain, platform.deployment
+    requeued = requeue_accepted(platform.engine)
+    if requeued:
+        logger.warning("queued pin/anchor jobs for %d accepted samples that had none", requeued)
+    worker = Worker(platform.engine, platform, platform.anchorer, batch_size=1024)
     stop = threading.Event()
 
     def loop() -> None:

@@ -17,6 +17,13 @@ API to problem+json). Third-party errors are wrapped with ``raise ... from err``
     │   └── SessionFormatError   bytes that are not a mindprint session
     ├── SignalError              DSP input or parameter problems
     ├── ExportError              a dataset cannot be written (output in the way, nothing to export)
+    ├── RequestError             the platform refuses a request (the API maps each to a status)
+    │   ├── InvalidRequest       malformed or failing input                       (422)
+    │   ├── NotAuthenticated     a signature or sign-in does not check out        (401)
+    │   ├── NotPermitted         the account may not do this                      (403)
+    │   ├── NotFound             no such resource (or not visible to the account) (404)
+    │   ├── Conflict             duplicate, replay, state that does not allow it  (409)
+    │   └── TooLarge             a payload over its size limit                    (413)
     └── LedgerError              content addressing, pinning, encryption, chain
         ├── BlockNotFoundError   a CID the store does not hold
         ├── BlockCorruptError    bytes on disk that do not hash to their CID
@@ -110,3 +117,31 @@ class ChainError(LedgerError):
 
 class ExportError(MindprintError):
     """A researcher export cannot be written (output in the way, nothing qualifies)."""
+
+
+class RequestError(MindprintError):
+    """The platform refuses a request; the subclass says why (the API maps it to a status)."""
+
+
+class InvalidRequest(RequestError, ValueError):
+    """Input that is malformed or does not check out."""
+
+
+class NotAuthenticated(RequestError):
+    """A signature or sign-in that does not verify."""
+
+
+class NotPermitted(RequestError):
+    """The signed-in account may not do this."""
+
+
+class NotFound(RequestError, LookupError):
+    """No such resource, or none the account may see."""
+
+
+class Conflict(RequestError):
+    """A duplicate, a replay, or a state that does not allow the request."""
+
+
+class TooLarge(RequestError):
+    """A payload over its size limit."""

@@ -11,7 +11,7 @@ from mindprint.core.errors import SessionError
 from mindprint.core.ipld import CID
 from mindprint.device.bridge import Acquisition, BoardSource, DataChunk, Gap
 from mindprint.device.keys import DeviceKey
-from mindprint.device.session import SessionWriter
+from mindprint.device.session import SessionWriter, WrittenChunk
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def record_session(
     acquisition_options: dict[str, float] | None = None,
     fsync: bool = True,
     resume: bool = False,
+    on_open: Callable[[SessionWriter], None] | None = None,
+    on_written: Callable[[WrittenChunk], None] | None = None,
 ) -> RecordingSummary:
     """Acquire from ``source`` and append signed chunks to a new session in ``out``.
 
@@ -67,6 +69,11 @@ def record_session(
         Called after each chunk is durable, with (seq, cid, chunk, acquisition).
     on_start : callable, optional
         Called with the running acquisition (to insert markers from another thread).
+    on_open : callable, optional
+        Called once with the session writer (header block and signature) before acquisition.
+    on_written : callable, optional
+        Called after each chunk is durable with its bytes, signature and file position
+        (what the companion streams, without reading the file back).
     resume : bool
         Append to the existing session in ``out`` (e.g. after a crash) instead of
         creating one; the time between its last sample and the first new one is
@@ -88,6 +95,8 @@ def record_session(
     first: CID | None = None
     gaps = 0
     samples_before = writer.samples_written
+    if on_open is not None:
+        on_open(writer)
     with writer, acquisition:
         if on_start is not None:
             on_start(acquisition)
@@ -100,6 +109,8 @@ def record_session(
             cid = writer.append(chunk)
             first = first or cid
             gaps += chunk.gap is not None
+            if on_written is not None and writer.last_written is not None:
+                on_written(writer.last_written)
             if on_chunk is not None:
                 on_chunk(seq, cid, chunk, acquisition)
         ended = acquisition.ended or "duration reached"

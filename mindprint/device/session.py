@@ -61,7 +61,11 @@ __all__ = [
     "SessionHeader",
     "SessionReport",
     "SessionWriter",
+    "WrittenChunk",
+    "check_rate",
+    "check_timing",
     "chunk_samples",
+    "signature_block",
     "iter_chunks",
     "read_eeg",
     "read_header",
@@ -131,8 +135,13 @@ class SessionHeader:
             raise SessionFormatError(f"malformed session header: {err!r}") from err
 
 
+def signature_block(cid: CID, signature: bytes) -> bytes:
+    """The DAG-CBOR block recording the device's Ed25519 signature over ``cid``."""
+    return encode_block({"type": SIGNATURE_TYPE, "signs": cid, "alg": "ed25519", "signature": signature})
+
+
 def _signature_block(key: DeviceKey, cid: CID) -> bytes:
-    return encode_block({"type": SIGNATURE_TYPE, "signs": cid, "alg": "ed25519", "signature": key.sign(bytes(cid))})
+    return signature_block(cid, key.sign(bytes(cid)))
 
 
 def chunk_block(header: SessionHeader, seq: int, chunk: DataChunk, prev: CID) -> dict[str, Any]:
@@ -181,6 +190,21 @@ def chunk_samples(block: dict[str, Any]) -> NDArray[np.float32]:
     return np.frombuffer(data, dtype=SAMPLE_DTYPE).reshape(shape)
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenChunk:
+    """A chunk just appended: its bytes, device signature and where its CAR section starts."""
+
+    seq: int
+    cid: CID
+    block: bytes
+    signature: bytes
+    offset: int  # byte offset of the chunk's CAR section in session.car
+    length: int  # length of that section
+    t0_ns: int
+    n_times: int
+    markers: tuple[tuple[int, str], ...]  # (sample index in the chunk, label)
+
+
 class SessionWriter:
     """Append signed chunks to a session directory.
 
@@ -198,7 +222,15 @@ class SessionWriter:
         self._seq = next_seq
         self._fsync = fsync
         self._fd = os.open(path / SESSION_FILE, os.O_WRONLY | os.O_APPEND)
+        self._offset = os.lseek(self._fd, 0, os.SEEK_END)
         self.samples_written = 0
+        #: the block, signature and file position of the last chunk appended
+        self.last_written: WrittenChunk | None = None
+        #: the header block and its device signature (what a platform session opens with)
+        self.header_block = encode_block(header.to_block())
+        self.header_cid = cid_for_block(self.header_block)
+        # Ed25519 is deterministic: this is the signature block's signature in the file
+        self.header_signature = key.sign(bytes(self.header_cid))
         #: device time (ns) of the last sample already in the session, if any
         self.last_sample_ns: int | None = None
 
@@ -301,11 +333,28 @@ class SessionWriter:
 
     def append(self, chunk: DataChunk) -> CID:
         """Sign and append one chunk; returns its CID. Durable when this returns."""
-        block = encode_block(chunk_block(self.header, self._seq, chunk, self._prev))
+        value = chunk_block(self.header, self._seq, chunk, self._prev)
+        block = encode_block(value)
         cid = cid_for_block(block)
-        os.write(self._fd, car_section(cid, block) + car_section(*_signed(self.key, cid)))
+        signature = self.key.sign(bytes(cid))
+        section = car_section(cid, block)
+        signed = signature_block(cid, signature)
+        signed_section = car_section(cid_for_block(signed), signed)
+        os.write(self._fd, section + signed_section)
         if self._fsync:
             os.fsync(self._fd)
+        self.last_written = WrittenChunk(
+            seq=self._seq,
+            cid=cid,
+            block=block,
+            signature=signature,
+            offset=self._offset,
+            length=len(section),
+            t0_ns=int(chunk.t0_ns),
+            n_times=int(chunk.samples.shape[1]),
+            markers=tuple((int(i), str(label)) for i, _code, label in chunk.markers),
+        )
+        self._offset += len(section) + len(signed_section)
         self._prev = cid
         self._seq += 1
         self.samples_written += chunk.samples.shape[1]
@@ -554,6 +603,50 @@ def _check_signature(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TimingStep:
+    """How one chunk's start time follows its predecessor's (see :func:`check_timing`)."""
+
+    problem: str | None
+    samples_seconds: float  # what this pair adds to the rate estimate (0 if not counted)
+    clock_seconds: float
+
+
+def check_timing(prev_t0_ns: int, prev_n_times: int, t0_ns: int, has_gap: bool, sfreq: float) -> TimingStep:
+    """Check that a chunk starts when its predecessor's samples end (device clock).
+
+    A declared gap may start later, never earlier. Pairs across a gap or with a timing
+    problem stay out of the rate estimate.
+    """
+    expected_dt = prev_n_times / sfreq
+    dt = (t0_ns - prev_t0_ns) / 1e9
+    tolerance = TIMING_TOLERANCE_SECONDS + TIMING_TOLERANCE_FRACTION * expected_dt
+    if dt < expected_dt - tolerance or (not has_gap and dt > expected_dt + tolerance):
+        problem = f"chunk starts {dt:.3f} s after the previous one, which holds {expected_dt:.3f} s of samples" + (
+            "" if dt < expected_dt else " (undeclared gap)"
+        )
+        return TimingStep(problem, 0.0, 0.0)
+    if has_gap:
+        return TimingStep(None, 0.0, 0.0)
+    return TimingStep(None, expected_dt, dt)
+
+
+def check_rate(samples_seconds: float, clock_seconds: float, sfreq: float) -> str | None:
+    """The whole-session rate check: samples against device-clock time.
+
+    A rate a little off on every chunk stays within the per-chunk tolerance; over the
+    whole session it does not (data produced faster than real time is forged).
+    """
+    if clock_seconds > 0 and samples_seconds >= 2.0:
+        ratio = samples_seconds / clock_seconds
+        if abs(ratio - 1) > RATE_TOLERANCE + TIMING_TOLERANCE_SECONDS / clock_seconds:
+            return (
+                f"{samples_seconds:.2f} s of samples at {sfreq:g} Hz arrived over {clock_seconds:.2f} s "
+                f"of device clock ({ratio:.2f}× real time)"
+            )
+    return None
+
+
 def _check_chain(
     report: SessionReport,
     header: SessionHeader,
@@ -614,22 +707,11 @@ def _check_chain(
             except (KeyError, TypeError, ValueError):
                 issue("bad-gap", "malformed gap record")
         if previous is not None and linked:
-            prev_t0, prev_n = previous
-            expected_dt = prev_n / header.sfreq
-            dt = (t0 - prev_t0) / 1e9
-            tolerance = TIMING_TOLERANCE_SECONDS + TIMING_TOLERANCE_FRACTION * expected_dt
-            # pairs across a gap or already reported stay out of the rate estimate
-            counted = gap is None
-            if dt < expected_dt - tolerance or (gap is None and dt > expected_dt + tolerance):
-                counted = False
-                issue(
-                    "timing",
-                    f"chunk starts {dt:.3f} s after the previous one, which holds {expected_dt:.3f} s of samples"
-                    + ("" if dt < expected_dt else " (undeclared gap)"),
-                )
-            if counted:
-                samples_seconds += expected_dt
-                clock_seconds += dt
+            step = check_timing(previous[0], previous[1], t0, gap is not None, header.sfreq)
+            if step.problem:
+                issue("timing", step.problem)
+            samples_seconds += step.samples_seconds
+            clock_seconds += step.clock_seconds
         previous = (t0, n_times)
         first_t0 = t0 if first_t0 is None else first_t0
         end_ns = t0 + round(n_times / header.sfreq * 1e9)
@@ -639,17 +721,8 @@ def _check_chain(
         report.first_cid = report.first_cid or str(cid)
         report.last_cid = str(cid)
 
-    # A rate a little off on every chunk stays within the per-chunk tolerance; over the
-    # whole session it does not (data produced faster than real time is forged).
-    if clock_seconds > 0 and samples_seconds >= 2.0:
-        ratio = samples_seconds / clock_seconds
-        if abs(ratio - 1) > RATE_TOLERANCE + TIMING_TOLERANCE_SECONDS / clock_seconds:
-            report.issues.append(
-                Issue(
-                    "rate",
-                    f"{samples_seconds:.2f} s of samples at {header.sfreq:g} Hz arrived over {clock_seconds:.2f} s "
-                    f"of device clock ({ratio:.2f}× real time)",
-                )
-            )
+    rate = check_rate(samples_seconds, clock_seconds, header.sfreq)
+    if rate:
+        report.issues.append(Issue("rate", rate))
     if first_t0 is not None:
         report.duration_seconds = (end_ns - first_t0) / 1e9

@@ -1,24 +1,20 @@
-"""Samples: one label bound to the EEG recorded while giving it, signed twice.
+"""Platform side of a sample: both signatures, the cited chunks, the pipeline re-run.
 
-A sample is a DAG-CBOR block (ARCHITECTURE.md, provenance step 2)::
+A sample (format in :mod:`mindprint.protocol.formats`) cites consecutive signed chunks of
+its session and a sample range inside them. :func:`check_cited` takes exactly those
+chunks (the platform verified each on arrival, see :mod:`mindprint.platform.ingest`),
+checks the device and wallet signatures, cuts the raw epoch and re-runs the signal
+pipeline to compare with what the edge reported (``FEATURE_TOLERANCE``). Its cost does
+not depend on how long the session is.
 
-    {type, task, label, contributor, device, session, chunks: [CID…], start, stop,
-     stimulus_ns, response_ns, pipeline, features}
-
-``chunks`` link the session's chunk blocks; ``start``/``stop`` count samples from the
-first of them. The device key signs the sample's binary CID (Ed25519); the contributor's
-wallet signs EIP-712 typed data ``Sample(bytes32 sample,uint256 taskId,bytes32 label)``.
-
-:func:`build_sample` runs on the edge (the companion); :func:`check_sample` on the
-platform: it re-verifies the session, both signatures and the chunk references, cuts the
-raw epoch out of the signed chunks and re-runs the signal pipeline to compare with what
-the edge reported (``FEATURE_TOLERANCE``).
+:func:`check_sample` is the same check against a whole session CAR (samples submitted
+before sessions were streamed, and offline tools).
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,151 +22,33 @@ from typing import Any
 import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
-from multiformats import CID, multihash
+from eth_utils import to_checksum_address
+from multiformats import CID
 from numpy.typing import NDArray
 
-from mindprint.core.errors import MindprintError
-from mindprint.core.ipld import cid_for_block, decode_block, encode_block, read_car
-from mindprint.device.keys import DeviceKey, verify_signature
-from mindprint.device.session import SESSION_FILE, SessionReport, chunk_samples, read_header, verify_session
+from mindprint.companion.samples import build_sample, json_safe
+from mindprint.core.errors import SessionFormatError
+from mindprint.core.ipld import cid_for_block, decode_block, read_car
+from mindprint.device.keys import verify_signature
+from mindprint.device.session import SESSION_FILE, SessionHeader, SessionReport, chunk_samples, read_header, verify_session
+from mindprint.protocol.formats import SAMPLE_TYPE, SampleError, SampleValue, SignedSample, sample_typed_data
 from mindprint.signal.pipeline import PipelineParams, process_recording
 
-SAMPLE_TYPE = "mindprint/sample/v1"
 #: relative tolerance between edge and platform features (both compute from the same
 #: float32 samples with the same code; the slack covers BLAS summation order)
 FEATURE_TOLERANCE = 1e-4
 MAX_EPOCH_SECONDS = 30.0
 
-__all__ = ["SampleError", "SignedSample", "build_sample", "check_sample", "label_hash", "sample_typed_data"]
-
-
-class SampleError(MindprintError):
-    """A sample bundle is malformed or does not check out."""
-
-
-def label_hash(label: Any) -> bytes:
-    return keccak(json.dumps(label, sort_keys=True, separators=(",", ":")).encode())
-
-
-def sample_typed_data(sample_cid: CID, task: int, label: Any, chain_id: int) -> dict[str, Any]:
-    return {
-        "domain": {"name": "mindprint", "version": "1", "chainId": chain_id},
-        "types": {
-            "Sample": [
-                {"name": "sample", "type": "bytes32"},
-                {"name": "taskId", "type": "uint256"},
-                {"name": "label", "type": "bytes32"},
-            ]
-        },
-        "primaryType": "Sample",
-        "message": {"sample": bytes(multihash.unwrap(sample_cid.digest)), "taskId": task, "label": label_hash(label)},
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class SignedSample:
-    block: bytes
-    cid: CID
-    device_signature: bytes
-    wallet_signature: bytes
-
-    @property
-    def value(self) -> dict[str, Any]:
-        return dict(decode_block(self.block))
-
-
-def _session_samples(car: bytes) -> tuple[Any, dict[CID, dict[str, Any]], list[CID]]:
-    contents = read_car(car)
-    blocks: dict[CID, dict[str, Any]] = {}
-    order: list[CID] = []
-    signed: set[CID] = set()
-    for section in contents.sections[1:]:
-        value = decode_block(section.block)
-        if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
-            blocks[section.cid] = value
-            order.append(section.cid)
-        elif isinstance(value, dict) and value.get("type") == "mindprint/signature/v1":
-            signs = value.get("signs")
-            if isinstance(signs, CID):
-                signed.add(signs)
-    # a chunk whose signature did not make it into the file (still being written) does not count
-    order = [cid for cid in order if cid in signed]
-    blocks = {cid: blocks[cid] for cid in order}
-    header = decode_block(contents.sections[0].block) if contents.sections else None
-    return header, blocks, order
-
-
-def _epoch(
-    blocks: dict[CID, dict[str, Any]], chunks: list[CID], start: int, stop: int
-) -> tuple[NDArray[np.float64], dict[str, Any]]:
-    missing = [str(c) for c in chunks if c not in blocks]
-    if missing:
-        raise SampleError(f"sample references chunks not in the session: {missing[:3]}")
-    data = np.concatenate([chunk_samples(blocks[c]) for c in chunks], axis=1).astype(np.float64)
-    if not 0 <= start < stop <= data.shape[1]:
-        raise SampleError(f"sample range {start}:{stop} outside its {data.shape[1]} chunk samples")
-    return data[:, start:stop], blocks[chunks[0]]
-
-
-def build_sample(
-    session_dir: Path,
-    key: DeviceKey,
-    wallet: Any,
-    *,
-    task: int,
-    label: Any,
-    stimulus_ns: int,
-    response_ns: int,
-    tmin: float = -1.0,
-    tmax: float = 3.0,
-    chain_id: int = 1,
-    params: PipelineParams | None = None,
-) -> SignedSample:
-    """Edge side: cut the epoch around the stimulus, run the pipeline, sign."""
-    header = read_header(session_dir)
-    car = (session_dir / SESSION_FILE).read_bytes()
-    _, blocks, order = _session_samples(car)
-    sfreq = header.sfreq
-    first_sample_ns = [int(blocks[c]["t0_ns"]) for c in order]
-    begin_ns = stimulus_ns + int(tmin * 1e9)
-    end_ns = stimulus_ns + int(tmax * 1e9)
-    selected = [
-        c
-        for c, t0 in zip(order, first_sample_ns, strict=True)
-        if t0 < end_ns and t0 + chunk_samples(blocks[c]).shape[1] / sfreq * 1e9 > begin_ns
-    ]
-    if not selected:
-        raise SampleError("no chunk covers the stimulus")
-    t0 = int(blocks[selected[0]]["t0_ns"])
-    start = max(0, round((begin_ns - t0) / 1e9 * sfreq))
-    stop = start + round((tmax - tmin) * sfreq)
-    epoch, _ = _epoch(blocks, selected, start, stop)
-    result = process_recording(epoch[header.eeg_rows], sfreq, header.eeg_names, params=params)
-    value = {
-        "type": SAMPLE_TYPE,
-        "task": task,
-        "label": label,
-        "contributor": to_checksum_address(wallet.address),
-        "device": key.public_key,
-        "session": header.session,
-        "chunks": selected,
-        "start": start,
-        "stop": stop,
-        "stimulus_ns": stimulus_ns,
-        "response_ns": response_ns,
-        "pipeline": result.version,
-        "features": _json_safe(result.summary()),
-    }
-    block = encode_block(value)
-    cid = cid_for_block(block)
-    typed = sample_typed_data(cid, task, label, chain_id)
-    wallet_signature = bytes(Account.sign_typed_data(wallet.key, full_message=typed).signature)
-    return SignedSample(block, cid, key.sign(bytes(cid)), wallet_signature)
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=float))
+__all__ = [
+    "SAMPLE_TYPE",
+    "SampleCheck",
+    "SampleError",
+    "SignedSample",
+    "build_sample",
+    "check_cited",
+    "check_sample",
+    "sample_typed_data",
+]
 
 
 @dataclass
@@ -185,6 +63,7 @@ class SampleCheck:
     channel_names: list[str]
     problems: list[str] = field(default_factory=list)
     recomputed: dict[str, Any] = field(default_factory=dict)
+    sample: SampleValue | None = None
 
 
 def _close(a: Any, b: Any, path: str, problems: list[str]) -> None:
@@ -195,47 +74,99 @@ def _close(a: Any, b: Any, path: str, problems: list[str]) -> None:
         if not np.isclose(float(a), float(b), rtol=FEATURE_TOLERANCE, atol=1e-15):
             problems.append(f"edge reported {path}={a:.6g}, platform recomputed {b:.6g}")
     elif a != b:
-        problems.append(f"edge reported {path}={a!r}, platform recomputed {b!r}")
+        problems.append(f"edge reported {path}={a!r:.80}, platform recomputed {b!r:.80}")
+
+
+def parse_signed(signed: SignedSample) -> SampleValue:
+    """The sample's fields, after checking its bytes against its CID (``SampleError`` if not)."""
+    if cid_for_block(signed.block) != signed.cid:
+        raise SampleError("sample bytes do not match the sample CID")
+    try:
+        value = decode_block(signed.block)
+    except SessionFormatError as err:
+        raise SampleError(f"sample block is not DAG-CBOR: {err}") from err
+    return SampleValue.parse(value)
+
+
+def signature_problems(signed: SignedSample, sample: SampleValue, *, contributor: str, chain_id: int) -> list[str]:
+    """The device signature over the sample CID and the wallet's EIP-712 signature."""
+    problems = []
+    if not verify_signature(sample.device, signed.device_signature, bytes(signed.cid)):
+        problems.append("device signature on the sample is invalid")
+    typed = sample_typed_data(signed.cid, sample.task, sample.label, chain_id)
+    try:
+        signer = Account.recover_message(encode_typed_data(full_message=typed), signature=signed.wallet_signature)
+    except Exception:  # eth-account raises several types for malformed signatures or labels
+        signer = None
+    expected = to_checksum_address(contributor)
+    if signer is None or signer != expected or sample.contributor != expected:
+        problems.append("wallet signature is not the signed-in contributor's")
+    return problems
+
+
+def check_cited(
+    signed: SignedSample,
+    sample: SampleValue,
+    header: SessionHeader,
+    chunks: Sequence[dict[str, Any]],
+    report: SessionReport,
+    *,
+    contributor: str,
+    chain_id: int,
+    params: PipelineParams | None = None,
+) -> SampleCheck:
+    """Check a sample against the decoded chunks it cites (consecutive, in its order)."""
+    problems = []
+    if header.device != sample.device or header.session != sample.session:
+        problems.append("the sample's device or session differs from its session")
+    problems += signature_problems(signed, sample, contributor=contributor, chain_id=chain_id)
+    try:
+        data = np.concatenate([chunk_samples(block) for block in chunks], axis=1)
+    except (SessionFormatError, ValueError) as err:
+        raise SampleError(f"cited chunks do not hold samples of one layout: {err}") from err
+    if sample.stop > data.shape[1]:
+        raise SampleError(f"sample range {sample.start}:{sample.stop} outside its {data.shape[1]} chunk samples")
+    if (sample.stop - sample.start) / header.sfreq > MAX_EPOCH_SECONDS:
+        raise SampleError(
+            f"epoch of {(sample.stop - sample.start) / header.sfreq:.1f} s exceeds {MAX_EPOCH_SECONDS:g} s"
+        )
+    epoch = data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
+    names = header.eeg_names
+    recomputed = json_safe(process_recording(epoch, header.sfreq, names, params=params).summary())
+    _close(sample.features, recomputed, "features", problems)
+    if sample.pipeline != recomputed.get("pipeline_version"):
+        problems.append("edge pipeline version differs from the platform's")
+    value = dict(decode_block(signed.block))
+    return SampleCheck(value, signed.cid, report, epoch, header.sfreq, names, problems, recomputed, sample)
+
+
+def _signed_chunks(car: bytes) -> dict[CID, dict[str, Any]]:
+    contents = read_car(car)
+    blocks: dict[CID, dict[str, Any]] = {}
+    signed: set[CID] = set()
+    for section in contents.sections[1:]:
+        value = decode_block(section.block)
+        if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
+            blocks[section.cid] = value
+        elif isinstance(value, dict) and value.get("type") == "mindprint/signature/v1":
+            if isinstance(value.get("signs"), CID):
+                signed.add(value["signs"])
+    # a chunk whose signature did not make it into the file (still being written) does not count
+    return {cid: block for cid, block in blocks.items() if cid in signed}
 
 
 def check_sample(
     signed: SignedSample, car: bytes, *, contributor: str, chain_id: int, params: PipelineParams | None = None
 ) -> SampleCheck:
-    """Platform side: every cryptographic and computational check except scoring."""
-    problems: list[str] = []
-    if cid_for_block(signed.block) != signed.cid:
-        raise SampleError("sample bytes do not match the sample CID")
-    value = signed.value
-    if value.get("type") != SAMPLE_TYPE:
-        raise SampleError("not a mindprint sample block")
+    """:func:`check_cited` against a whole session CAR (verified here first)."""
+    sample = parse_signed(signed)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / SESSION_FILE).write_bytes(car)
         report = verify_session(Path(tmp))
         header = read_header(Path(tmp))
-    if header.device != value.get("device") or header.session != value.get("session"):
-        problems.append("the sample's device or session differs from the attached session")
-    if not verify_signature(bytes(value["device"]), signed.device_signature, bytes(signed.cid)):
-        problems.append("device signature on the sample is invalid")
-    typed = sample_typed_data(signed.cid, int(value["task"]), value["label"], chain_id)
-    try:
-        signer = Account.recover_message(encode_typed_data(full_message=typed), signature=signed.wallet_signature)
-    except Exception:  # eth-account raises several types for malformed signatures
-        signer = None
-    if (
-        signer is None
-        or signer != to_checksum_address(contributor)
-        or value.get("contributor") != to_checksum_address(contributor)
-    ):
-        problems.append("wallet signature is not the signed-in contributor's")
-    _, blocks, _ = _session_samples(car)
-    chunks = [c if isinstance(c, CID) else CID.decode(c) for c in value["chunks"]]
-    epoch, _ = _epoch(blocks, chunks, int(value["start"]), int(value["stop"]))
-    sfreq = header.sfreq
-    if epoch.shape[1] / sfreq > MAX_EPOCH_SECONDS:
-        raise SampleError(f"epoch of {epoch.shape[1] / sfreq:.1f} s exceeds {MAX_EPOCH_SECONDS:g} s")
-    eeg_rows, names = header.eeg_rows, header.eeg_names
-    recomputed = _json_safe(process_recording(epoch[eeg_rows], sfreq, names, params=params).summary())
-    _close(value.get("features"), recomputed, "features", problems)
-    if value.get("pipeline") != recomputed.get("pipeline_version"):
-        problems.append("edge pipeline version differs from the platform's")
-    return SampleCheck(value, signed.cid, report, epoch[eeg_rows], sfreq, names, problems, recomputed)
+    blocks = _signed_chunks(car)
+    missing = [str(c) for c in sample.chunks if c not in blocks]
+    if missing:
+        raise SampleError(f"sample references chunks not in the session: {missing[:3]}")
+    cited = [blocks[c] for c in sample.chunks]
+    return check_cited(signed, sample, header, cited, report, contributor=contributor, chain_id=chain_id, params=params)

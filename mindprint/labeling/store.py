@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -170,6 +171,48 @@ class IdempotentRequest(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)  # contributor + Idempotency-Key
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    body_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # sha256 of the request body
+
+
+class IngestSession(Base):
+    """A session streamed by a companion: its signed header and the state of its chunk chain.
+
+    ``next_seq``/``last_cid``/``last_t0_ns``/``last_n_times`` are what the next chunk must
+    link to; ``samples_seconds``/``clock_seconds`` accumulate the rate check.
+    """
+
+    __tablename__ = "ingest_sessions"
+    session: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)
+    device: Mapped[str] = mapped_column(String(64))
+    header_cid: Mapped[str] = mapped_column(String(120))
+    header_block: Mapped[bytes] = mapped_column(LargeBinary)
+    header_sealed: Mapped[str] = mapped_column(String(120))
+    header_signature_sealed: Mapped[str] = mapped_column(String(120))
+    header_signature_cid: Mapped[str] = mapped_column(String(120))
+    next_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_cid: Mapped[str] = mapped_column(String(120))
+    last_t0_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_n_times: Mapped[int] = mapped_column(Integer, default=0)
+    samples_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    clock_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IngestChunk(Base):
+    """One verified chunk: its plaintext CID and the envelope the device sent (stored once)."""
+
+    __tablename__ = "ingest_chunks"
+    __table_args__ = (UniqueConstraint("session", "cid", name="uq_ingest_chunks_session_cid"),)
+    session: Mapped[str] = mapped_column(ForeignKey("ingest_sessions.session"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cid: Mapped[str] = mapped_column(String(120))
+    sealed: Mapped[str] = mapped_column(String(120))
+    signature_cid: Mapped[str] = mapped_column(String(120))
+    signature_sealed: Mapped[str] = mapped_column(String(120))
+    t0_ns: Mapped[int] = mapped_column(BigInteger)
+    n_times: Mapped[int] = mapped_column(Integer)
 
 
 class Job(Base):

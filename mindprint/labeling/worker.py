@@ -20,13 +20,33 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.engine import Engine
 
 from mindprint.labeling.store import Job, Submission, sessions, utcnow
-from mindprint.labeling.submissions import Platform
+from mindprint.platform.service import Platform
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.ipfs import KuboClient, PinQueue
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerStats"]
+__all__ = ["Worker", "WorkerStats", "requeue_accepted"]
+
+
+def requeue_accepted(engine: Engine) -> int:
+    """Queue ``pin`` and ``anchor`` jobs for accepted samples that have none; returns how many.
+
+    Acceptance commits the row and its jobs together, so this finds nothing unless rows
+    were written by an older version (which committed them separately); run at start-up.
+    """
+    queued = 0
+    with sessions(engine)() as db:
+        for kind in ("pin", "anchor"):
+            missing = db.scalars(
+                select(Submission.cid)
+                .outerjoin(Job, and_(Job.ref == Submission.cid, Job.kind == kind))
+                .where(Submission.status == "accepted", Job.id.is_(None))
+            ).all()
+            db.add_all(Job(kind=kind, ref=cid) for cid in missing)
+            queued += len(missing)
+        db.commit()
+    return queued
 
 
 @dataclass

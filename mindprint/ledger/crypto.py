@@ -5,7 +5,9 @@
   associated data binds each ciphertext to its session and purpose, so a ciphertext
   cannot be moved to another session unnoticed. Envelope: ``b"MPE1" || nonce(12) || ct``.
 - The data key is **wrapped** for each authorised recipient (the platform, researchers)
-  with X25519: an ephemeral key agreement, HKDF-SHA256, then ChaCha20-Poly1305.
+  with HPKE (RFC 9180, base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+  ChaCha20-Poly1305; ``info`` binds the session). Keys wrapped by earlier versions (an
+  ephemeral X25519 agreement, HKDF-SHA256, ChaCha20-Poly1305) still unwrap.
 - IPFS and the chain only ever see envelopes and CIDs. Wrapped keys are *not* pinned:
   they live in a :class:`KeyStore`. Erasing a session's entries there makes every pinned
   envelope of the session unreadable (crypto-shredding).
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -32,6 +34,11 @@ logger = logging.getLogger(__name__)
 MAGIC = b"MPE1"
 NONCE_BYTES = 12
 WRAP_INFO = b"mindprint key wrap v1"
+HPKE_INFO = b"mindprint data key v2/"
+HPKE_SCHEME = "hpke-x25519-sha256-chacha20poly1305"
+LEGACY_SCHEME = "x25519-hkdf-chacha20poly1305"
+_HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+_ENC_BYTES = 32
 
 __all__ = [
     "KeyStore",
@@ -96,19 +103,30 @@ class RecipientKey:
 
 @dataclass(frozen=True, slots=True)
 class WrappedKey:
-    """A data key wrapped for one recipient."""
+    """A data key wrapped for one recipient (HPKE: ``ephemeral`` is the encapsulated key)."""
 
     recipient: bytes
     ephemeral: bytes
     nonce: bytes
     ciphertext: bytes
+    scheme: str = HPKE_SCHEME
 
     def to_dict(self) -> dict[str, str]:
-        return {k: getattr(self, k).hex() for k in ("recipient", "ephemeral", "nonce", "ciphertext")}
+        value = {k: getattr(self, k).hex() for k in ("recipient", "ephemeral", "nonce", "ciphertext")}
+        value["scheme"] = self.scheme
+        return value
 
     @classmethod
     def from_dict(cls, value: dict[str, str]) -> WrappedKey:
-        return cls(**{k: bytes.fromhex(value[k]) for k in ("recipient", "ephemeral", "nonce", "ciphertext")})
+        """Parse a stored or uploaded wrapped key (``CryptoError`` if malformed)."""
+        try:
+            fields = {k: bytes.fromhex(value[k]) for k in ("recipient", "ephemeral", "nonce", "ciphertext")}
+            scheme = str(value.get("scheme", LEGACY_SCHEME))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CryptoError(f"malformed wrapped key: {err!r}") from err
+        if scheme not in (HPKE_SCHEME, LEGACY_SCHEME) or len(fields["recipient"]) != 32:
+            raise CryptoError(f"unsupported wrapped key (scheme {scheme!r})")
+        return cls(**fields, scheme=scheme)
 
 
 def _kek(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
@@ -116,21 +134,28 @@ def _kek(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
 
 
 def wrap_key(data_key: bytes, recipient_public: bytes, session: str) -> WrappedKey:
-    """Wrap ``data_key`` for the holder of ``recipient_public`` (bound to ``session``)."""
-    ephemeral = X25519PrivateKey.generate()
-    ephemeral_public = ephemeral.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    shared = ephemeral.exchange(X25519PublicKey.from_public_bytes(recipient_public))
-    nonce = os.urandom(NONCE_BYTES)
-    ciphertext = ChaCha20Poly1305(_kek(shared, ephemeral_public, recipient_public)).encrypt(
-        nonce, data_key, session.encode()
-    )
-    return WrappedKey(recipient_public, ephemeral_public, nonce, ciphertext)
+    """Wrap ``data_key`` for the holder of ``recipient_public`` with HPKE (bound to ``session``)."""
+    try:
+        sealed = _HPKE.encrypt(data_key, X25519PublicKey.from_public_bytes(recipient_public), HPKE_INFO + session.encode())
+    except ValueError as err:
+        raise CryptoError(f"cannot wrap for recipient key: {err}") from err
+    return WrappedKey(recipient_public, sealed[:_ENC_BYTES], b"", sealed[_ENC_BYTES:])
 
 
 def unwrap_key(wrapped: WrappedKey, recipient: RecipientKey, session: str) -> bytes:
     """Recover the data key with the recipient's private key."""
     if wrapped.recipient != recipient.public_key:
         raise CryptoError("this key was wrapped for another recipient")
+    if wrapped.scheme == HPKE_SCHEME:
+        try:
+            data_key = _HPKE.decrypt(
+                wrapped.ephemeral + wrapped.ciphertext, recipient.private_key, HPKE_INFO + session.encode()
+            )
+        except (InvalidTag, ValueError) as err:
+            raise CryptoError("wrapped key failed authentication") from err
+        if len(data_key) != 32:
+            raise CryptoError("wrapped key does not hold a 32-byte data key")
+        return data_key
     shared = recipient.private_key.exchange(X25519PublicKey.from_public_bytes(wrapped.ephemeral))
     try:
         return ChaCha20Poly1305(_kek(shared, wrapped.ephemeral, wrapped.recipient)).decrypt(

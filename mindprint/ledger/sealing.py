@@ -23,7 +23,7 @@ from mindprint.ledger.crypto import open_payload, seal_payload
 
 SEALED_TYPE = "mindprint/sealed-session/v1"
 
-__all__ = ["SealedBlock", "open_sealed_car", "open_sealed_session", "seal_session"]
+__all__ = ["SealedBlock", "envelope_aad", "open_sealed_car", "open_sealed_session", "seal_session", "sealed_manifest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +34,12 @@ class SealedBlock:
     data: bytes
 
 
-def _aad(session: str, cid: CID) -> bytes:
+def envelope_aad(session: str, cid: CID) -> bytes:
+    """Associated data of a block's envelope: binds it to its session and plaintext CID."""
     return session.encode() + b"/" + bytes(cid)
+
+
+_aad = envelope_aad
 
 
 def seal_session(car: bytes, session: str, data_key: bytes, store: Blockstore) -> CID:
@@ -58,11 +62,16 @@ def seal_session(car: bytes, session: str, data_key: bytes, store: Blockstore) -
         envelope = seal_payload(data_key, section.block, _aad(session, section.cid))
         # the plaintext CID is kept as bytes, not as an IPLD link: no node should try to fetch it
         entries.append({"block": bytes(section.cid), "sealed": store.put(envelope, "raw")})
+    return sealed_manifest(store, session, list(contents.roots), entries)
+
+
+def sealed_manifest(store: Blockstore, session: str, roots: list[CID], entries: list[dict[str, object]]) -> CID:
+    """Store a sealed-session manifest: ``entries`` are ``{block: plaintext CID bytes, sealed: envelope CID}``."""
     return store.put_node(
         {
             "type": SEALED_TYPE,
             "session": session,
-            "roots": [bytes(root) for root in contents.roots],
+            "roots": [bytes(root) for root in roots],
             "blocks": entries,
             "cipher": "chacha20-poly1305",
         }

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from mindprint.api.auth import AuthError, issue_token, new_nonce, parse_siwe, recover_signer, siwe_message
-from mindprint.api.deps import AccountDep, DbDep, SettingsDep
+from mindprint.api.deps import AccountDep, DbDep, PlatformDep, SettingsDep
 from mindprint.api.schemas import NonceRequest, NonceResponse, TokenResponse, VerifyRequest
 from mindprint.labeling.consent import ConsentError, check_consent, consent_message
 from mindprint.labeling.store import Account, LoginNonce, aware, utcnow
@@ -32,7 +32,7 @@ def nonce(body: NonceRequest, settings: SettingsDep, db: DbDep) -> NonceResponse
 
 
 @router.post("/verify", response_model=TokenResponse)
-def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep) -> TokenResponse:
+def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep, platform: PlatformDep) -> TokenResponse:
     """Check the signed message; returns a short-lived bearer token."""
     try:
         parsed = parse_siwe(body.message)
@@ -58,7 +58,7 @@ def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep) -> TokenRespon
         account = Account(address=signer, role=role)
         db.add(account)
     db.commit()
-    token = issue_token(settings.token_secret, signer, account.role, settings.token_seconds)
+    token = issue_token(platform.token_secret, signer, account.role, settings.token_seconds)
     return TokenResponse(access_token=token, address=signer, role=account.role, expires_in=settings.token_seconds)
 
 

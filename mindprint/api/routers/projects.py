@@ -27,6 +27,7 @@ from mindprint.api.schemas import (
     TasksCreated,
 )
 from mindprint.labeling.store import Account, Assignment, Project, TaskItem, utcnow
+from mindprint.platform.service import engine_for
 
 router = APIRouter(tags=["projects"])
 
@@ -207,7 +208,6 @@ def export_project(
 
     Same content as `mindprint export --project ID`; check it with `mindprint verify`.
     """
-    from mindprint.api.deps import _engine
     from mindprint.core.errors import ConfigurationError, LedgerError
     from mindprint.export.bids import ExportError, export_dataset, platform_source, zip_dataset
 
@@ -216,7 +216,7 @@ def export_project(
     work = Path(tempfile.mkdtemp(prefix="mindprint-export-"))
     try:
         source = platform_source(
-            _engine(settings.database_url),
+            engine_for(settings),
             settings.platform_dir,
             platform.blockstore,
             platform.keys,

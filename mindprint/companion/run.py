@@ -1,0 +1,185 @@
+"""A labeling run: one recording streamed to the platform, one trial per task.
+
+Each trial has its own ``stimulus`` marker (when the task is shown) and ``response``
+marker (when it is answered), found in the in-memory index after the markers of the
+trials before it; its epoch starts after the previous trial's epoch ends, so every sample
+cites a distinct stretch of EEG. A sample is submitted once the platform holds the chunks
+it cites; while the platform is unreachable, chunks and samples wait and are retried with
+the same ``Idempotency-Key`` — nothing is lost and the recording goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mindprint.companion.client import PlatformClient, PlatformError, PlatformUnavailable
+from mindprint.companion.samples import sign_sample
+from mindprint.companion.stream import ChunkIndex, ChunkUploader
+from mindprint.core.errors import MindprintError
+from mindprint.device.bridge import Acquisition, BoardSource
+from mindprint.device.keys import DeviceKey
+from mindprint.device.recorder import record_session
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LabelingRun", "Trial"]
+
+TMIN, TMAX = -1.0, 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    task: dict[str, Any]
+    label: Any
+    verdict: dict[str, Any]
+    stimulus_ns: int
+    response_ns: int
+
+
+Answerer = Callable[[dict[str, Any]], Any]
+
+
+class LabelingRun:
+    """Record one session, stream it, and label tasks from the platform inside it."""
+
+    def __init__(
+        self,
+        client: PlatformClient,
+        source: BoardSource,
+        key: DeviceKey,
+        out: Path,
+        *,
+        chain_id: int,
+        platform_key: bytes | None = None,
+        outage_seconds: float = 600.0,
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.key = key
+        self.out = out
+        self.chain_id = chain_id
+        self.outage_seconds = outage_seconds
+        self.index = ChunkIndex(out)
+        if platform_key is None:
+            platform_key = bytes.fromhex(client.config()["platform_key"])
+        self.uploader = ChunkUploader(client, self.index, platform_key)
+        self._acquisition: Acquisition | None = None
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_epoch_ns = 0
+        self._markers_seen = 0
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> LabelingRun:
+        def started(acquisition: Acquisition) -> None:
+            self._acquisition = acquisition
+            self._ready.set()
+
+        def run() -> None:
+            try:
+                record_session(
+                    self.source,
+                    self.out,
+                    self.key,
+                    duration=None,
+                    chunk_seconds=0.5,
+                    on_start=started,
+                    on_open=self.index.opened,
+                    on_written=self.index.written,
+                )
+            except BaseException as err:  # surfaced to the caller by _wait_for
+                self.error = err
+                self._ready.set()
+
+        self.uploader.start()
+        self._thread = threading.Thread(target=run, name="mindprint-label-recording", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self.error is not None:
+            self.uploader.stop()
+            raise self.error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._acquisition is not None:
+            self._acquisition.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.uploader.stop(drain_seconds=self.outage_seconds if exc[0] is None else 0.0)
+
+    def _wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.error is not None:
+                raise self.error
+            if self._acquisition is not None and self._acquisition.ended:
+                raise MindprintError(f"recording ended: {self._acquisition.ended}")
+            if time.monotonic() > deadline:
+                raise MindprintError("timed out waiting for the recording")
+            with self.index.changed:
+                self.index.changed.wait(0.1)
+
+    def trial(self, task: dict[str, Any], answer: Answerer, *, pre: float = 1.5, post: float = 3.5) -> Trial:
+        """Show ``task`` (stimulus marker), get the answer (response marker), sign and submit."""
+        assert self._acquisition is not None
+        # the stimulus comes after the previous epoch ends, with ``pre`` seconds of EEG before it
+        not_before = self._next_epoch_ns - int(TMIN * 1e9)
+        self._wait_for(lambda: self.index.recorded_until_ns() > max(not_before, int(pre * 1e9) + self._first_ns()), 30)
+        seen = self.index.marker_count()
+        self._acquisition.insert_marker("stimulus")
+        label = answer(task)
+        self._acquisition.insert_marker("response")
+        self._wait_for(lambda: self.index.find_marker("response", seen) is not None, 30)
+        stimulus = self.index.find_marker("stimulus", seen)
+        response = self.index.find_marker("response", seen)
+        assert stimulus is not None and response is not None
+        self._wait_for(lambda: self.index.recorded_until_ns() > stimulus + int(post * 1e9), 30)
+        assert self.index.header is not None
+        signed = sign_sample(
+            self.index.header,
+            self.index.recent_chunks(),
+            self.key,
+            self.client.wallet,
+            task=int(task["id"]),
+            label=label,
+            stimulus_ns=stimulus,
+            response_ns=response,
+            tmin=TMIN,
+            tmax=TMAX,
+            chain_id=self.chain_id,
+        )
+        self._next_epoch_ns = stimulus + int(TMAX * 1e9)
+        cited = signed.value["chunks"]
+        last_seq = next(e.seq for e in reversed(self.index.entries) if e.cid == cited[-1])
+        verdict = self._submit(signed, last_seq)
+        return Trial(task, label, verdict, stimulus, response)
+
+    def _first_ns(self) -> int:
+        entries = self.index.entries
+        return entries[0].t0_ns if entries else 0
+
+    def _submit(self, signed: Any, last_seq: int) -> dict[str, Any]:
+        """Submit once the cited chunks are held; retry through outages with one Idempotency-Key."""
+        deadline = time.monotonic() + self.outage_seconds
+        self.uploader.wait_sent(last_seq, self.outage_seconds)
+        key = str(uuid.uuid4())
+        delay = 0.2
+        while True:
+            try:
+                return self.client.submit(signed, key)
+            except PlatformUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+            except PlatformError as err:
+                # the platform may not hold the cited chunks yet right after an outage
+                if err.status != 409 or "does not hold" not in str(err) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -1,0 +1,98 @@
+"""Edge side of a sample: cut the epoch from signed chunks, run the pipeline, sign twice.
+
+The companion calls :func:`sign_sample` with the chunks it holds in memory (it never
+reads its session file back while recording); :func:`build_sample` does the same from a
+session directory, for offline use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from eth_account import Account
+from eth_utils import to_checksum_address
+from multiformats import CID
+
+from mindprint.core.ipld import cid_for_block, encode_block
+from mindprint.device.keys import DeviceKey
+from mindprint.device.session import SessionHeader, chunk_samples, iter_chunks, read_header
+from mindprint.protocol.formats import SAMPLE_TYPE, SampleError, SignedSample, sample_typed_data
+from mindprint.signal.pipeline import PipelineParams, process_recording
+
+__all__ = ["build_sample", "json_safe", "sign_sample"]
+
+
+def json_safe(value: Any) -> Any:
+    """Features as plain JSON numbers (what the sample block carries)."""
+    return json.loads(json.dumps(value, default=float))
+
+
+def sign_sample(
+    header: SessionHeader,
+    chunks: Sequence[tuple[CID, dict[str, Any]]],
+    key: DeviceKey,
+    wallet: Any,
+    *,
+    task: int,
+    label: Any,
+    stimulus_ns: int,
+    response_ns: int,
+    tmin: float = -1.0,
+    tmax: float = 3.0,
+    chain_id: int = 1,
+    params: PipelineParams | None = None,
+) -> SignedSample:
+    """Cut ``[stimulus + tmin, stimulus + tmax)`` from ``chunks`` (consecutive, in order), sign it.
+
+    Parameters
+    ----------
+    chunks : sequence of (CID, decoded chunk)
+        Consecutive signed chunks of the session that cover the epoch (extra chunks
+        before or after are dropped).
+    """
+    sfreq = header.sfreq
+    begin_ns = stimulus_ns + int(tmin * 1e9)
+    end_ns = stimulus_ns + int(tmax * 1e9)
+    selected = [
+        (cid, block)
+        for cid, block in chunks
+        if int(block["t0_ns"]) < end_ns and int(block["t0_ns"]) + chunk_samples(block).shape[1] / sfreq * 1e9 > begin_ns
+    ]
+    if not selected:
+        raise SampleError("no chunk covers the stimulus")
+    t0 = int(selected[0][1]["t0_ns"])
+    start = max(0, round((begin_ns - t0) / 1e9 * sfreq))
+    stop = start + round((tmax - tmin) * sfreq)
+    data = np.concatenate([chunk_samples(block) for _, block in selected], axis=1).astype(np.float64)
+    if stop > data.shape[1]:
+        raise SampleError(f"the chunks hold {data.shape[1]} samples, the epoch needs {stop}")
+    result = process_recording(data[header.eeg_rows, start:stop], sfreq, header.eeg_names, params=params)
+    value = {
+        "type": SAMPLE_TYPE,
+        "task": task,
+        "label": label,
+        "contributor": to_checksum_address(wallet.address),
+        "device": key.public_key,
+        "session": header.session,
+        "chunks": [cid for cid, _ in selected],
+        "start": start,
+        "stop": stop,
+        "stimulus_ns": stimulus_ns,
+        "response_ns": response_ns,
+        "pipeline": result.version,
+        "features": json_safe(result.summary()),
+    }
+    block = encode_block(value)
+    cid = cid_for_block(block)
+    typed = sample_typed_data(cid, task, label, chain_id)
+    wallet_signature = bytes(Account.sign_typed_data(wallet.key, full_message=typed).signature)
+    return SignedSample(block, cid, key.sign(bytes(cid)), wallet_signature)
+
+
+def build_sample(session_dir: Path, key: DeviceKey, wallet: Any, **kwargs: Any) -> SignedSample:
+    """:func:`sign_sample` over a session directory's chunks (reads the whole file: offline use)."""
+    return sign_sample(read_header(session_dir), list(iter_chunks(session_dir)), key, wallet, **kwargs)

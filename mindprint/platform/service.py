@@ -1,0 +1,170 @@
+"""One place that builds the platform from :class:`~mindprint.platform.settings.Settings`.
+
+:func:`platform_for` returns the process's :class:`Platform` for a data directory: the
+database engine (migrated), blockstore, key store and platform key, liveness model,
+replay index (reloaded from its fingerprints), token secret. :func:`connect_chain` adds
+the chain, the contracts and the anchoring journal. The API (``api/deps.py``), ``serve``,
+``worker``, the export commands and the demo all go through here.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+
+from mindprint.core.secret_files import load_or_create_secret
+from mindprint.labeling.store import make_engine, migrate
+from mindprint.labeling.verification.model import LivenessModel
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, FingerprintStore
+from mindprint.ledger.blockstore import Blockstore
+from mindprint.ledger.crypto import KeyStore, RecipientKey
+from mindprint.platform.settings import Settings
+
+if TYPE_CHECKING:
+    from mindprint.device.session import SessionHeader
+    from mindprint.ledger.anchoring import Anchorer
+    from mindprint.ledger.chain import ChainClient, Deployment
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Platform", "connect_chain", "engine_for", "platform_for"]
+
+SESSION_CACHE = 256
+
+
+@dataclass
+class Platform:
+    """Process-wide platform state shared by the API and the workers."""
+
+    liveness: LivenessModel
+    blockstore: Blockstore
+    keys: KeyStore
+    platform_key: RecipientKey
+    chain_id: int = 1
+    registry_address: str = "0x0000000000000000000000000000000000000000"
+    index: FingerprintIndex = field(default_factory=FingerprintIndex)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    owners: dict[int, str] = field(default_factory=dict)
+    fingerprints: FingerprintStore | None = None  # the replay index on disk
+    anchorer: Anchorer | None = None  # set by connect_chain
+    chain: ChainClient | None = None
+    distributor: str | None = None
+    deployment: Deployment | None = None
+    engine: Engine | None = None
+    token_secret: bytes = b""
+    _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
+
+    def remember_session(self, session: str, data_key: bytes, header: SessionHeader) -> None:
+        """Cache a streamed session's data key and header (bounded LRU)."""
+        with self.lock:
+            self._sessions[session] = (data_key, header)
+            self._sessions.move_to_end(session)
+            while len(self._sessions) > SESSION_CACHE:
+                self._sessions.popitem(last=False)
+
+    def session_context(self, session: str) -> tuple[bytes, SessionHeader] | None:
+        with self.lock:
+            found = self._sessions.get(session)
+            if found is not None:
+                self._sessions.move_to_end(session)
+            return found
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The (migrated) database engine of ``settings``, one per URL and process."""
+    return _engine(settings.database_url)
+
+
+_platforms: dict[str, Platform] = {}
+_build_lock = threading.Lock()
+
+
+def platform_for(settings: Settings) -> Platform:
+    """The platform of ``settings.platform_dir`` (built once per process)."""
+    key = str(settings.platform_dir)
+    with _build_lock:
+        if key not in _platforms:
+            _platforms[key] = _build(settings)
+        return _platforms[key]
+
+
+def _build(settings: Settings) -> Platform:
+    from mindprint.labeling.verification.model import load_default_model
+
+    root = settings.platform_dir
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    recipient = RecipientKey.from_private_bytes(
+        load_or_create_secret(root / "platform_x25519.key", lambda: RecipientKey.generate().private_bytes(), "platform key")
+    )
+    secret = settings.token_secret or load_or_create_secret(
+        root / "token.secret", lambda: secrets.token_bytes(32), "token secret"
+    )
+    liveness = LivenessModel.load(settings.liveness_model) if settings.liveness_model else load_default_model()
+    fingerprints = FingerprintStore(root / "fingerprints")
+    platform = Platform(
+        liveness=liveness,
+        blockstore=Blockstore(root / "blocks"),
+        keys=KeyStore(root / "keys"),
+        platform_key=recipient,
+        chain_id=settings.chain_id,
+        fingerprints=fingerprints,
+        engine=engine_for(settings),
+        token_secret=secret,
+    )
+    fingerprints.load_into(platform.index, platform.owners)
+    return platform
+
+
+def connect_chain(
+    platform: Platform, settings: Settings, *, operator_key: str | None = None, deploy: bool = True
+) -> Platform:
+    """Attach the chain (``settings.rpc_url`` or the embedded EVM), the contracts and the anchoring journal."""
+    from mindprint.core.errors import ConfigurationError
+    from mindprint.ledger.anchoring import Anchorer
+    from mindprint.ledger.chain import ChainClient, Deployment, deploy_contracts
+
+    rpc_url = settings.rpc_url
+    chain = ChainClient.connect(rpc_url, operator_key) if rpc_url and operator_key else ChainClient.embedded()
+    deployment_file = settings.platform_dir / f"deployment-{chain.chain_id}.json"
+    if rpc_url and deployment_file.exists():
+        deployment = Deployment.load(deployment_file)
+    elif deploy:
+        deployment = deploy_contracts(chain)
+        deployment.save(deployment_file)
+    else:
+        raise ConfigurationError(f"{deployment_file} not found: start `mindprint serve --rpc-url {rpc_url}` first")
+    platform.chain_id = chain.chain_id
+    platform.registry_address = deployment.devices
+    platform.chain = chain
+    platform.deployment = deployment
+    platform.distributor = deployment.distributor
+    platform.anchorer = Anchorer(
+        settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry
+    )
+    if chain.embedded_tester is not None:
+        platform.anchorer.reconcile()  # a fresh embedded chain holds none of the earlier anchors
+    return platform
+
+
+def describe(platform: Platform) -> dict[str, Any]:
+    """What ``/config`` tells a companion: chain, device registry, the platform's public key."""
+    return {
+        "chain_id": platform.chain_id,
+        "device_registry": platform.registry_address,
+        "platform_key": platform.platform_key.public_key.hex(),
+        "key_wrapping": "hpke-x25519-sha256-chacha20poly1305",
+    }

@@ -1,0 +1,66 @@
+"""Every setting of the platform, from ``MINDPRINT_*`` environment variables (pydantic-settings).
+
+Read by the CLI and the API only, and passed down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from mindprint.core.settings import load_settings
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Platform settings; each field is read from ``MINDPRINT_<FIELD>``.
+
+    ``database_url`` defaults to SQLite in ``MINDPRINT_HOME``; ``token_secret`` (HMAC key
+    of bearer tokens) defaults to a secret created once in the data directory, so a
+    restart does not sign everyone out; ``operators`` is a comma-separated address list.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MINDPRINT_", frozen=True, extra="ignore")
+
+    database_url: str = ""
+    domain: str = "localhost"
+    token_secret: bytes | None = Field(default=None, repr=False)
+    operators: Annotated[tuple[str, ...], NoDecode] = ()
+    token_seconds: int = Field(default=900, ge=10)
+    lease_seconds: int = Field(default=600, ge=10)
+    chain_id: int = 1
+    data_dir: Path | None = None  # blockstore, keys, journals; default MINDPRINT_HOME/platform
+    rpc_url: str | None = None  # a JSON-RPC chain; default the embedded in-process EVM
+    ipfs_url: str | None = None  # a Kubo RPC API to pin to; default: local blockstore only
+    liveness_model: Path | None = None  # default: the shipped model
+    max_body_bytes: int = Field(default=2 * 2**20, ge=1024)
+
+    @field_validator("operators", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(a.strip().lower() for a in value.split(",") if a.strip())
+        return tuple(str(a).lower() for a in value)
+
+    @field_validator("token_secret", mode="before")
+    @classmethod
+    def _encode(cls, value: Any) -> Any:
+        return value.encode() if isinstance(value, str) else value
+
+    def model_post_init(self, context: Any) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{load_settings().home / 'platform.db'}")
+
+    @property
+    def platform_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else load_settings().home / "platform"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
