@@ -32,10 +32,10 @@ import sqlalchemy as sa
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from mindprint.companion.samples import build_sample
 from mindprint.device.keys import DeviceKey
 from mindprint.device.session import SESSION_FILE
-from mindprint.labeling.samples import build_sample
-from mindprint.labeling.submissions import device_typed_data
+from mindprint.protocol.formats import device_typed_data
 from tests.services import create_database, free_port, postgres_server
 from tests.test_samples import T0, real_session
 

@@ -34,20 +34,20 @@ import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from mindprint.companion.samples import build_sample
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import read_openbci_gui_csv
 from mindprint.device.session import SESSION_FILE
 from mindprint.export.bids import platform_source
 from mindprint.labeling.consent import consent_message
-from mindprint.labeling.samples import build_sample
 from mindprint.labeling.store import Account as AccountRow
 from mindprint.labeling.store import Device, Project, Submission, TaskItem, make_engine, migrate, sessions, utcnow
-from mindprint.labeling.submissions import device_typed_data
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.chain import ChainClient, deploy_contracts
 from mindprint.ledger.crypto import KeyStore, RecipientKey, new_data_key, wrap_key
 from mindprint.ledger.sealing import seal_session
+from mindprint.protocol.formats import device_typed_data
 from tests.conftest import CYTON_CSV
 from tests.services import ANVIL_KEY, anvil_node
 from tests.test_samples import T0, real_session

@@ -860,9 +860,9 @@ def label(
 
     from eth_account import Account
 
-    from mindprint.device.keys import DeviceKey
     from mindprint.companion.client import PlatformClient
     from mindprint.companion.run import LabelingRun
+    from mindprint.device.keys import DeviceKey
 
     if answers not in {"ask", "auto"}:
         raise ConfigurationError(f"--answers must be ask or auto, got {answers!r}")
@@ -920,10 +920,10 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
 
     from mindprint.api.server import ServerThread, start_platform
     from mindprint.api.settings import ApiSettings
-    from mindprint.device.keys import DeviceKey
-    from mindprint.device.openbci import import_recording
     from mindprint.companion.client import PlatformClient
     from mindprint.companion.run import LabelingRun
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.openbci import import_recording
     from mindprint.ledger.chain import ChainClient
     from mindprint.ledger.rewards import build_epoch, claim_reward, publish_epoch
 

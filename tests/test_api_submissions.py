@@ -14,14 +14,14 @@ from sqlalchemy import select
 
 from mindprint.api.app import create_app
 from mindprint.api.settings import get_settings
+from mindprint.companion.client import PlatformClient, PlatformError
+from mindprint.companion.samples import build_sample
+from mindprint.companion.stream import upload_recorded
 from mindprint.device.boards import BoardSpec
 from mindprint.device.bridge import BrainFlowSource
 from mindprint.device.keys import DeviceKey
 from mindprint.device.recorder import record_session
 from mindprint.device.session import iter_chunks
-from mindprint.companion.client import PlatformClient, PlatformError
-from mindprint.companion.samples import build_sample
-from mindprint.companion.stream import upload_recorded
 from mindprint.labeling.store import Job, make_engine, sessions
 from mindprint.protocol.formats import SignedSample, device_typed_data
 

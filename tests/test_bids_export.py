@@ -19,17 +19,17 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
-from mindprint.api.deps import _engine
 from mindprint.api.server import RunningPlatform, start_platform
+from mindprint.companion.samples import build_sample
 from mindprint.device.keys import DeviceKey
 from mindprint.export.bids import DIGESTS, FEATURES, ExportError, export_dataset, iter_files, platform_source
 from mindprint.export.verify import verify_dataset
-from mindprint.labeling.samples import build_sample
 from mindprint.ledger.crypto import RecipientKey, unwrap_key, wrap_key
+from mindprint.platform.service import engine_for
 
 from .test_api import OPERATOR, REQUESTER, _auth, sign_in
 from .test_api import _settings as api_settings
-from .test_api_submissions import _payload
+from .test_api_submissions import _submit
 from .test_samples import T0, real_session
 
 VALIDATOR = Path(sys.executable).parent / "bids-validator-deno"
@@ -48,7 +48,7 @@ class Exported:
         platform = self.running.platform
         settings = api_settings(self.tmp, data_dir=self.tmp / "platform")
         return platform_source(
-            _engine(settings.database_url),
+            engine_for(settings),
             settings.platform_dir,
             platform.blockstore,
             platform.keys,
@@ -70,7 +70,7 @@ def _contribute(
 ) -> tuple[str, object, list[str]]:
     wallet, key = Account.create(), DeviceKey.generate()
     token = sign_in(client, wallet)
-    from mindprint.labeling.submissions import device_typed_data
+    from mindprint.protocol.formats import device_typed_data
 
     deadline = int(time.time()) + 600
     config = client.get("/config").json()
@@ -94,7 +94,7 @@ def _contribute(
             stimulus_ns=T0 + second * 1_000_000_000,
             response_ns=T0 + second * 1_000_000_000 + 640_000_000,
         )
-        verdict = client.post("/submissions", json=_payload(signed, session), headers=_auth(token)).json()
+        verdict = _submit(client, signed, session, _auth(token)).json()
         assert verdict["status"] == "accepted", verdict
         cids.append(verdict["sample_cid"])
     return token, wallet, cids

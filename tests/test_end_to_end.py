@@ -12,11 +12,12 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from mindprint.api.server import ServerThread, start_platform
+from mindprint.companion.client import PlatformClient
+from mindprint.companion.run import LabelingRun
 from mindprint.device.boards import BoardSpec
 from mindprint.device.bridge import BrainFlowSource
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import import_recording
-from mindprint.labeling.companion import LabelingRun, PlatformClient
 
 from .conftest import CYTON_CSV, require
 from .test_api import OPERATOR, REQUESTER, _settings

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from eth_account import Account
 
+from mindprint.companion.samples import build_sample
 from mindprint.core.ipld import cid_for_block, decode_block, encode_block
 from mindprint.device.bridge import DataChunk
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import read_openbci_gui_csv
 from mindprint.device.session import SESSION_FILE, SessionWriter
-from mindprint.labeling.samples import SampleError, build_sample, check_sample
+from mindprint.labeling.samples import SampleError, check_sample
 
 from .conftest import CYTON_CSV, require
 

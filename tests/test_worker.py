@@ -10,13 +10,13 @@ import pytest
 
 from mindprint.core.ipld import cid_for_block
 from mindprint.labeling.store import Account, Job, Project, Submission, TaskItem, make_engine, migrate, sessions
-from mindprint.labeling.submissions import Platform
 from mindprint.labeling.verification.model import load_default_model
 from mindprint.labeling.worker import Worker
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.chain import ChainClient, deploy_contracts
 from mindprint.ledger.crypto import KeyStore, RecipientKey
+from mindprint.platform.service import Platform
 
 
 def _seed(engine, store: Blockstore, n: int, *, pin_jobs: bool) -> list[str]:  # type: ignore[no-untyped-def]

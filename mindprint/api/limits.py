@@ -107,9 +107,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
-                await _refuse(
-                    scope, send_with_headers, 413, "Content Too Large", f"body exceeds {self.max_body} bytes"
-                )
+                await _refuse(scope, send_with_headers, 413, "Content Too Large", f"body exceeds {self.max_body} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

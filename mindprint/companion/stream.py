@@ -25,11 +25,11 @@ from typing import Any
 
 from multiformats import CID
 
+from mindprint.companion.client import PlatformClient, PlatformError, PlatformUnavailable
 from mindprint.core.ipld import cid_text, decode_block, read_car
 from mindprint.device.session import SESSION_FILE, SessionHeader, SessionWriter, WrittenChunk
 from mindprint.ledger.crypto import new_data_key, wrap_key
 from mindprint.protocol.formats import seal_chunk
-from mindprint.companion.client import PlatformClient, PlatformError, PlatformUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,6 @@ class ChunkUploader:
         except BaseException as err:  # surfaced to the labeling run by wait_sent
             logger.error("session upload stopped: %s", err)
             self.error = err
-
 
 
 def upload_recorded(client: PlatformClient, path: Path, platform_key: bytes) -> dict[str, Any]:

@@ -65,10 +65,10 @@ __all__ = [
     "check_rate",
     "check_timing",
     "chunk_samples",
-    "signature_block",
     "iter_chunks",
     "read_eeg",
     "read_header",
+    "signature_block",
     "verify_session",
 ]
 

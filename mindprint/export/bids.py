@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from mindprint.core.errors import ConfigurationError, CryptoError, ExportError, 
 from mindprint.core.ipld import decode_block
 from mindprint.core.secret_files import load_or_create_secret
 from mindprint.device.session import CHUNK_TYPE, SESSION_FILE, SIGNATURE_TYPE, SessionHeader
+from mindprint.export.layout import DIGESTS, FEATURES, TASK, flat_features, iter_files, label_text, sha256_file
 from mindprint.export.session_file import chunks_to_raw
 from mindprint.labeling.store import Account, Device, Submission, TaskItem, sessions
 from mindprint.ledger.anchoring import InclusionProof, read_proof
@@ -56,13 +57,11 @@ from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.chain import Deployment
 from mindprint.ledger.crypto import KeyStore, RecipientKey
 from mindprint.ledger.sealing import open_sealed_car
+from mindprint.platform.ingest import session_manifest
 from mindprint.signal.pipeline import process_recording
 
 logger = logging.getLogger(__name__)
 
-TASK = "labeling"
-DIGESTS = "sourcedata/mindprint/SHA256SUMS"
-FEATURES = "derivatives/mindprint/features.parquet"
 SCORES = ("authenticity", "liveness", "attention", "uniqueness")
 ROW_GROUP = 1024
 #: mne-bids formats: EDF (16-bit, compact) or BrainVision (float32 µV, lossless for our data)
@@ -202,6 +201,10 @@ def _selection(source: ExportSource, projects: list[int] | None, summary: Export
             if session not in latest or (created, cid) > latest[session]:
                 latest[session] = (created, cid)
                 recording.manifest = manifest
+        for recording in groups.values():  # a streamed session: every chunk the platform holds
+            streamed = session_manifest(db, source.blockstore, recording.session)
+            if streamed is not None:
+                recording.manifest = str(streamed)
     recordings = list(groups.values())
     recordings.sort(key=lambda r: (r.subject, r.first, r.session))
     runs: dict[str, int] = {}
@@ -215,35 +218,6 @@ def _trial_type(label: Any) -> str:
     if isinstance(label, str) and label and len(label) <= 40 and label.replace("-", "").replace("_", "").isalnum():
         return f"label/{label}"
     return "label"
-
-
-def label_text(label: Any) -> str:
-    """The label as events.tsv shows it: plain text when that is unambiguous, else JSON."""
-    if (
-        isinstance(label, str)
-        and label
-        and label != "n/a"
-        and label.isprintable()
-        and '"' not in label
-        and label.strip() == label
-    ):
-        return label
-    return json.dumps(label, sort_keys=True, ensure_ascii=False)
-
-
-def _flat(prefix: str, value: Any, out: dict[str, float]) -> None:
-    if isinstance(value, dict):
-        for key in sorted(value):
-            _flat(f"{prefix}.{key}" if prefix else str(key), value[key], out)
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        out[prefix] = float(value)
-
-
-def flat_features(features: Any) -> dict[str, float]:
-    """Nested feature summary → ``{"band_power.alpha": …}`` (numbers only)."""
-    out: dict[str, float] = {}
-    _flat("", features, out)
-    return out
 
 
 PARQUET_SCHEMA = pa.schema(
@@ -460,20 +434,6 @@ def _chunk_signatures(decoded: list[tuple[CID, Any]]) -> list[dict[str, Any]]:
         elif isinstance(value, dict) and value.get("type") == SIGNATURE_TYPE:
             signatures[value["signs"]] = bytes(value["signature"]).hex()
     return [{"seq": seq, "cid": str(cid), "signature": signatures.get(cid)} for cid, seq in seqs.items()]
-
-
-def iter_files(root: Path) -> Iterator[Path]:
-    """Every regular file under ``root`` in a fixed order (relative paths, POSIX)."""
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        yield path.relative_to(root)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_dataset(

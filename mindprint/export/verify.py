@@ -36,12 +36,11 @@ from multiformats import CID
 from mindprint.core.ipld import cid_for_block, decode_block, read_car
 from mindprint.device.keys import verify_signature
 from mindprint.device.session import CHUNK_TYPE, SessionHeader, verify_session
-from mindprint.export.bids import DIGESTS, FEATURES, TASK, flat_features, iter_files, label_text, sha256_file
+from mindprint.export.layout import DIGESTS, FEATURES, TASK, flat_features, iter_files, label_text, sha256_file
 from mindprint.export.session_file import chunks_to_raw
 from mindprint.labeling.consent import ConsentError, check_consent
-from mindprint.labeling.samples import SAMPLE_TYPE, sample_typed_data
-from mindprint.labeling.submissions import device_typed_data
 from mindprint.ledger.merkle import sample_leaf, verify_proof
+from mindprint.protocol.formats import SAMPLE_TYPE, device_typed_data, sample_typed_data
 
 __all__ = ["DatasetReport", "Problem", "verify_dataset"]
 

@@ -30,7 +30,14 @@ from mindprint.companion.samples import build_sample, json_safe
 from mindprint.core.errors import SessionFormatError
 from mindprint.core.ipld import cid_for_block, decode_block, read_car
 from mindprint.device.keys import verify_signature
-from mindprint.device.session import SESSION_FILE, SessionHeader, SessionReport, chunk_samples, read_header, verify_session
+from mindprint.device.session import (
+    SESSION_FILE,
+    SessionHeader,
+    SessionReport,
+    chunk_samples,
+    read_header,
+    verify_session,
+)
 from mindprint.protocol.formats import SAMPLE_TYPE, SampleError, SampleValue, SignedSample, sample_typed_data
 from mindprint.signal.pipeline import PipelineParams, process_recording
 
@@ -148,9 +155,12 @@ def _signed_chunks(car: bytes) -> dict[CID, dict[str, Any]]:
         value = decode_block(section.block)
         if isinstance(value, dict) and value.get("type") == "mindprint/chunk/v1":
             blocks[section.cid] = value
-        elif isinstance(value, dict) and value.get("type") == "mindprint/signature/v1":
-            if isinstance(value.get("signs"), CID):
-                signed.add(value["signs"])
+        elif (
+            isinstance(value, dict)
+            and value.get("type") == "mindprint/signature/v1"
+            and isinstance(value.get("signs"), CID)
+        ):
+            signed.add(value["signs"])
     # a chunk whose signature did not make it into the file (still being written) does not count
     return {cid: block for cid, block in blocks.items() if cid in signed}
 

@@ -240,7 +240,13 @@ def submit(
     if added is not None and platform.fingerprints is not None:  # durable before the commit
         platform.fingerprints.save(cid, *added)
     status = "accepted" if verdict.accepted else "rejected"
-    result = {"sample_cid": cid, "status": status, "scores": verdict.scores, "reasons": verdict.reasons, "task_id": sample.task}
+    result = {
+        "sample_cid": cid,
+        "status": status,
+        "scores": verdict.scores,
+        "reasons": verdict.reasons,
+        "task_id": sample.task,
+    }
     # 6. one transaction
     submission = Submission(
         cid=cid,

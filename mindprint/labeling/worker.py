@@ -20,9 +20,9 @@ from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.engine import Engine
 
 from mindprint.labeling.store import Job, Submission, sessions, utcnow
-from mindprint.platform.service import Platform
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.ipfs import KuboClient, PinQueue
+from mindprint.platform.service import Platform
 
 logger = logging.getLogger(__name__)
 

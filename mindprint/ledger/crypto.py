@@ -136,7 +136,9 @@ def _kek(shared: bytes, ephemeral: bytes, recipient: bytes) -> bytes:
 def wrap_key(data_key: bytes, recipient_public: bytes, session: str) -> WrappedKey:
     """Wrap ``data_key`` for the holder of ``recipient_public`` with HPKE (bound to ``session``)."""
     try:
-        sealed = _HPKE.encrypt(data_key, X25519PublicKey.from_public_bytes(recipient_public), HPKE_INFO + session.encode())
+        sealed = _HPKE.encrypt(
+            data_key, X25519PublicKey.from_public_bytes(recipient_public), HPKE_INFO + session.encode()
+        )
     except ValueError as err:
         raise CryptoError(f"cannot wrap for recipient key: {err}") from err
     return WrappedKey(recipient_public, sealed[:_ENC_BYTES], b"", sealed[_ENC_BYTES:])

@@ -15,6 +15,7 @@ envelopes, so checking a sample costs the same at minute 1 and minute 60.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from mindprint.device.session import (
     signature_block,
 )
 from mindprint.labeling.store import Device, IngestChunk, IngestSession, utcnow
+from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import WrappedKey, open_payload, seal_payload, unwrap_key
 from mindprint.ledger.sealing import envelope_aad, sealed_manifest
 from mindprint.platform.service import Platform
@@ -196,7 +198,14 @@ def _check_chunk(row: IngestSession, header: SessionHeader, seq: int, value: Any
 
 
 def put_chunk(
-    db: Session, platform: Platform, contributor: str, session: str, seq: int, cid: str, signature: bytes, envelope: bytes
+    db: Session,
+    platform: Platform,
+    contributor: str,
+    session: str,
+    seq: int,
+    cid: str,
+    signature: bytes,
+    envelope: bytes,
 ) -> dict[str, Any]:
     """Verify one chunk and store its envelope once; idempotent per (session, seq)."""
     row = _own_session(db, contributor, session)
@@ -294,13 +303,14 @@ def load_cited(db: Session, platform: Platform, contributor: str, session: str, 
         raise InvalidRequest(f"the sample's session {session} was not streamed to this platform by you")
     texts = [cid_text(c) for c in chunks]
     found = {
-        r.cid: r for r in db.scalars(select(IngestChunk).where(IngestChunk.session == session, IngestChunk.cid.in_(texts)))
+        r.cid: r
+        for r in db.scalars(select(IngestChunk).where(IngestChunk.session == session, IngestChunk.cid.in_(texts)))
     }
     missing = [t for t in texts if t not in found]
     if missing:
         raise Conflict(f"the sample cites {len(missing)} chunk(s) the platform does not hold yet: {missing[0]}")
     rows = [found[t] for t in texts]
-    if any(b.seq != a.seq + 1 for a, b in zip(rows, rows[1:], strict=False)):
+    if any(b.seq != a.seq + 1 for a, b in itertools.pairwise(rows)):
         raise InvalidRequest("the sample's chunks are not consecutive chunks of its session")
     data_key, header = _session_context(platform, row)
     blocks = []
@@ -312,7 +322,7 @@ def load_cited(db: Session, platform: Platform, contributor: str, session: str, 
     return CitedEpoch(header, rows, blocks, row)
 
 
-def _manifest(platform: Platform, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
+def _manifest(store: Blockstore, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
     entries: list[dict[str, object]] = [
         {"block": bytes(CID.decode(row.header_cid)), "sealed": CID.decode(row.header_sealed)},
         {"block": bytes(CID.decode(row.header_signature_cid)), "sealed": CID.decode(row.header_signature_sealed)},
@@ -320,18 +330,18 @@ def _manifest(platform: Platform, row: IngestSession, chunks: Sequence[IngestChu
     for chunk in chunks:
         entries.append({"block": bytes(CID.decode(chunk.cid)), "sealed": CID.decode(chunk.sealed)})
         entries.append({"block": bytes(CID.decode(chunk.signature_cid)), "sealed": CID.decode(chunk.signature_sealed)})
-    return sealed_manifest(platform.blockstore, row.session, [CID.decode(row.header_cid)], entries)
+    return sealed_manifest(store, row.session, [CID.decode(row.header_cid)], entries)
 
 
 def excerpt_manifest(platform: Platform, cited: CitedEpoch) -> CID:
     """A sealed-session manifest of the header and the cited chunks (what a sample pins)."""
-    return _manifest(platform, cited.session, cited.rows)
+    return _manifest(platform.blockstore, cited.session, cited.rows)
 
 
-def session_manifest(db: Session, platform: Platform, session: str) -> CID | None:
+def session_manifest(db: Session, store: Blockstore, session: str) -> CID | None:
     """A sealed-session manifest of the whole streamed session so far (for exports), or None."""
     row = db.get(IngestSession, session)
     if row is None:
         return None
     chunks = db.scalars(select(IngestChunk).where(IngestChunk.session == session).order_by(IngestChunk.seq)).all()
-    return _manifest(platform, row, chunks)
+    return _manifest(store, row, chunks)

@@ -108,7 +108,9 @@ def _build(settings: Settings) -> Platform:
     root = settings.platform_dir
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     recipient = RecipientKey.from_private_bytes(
-        load_or_create_secret(root / "platform_x25519.key", lambda: RecipientKey.generate().private_bytes(), "platform key")
+        load_or_create_secret(
+            root / "platform_x25519.key", lambda: RecipientKey.generate().private_bytes(), "platform key"
+        )
     )
     secret = settings.token_secret or load_or_create_secret(
         root / "token.secret", lambda: secrets.token_bytes(32), "token secret"
