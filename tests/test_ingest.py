@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import itertools
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -195,7 +197,13 @@ def test_concurrent_replays_cannot_both_pass(platform) -> None:  # type: ignore[
         session = real_session(tmp / name, key, seconds=20)  # the same EEG, two devices
         _stream(client, token, session)
         signed = build_sample(
-            session, key, wallet, task=task["id"], label="yes", stimulus_ns=T0 + 10**10, response_ns=T0 + 10**10 + 6 * 10**8
+            session,
+            key,
+            wallet,
+            task=task["id"],
+            label="yes",
+            stimulus_ns=T0 + 10**10,
+            response_ns=T0 + 10**10 + 6 * 10**8,
         )
         bundles.append((_payload(signed), _auth(token)))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -233,11 +241,18 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
         client.bind_device(key)
         outage: dict[str, float] = {}
 
+        def restart() -> None:
+            nonlocal server
+            time.sleep(60)
+            server = ServerThread(running.app, port=port).__enter__()
+            outage["up"] = time.monotonic()
+
         def answer(task: dict) -> str:  # type: ignore[type-arg]
             nonlocal server
             if len(trials) == 3:  # the platform goes away while the fourth task is answered
                 server.__exit__(None, None, None)
                 outage["down"] = time.monotonic()
+                threading.Thread(target=restart, daemon=True).start()
             return "yes"
 
         trials: list = []  # type: ignore[type-arg]
@@ -246,17 +261,6 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
             for _ in range(10):
                 task = client.next_task()
                 assert task is not None
-                if len(trials) == 3:
-
-                    def restart() -> None:
-                        nonlocal server
-                        time.sleep(60)
-                        server = ServerThread(running.app, port=port).__enter__()
-                        outage["up"] = time.monotonic()
-
-                    import threading
-
-                    threading.Thread(target=restart, daemon=True).start()
                 trials.append(run.trial(task, answer))
             written = run.index.count
         assert outage["up"] - outage["down"] >= 60
@@ -269,7 +273,7 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
         assert state["next_seq"] == written and state["last_cid"] == local[-1]
         # ten distinct, non-overlapping epochs, each after its own stimulus marker
         stimuli = [t.stimulus_ns for t in trials]
-        assert all(b - a >= 4 * 10**9 for a, b in zip(stimuli, stimuli[1:], strict=False)), stimuli
+        assert all(b - a >= 4 * 10**9 for a, b in itertools.pairwise(stimuli)), stimuli
         assert len({t.verdict["sample_cid"] for t in trials}) == 10
         assert not any("replay" in r for t in trials for r in t.verdict["reasons"])
     finally:
@@ -370,18 +374,15 @@ def test_sigkill_of_serve_during_a_burst_loses_no_accepted_sample(tmp_path: Path
         accepted = [cid for cid, a in answered.items() if a["status"] == "accepted"]
         assert accepted
         deadline = time.monotonic() + 90
-        proofs = {}
-        while time.monotonic() < deadline and len(proofs) < len(accepted):
-            for cid in accepted:
-                if cid not in proofs:
-                    try:
-                        proofs[cid] = contributors[0][0].http.get(
-                            f"/samples/{cid}/proof", headers={"Authorization": f"Bearer {admin_token(url)}"}
-                        ).json()
-                    except Exception:  # not anchored yet
-                        pass
-            proofs = {c: p for c, p in proofs.items() if isinstance(p, dict) and p.get("state") == "confirmed"}
-            time.sleep(0.5)
+        proofs: dict[str, dict] = {}  # type: ignore[type-arg]
+        admin_auth = {"Authorization": f"Bearer {admin_token(url)}"}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while time.monotonic() < deadline and len(proofs) < len(accepted):
+                for cid in set(accepted) - set(proofs):
+                    answer = http.get(f"/samples/{cid}/proof", headers=admin_auth)
+                    if answer.status_code == 200 and answer.json()["state"] == "confirmed":
+                        proofs[cid] = answer.json()
+                time.sleep(0.5)
         assert set(proofs) == set(accepted)
         # exactly once: each sample in one batch, and that batch's root is anchored
         from mindprint.ledger.anchoring import open_journal
@@ -407,7 +408,8 @@ def admin_token(url: str) -> str:
 
 def test_companion_and_verifier_import_no_server_stack() -> None:
     code = (
-        "import sys, mindprint.companion.run, mindprint.companion.stream, mindprint.export.verify, mindprint.cli\n"
+        "import sys, mindprint.companion.run, mindprint.companion.stream\n"
+        "import mindprint.export.verify, mindprint.cli\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'fastapi', 'starlette', 'uvicorn', 'alembic'})\n"
         "print(','.join(heavy))"
     )
@@ -421,7 +423,9 @@ def test_old_format_sample_still_checks_against_its_session_car(tmp_path: Path) 
 
     key, wallet = DeviceKey.generate(), Account.create()
     session = real_session(tmp_path / "s", key, seconds=12)
-    signed = build_sample(session, key, wallet, task=3, label="yes", stimulus_ns=T0 + 5 * 10**9, response_ns=T0 + 6 * 10**9)
+    signed = build_sample(
+        session, key, wallet, task=3, label="yes", stimulus_ns=T0 + 5 * 10**9, response_ns=T0 + 6 * 10**9
+    )
     check = check_sample(signed, (session / SESSION_FILE).read_bytes(), contributor=wallet.address, chain_id=1)
     assert check.problems == [] and check.report.ok
     tampered = replace(signed, device_signature=bytes(64))

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -47,6 +49,7 @@ __all__ = [
     "new_data_key",
     "open_payload",
     "seal_payload",
+    "seal_payload_deterministic",
     "unwrap_key",
     "wrap_key",
 ]
@@ -60,6 +63,17 @@ def new_data_key() -> bytes:
 def seal_payload(data_key: bytes, plaintext: bytes, associated: bytes) -> bytes:
     """Encrypt ``plaintext``; ``associated`` (e.g. session id + purpose) is authenticated."""
     nonce = os.urandom(NONCE_BYTES)
+    return MAGIC + nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, associated)
+
+
+def seal_payload_deterministic(data_key: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """:func:`seal_payload` with a synthetic nonce (HMAC of key, associated data and plaintext).
+
+    The same plaintext sealed twice gives the same envelope (so manifests built on demand
+    are content-addressed stably); a nonce repeats only for an identical message.
+    """
+    nonce = hmac.new(data_key, b"mindprint siv\x00" + associated + b"\x00" + plaintext, hashlib.sha256).digest()
+    nonce = nonce[:NONCE_BYTES]
     return MAGIC + nonce + ChaCha20Poly1305(data_key).encrypt(nonce, plaintext, associated)
 
 

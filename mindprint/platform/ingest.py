@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mindprint.core.errors import Conflict, CryptoError, InvalidRequest, NotFound, SessionFormatError, TooLarge
-from mindprint.core.ipld import cid_for_block, cid_text, decode_block
+from mindprint.core.ipld import cid_for_block, cid_from_bytes, cid_text, decode_block
 from mindprint.device.keys import verify_signature
 from mindprint.device.session import (
     CHUNK_TYPE,
@@ -41,7 +41,7 @@ from mindprint.device.session import (
 )
 from mindprint.labeling.store import Device, IngestChunk, IngestSession, utcnow
 from mindprint.ledger.blockstore import Blockstore
-from mindprint.ledger.crypto import WrappedKey, open_payload, seal_payload, unwrap_key
+from mindprint.ledger.crypto import WrappedKey, open_payload, seal_payload_deterministic, unwrap_key
 from mindprint.ledger.sealing import envelope_aad, sealed_manifest
 from mindprint.platform.service import Platform
 
@@ -116,17 +116,14 @@ def open_session(
         data_key = unwrap_key(key, platform.platform_key, header.session)
     except CryptoError as err:
         raise InvalidRequest(f"the wrapped data key does not open with the platform's key: {err}") from err
-    sig_block = signature_block(header_cid, signature)
-    sig_cid = cid_for_block(sig_block)
     row = IngestSession(
         session=header.session,
         contributor=contributor,
         device=header.device.hex(),
         header_cid=cid_text(header_cid),
         header_block=header_block,
-        header_sealed=cid_text(platform.blockstore.put(_seal(data_key, header.session, header_cid, header_block))),
-        header_signature_cid=cid_text(sig_cid),
-        header_signature_sealed=cid_text(platform.blockstore.put(_seal(data_key, header.session, sig_cid, sig_block))),
+        header_sealed=bytes(platform.blockstore.put(_seal(data_key, header.session, header_cid, header_block))),
+        header_signature=signature,
         next_seq=0,
         last_cid=cid_text(header_cid),
         last_t0_ns=None,
@@ -148,7 +145,8 @@ def open_session(
 
 
 def _seal(data_key: bytes, session: str, cid: CID, block: bytes) -> bytes:
-    return seal_payload(data_key, block, envelope_aad(session, cid))
+    # deterministic: the header and signature envelopes are rebuilt for manifests on demand
+    return seal_payload_deterministic(data_key, block, envelope_aad(session, cid))
 
 
 def _session_context(platform: Platform, row: IngestSession) -> tuple[bytes, SessionHeader]:
@@ -212,7 +210,7 @@ def put_chunk(
     chunk_cid = _cid(cid, "cid")
     if seq < row.next_seq:
         held = db.get(IngestChunk, (session, seq))
-        if held is not None and held.cid == cid_text(chunk_cid):
+        if held is not None and held.cid == bytes(chunk_cid):
             return {**session_state(row), "stored": False}
         raise Conflict(f"seq {seq} is already held with another chunk")
     if seq > row.next_seq:
@@ -233,18 +231,14 @@ def put_chunk(
     except SessionFormatError as err:
         raise InvalidRequest(f"chunk {seq} is not DAG-CBOR: {err}") from err
     t0, n_times, added_samples, added_clock = _check_chunk(row, header, seq, value)
-    sig_block = signature_block(chunk_cid, signature)
-    sig_cid = cid_for_block(sig_block)
     sealed = platform.blockstore.put(envelope)  # the device's ciphertext, as it came
-    sig_sealed = platform.blockstore.put(_seal(data_key, session, sig_cid, sig_block))
     db.add(
         IngestChunk(
             session=session,
             seq=seq,
-            cid=cid_text(chunk_cid),
-            sealed=cid_text(sealed),
-            signature_cid=cid_text(sig_cid),
-            signature_sealed=cid_text(sig_sealed),
+            cid=bytes(chunk_cid),
+            sealed=bytes(sealed),
+            signature=signature,
             t0_ns=t0,
             n_times=n_times,
         )
@@ -291,8 +285,8 @@ class CitedEpoch:
             sfreq=self.header.sfreq,
             chunks=len(self.rows),
             samples=sum(r.n_times for r in self.rows),
-            first_cid=self.rows[0].cid,
-            last_cid=self.rows[-1].cid,
+            first_cid=cid_text(cid_from_bytes(self.rows[0].cid)),
+            last_cid=cid_text(cid_from_bytes(self.rows[-1].cid)),
         )
 
 
@@ -301,47 +295,57 @@ def load_cited(db: Session, platform: Platform, contributor: str, session: str, 
     row = db.get(IngestSession, session)
     if row is None or row.contributor != contributor:
         raise InvalidRequest(f"the sample's session {session} was not streamed to this platform by you")
-    texts = [cid_text(c) for c in chunks]
+    wanted = [bytes(c) for c in chunks]
     found = {
         r.cid: r
-        for r in db.scalars(select(IngestChunk).where(IngestChunk.session == session, IngestChunk.cid.in_(texts)))
+        for r in db.scalars(select(IngestChunk).where(IngestChunk.session == session, IngestChunk.cid.in_(wanted)))
     }
-    missing = [t for t in texts if t not in found]
+    missing = [c for c, raw in zip(chunks, wanted, strict=True) if raw not in found]
     if missing:
         raise Conflict(f"the sample cites {len(missing)} chunk(s) the platform does not hold yet: {missing[0]}")
-    rows = [found[t] for t in texts]
+    rows = [found[raw] for raw in wanted]
     if any(b.seq != a.seq + 1 for a, b in itertools.pairwise(rows)):
         raise InvalidRequest("the sample's chunks are not consecutive chunks of its session")
     data_key, header = _session_context(platform, row)
     blocks = []
     for chunk, cid in zip(rows, chunks, strict=True):
-        block = open_payload(data_key, platform.blockstore.get(chunk.sealed), envelope_aad(session, cid))
+        envelope = platform.blockstore.get(cid_from_bytes(chunk.sealed))
+        block = open_payload(data_key, envelope, envelope_aad(session, cid))
         if cid_for_block(block) != cid:
             raise InvalidRequest(f"stored chunk {chunk.seq} does not match its CID")
         blocks.append(dict(decode_block(block)))
     return CitedEpoch(header, rows, blocks, row)
 
 
-def _manifest(store: Blockstore, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
-    entries: list[dict[str, object]] = [
-        {"block": bytes(CID.decode(row.header_cid)), "sealed": CID.decode(row.header_sealed)},
-        {"block": bytes(CID.decode(row.header_signature_cid)), "sealed": CID.decode(row.header_signature_sealed)},
-    ]
+def _manifest(store: Blockstore, data_key: bytes, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
+    """A sealed-session manifest: the header, the chunks' envelopes as the device sent them,
+    and the signature blocks (rebuilt from the stored signatures, sealed deterministically)."""
+    header_cid = CID.decode(row.header_cid)
+    entries: list[dict[str, object]] = [{"block": bytes(header_cid), "sealed": cid_from_bytes(row.header_sealed)}]
+
+    def signed(cid: CID, signature: bytes) -> None:
+        block = signature_block(cid, signature)
+        block_cid = cid_for_block(block)
+        sealed = store.put(_seal(data_key, row.session, block_cid, block))
+        entries.append({"block": bytes(block_cid), "sealed": sealed})
+
+    signed(header_cid, row.header_signature)
     for chunk in chunks:
-        entries.append({"block": bytes(CID.decode(chunk.cid)), "sealed": CID.decode(chunk.sealed)})
-        entries.append({"block": bytes(CID.decode(chunk.signature_cid)), "sealed": CID.decode(chunk.signature_sealed)})
-    return sealed_manifest(store, row.session, [CID.decode(row.header_cid)], entries)
+        entries.append({"block": chunk.cid, "sealed": cid_from_bytes(chunk.sealed)})
+        signed(cid_from_bytes(chunk.cid), chunk.signature)
+    return sealed_manifest(store, row.session, [header_cid], entries)
 
 
 def excerpt_manifest(platform: Platform, cited: CitedEpoch) -> CID:
     """A sealed-session manifest of the header and the cited chunks (what a sample pins)."""
-    return _manifest(platform.blockstore, cited.session, cited.rows)
+    data_key, _ = _session_context(platform, cited.session)
+    return _manifest(platform.blockstore, data_key, cited.session, cited.rows)
 
 
-def session_manifest(db: Session, store: Blockstore, session: str) -> CID | None:
+def session_manifest(db: Session, store: Blockstore, data_key: bytes, session: str) -> CID | None:
     """A sealed-session manifest of the whole streamed session so far (for exports), or None."""
     row = db.get(IngestSession, session)
     if row is None:
         return None
     chunks = db.scalars(select(IngestChunk).where(IngestChunk.session == session).order_by(IngestChunk.seq)).all()
-    return _manifest(store, row, chunks)
+    return _manifest(store, data_key, row, chunks)
