@@ -42,12 +42,12 @@ import numpy as np
 from eth_account import Account
 
 from mindprint.companion.client import PlatformClient, PlatformError
-from mindprint.companion.samples import build_sample
+from mindprint.companion.samples import sign_sample
 from mindprint.core.ipld import cid_text, decode_block, read_car
 from mindprint.device.bridge import DataChunk
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import read_openbci_gui_csv
-from mindprint.device.session import SESSION_FILE, SIGNATURE_TYPE, SessionWriter
+from mindprint.device.session import SESSION_FILE, SIGNATURE_TYPE, SessionWriter, read_header
 from mindprint.ledger.crypto import new_data_key, wrap_key
 from mindprint.protocol.formats import seal_chunk
 
@@ -138,15 +138,6 @@ def client_process(
     chain_id = client.config()["chain_id"]
     platform_key = bytes.fromhex(client.config()["platform_key"])
     # before the clock: every sample (pipeline + both signatures) and every envelope
-    samples = []
-    for k in range(n_samples):
-        stimulus = T0 + round((k * every + every / 2) * 1e9)
-        samples.append(
-            build_sample(
-                session, key, wallet, task=k + 1, label="yes", chain_id=chain_id,
-                stimulus_ns=stimulus, response_ns=stimulus + 600_000_000,
-            )
-        )  # fmt: skip
     contents = read_car((session / SESSION_FILE).read_bytes())
     header = contents.sections[0]
     signatures = {}
@@ -156,16 +147,27 @@ def client_process(
         if value.get("type") == SIGNATURE_TYPE:
             signatures[value["signs"]] = bytes(value["signature"])
         else:
-            chunks.append((section.cid, section.block))
+            chunks.append((section.cid, section.block, value))
+    session_header = read_header(session)
+    per_sample_chunks = round(every * SFREQ / CHUNK)
+    samples = []
+    for k in range(n_samples):
+        stimulus = T0 + round((k * every + every / 2) * 1e9)
+        window = [(cid, value) for cid, _, value in chunks[k * per_sample_chunks : (k + 1) * per_sample_chunks]]
+        samples.append(
+            sign_sample(
+                session_header, window, key, wallet, task=k + 1, label="yes", chain_id=chain_id,
+                stimulus_ns=stimulus, response_ns=stimulus + 600_000_000,
+            )
+        )  # fmt: skip
     session_id = decode_block(header.block)["session"]
     data_key = new_data_key()
-    envelopes = [seal_chunk(data_key, session_id, cid, block) for cid, block in chunks]
+    envelopes = [seal_chunk(data_key, session_id, cid, block) for cid, block, _ in chunks]
     session_bytes = (session / SESSION_FILE).stat().st_size
 
     started = time.perf_counter()
     uploaded = len(header.block)
     client.open_session(header.block, signatures[header.cid], wrap_key(data_key, platform_key, session_id))
-    per_sample_chunks = round(every * SFREQ / CHUNK)
     results = []
     rejected_for_size = 0
     sent = 0
@@ -173,7 +175,7 @@ def client_process(
         # stream the chunks up to the end of this sample's 10 s (its epoch lies inside)
         upto = min(n_chunks, (k + 1) * per_sample_chunks)
         while sent < upto:
-            cid, _ = chunks[sent]
+            cid = chunks[sent][0]
             client.put_chunk(session_id, sent, cid_text(cid), signatures[cid], envelopes[sent])
             uploaded += len(envelopes[sent]) + 64 + len(cid_text(cid))
             sent += 1

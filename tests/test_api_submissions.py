@@ -186,7 +186,7 @@ def test_bad_submissions_are_refused_with_reasons(platform) -> None:  # type: ig
 
 def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[no-untyped-def]
     client, tmp = platform
-    _project(client, redundancy=1)
+    _, _, owner = _project(client, redundancy=1)
     operator = sign_in(client, OPERATOR)
     key_response = client.post("/api-keys", json={"name": "exporter", "role": "requester"}, headers=_auth(operator))
     assert key_response.status_code == 201
@@ -200,6 +200,12 @@ def test_api_keys_rewards_and_sample_access(platform) -> None:  # type: ignore[n
     assert client.get(f"/samples/{cid}", headers=_auth(token)).json()["contributor"] == wallet.address
     assert client.get(f"/samples/{cid}", headers=_auth(sign_in(client, Account.create()))).status_code == 404
     assert client.get(f"/samples/{cid}", headers=_auth(operator)).status_code == 200
+    # a requester reads the proofs of their own projects' samples only (409: no anchoring worker here)
+    assert client.get(f"/samples/{cid}/proof", headers=_auth(owner)).status_code == 409
+    stranger = Account.create()
+    sign_in(client, stranger)
+    client.put(f"/accounts/{stranger.address}/role", json={"role": "requester"}, headers=_auth(operator))
+    assert client.get(f"/samples/{cid}/proof", headers=_auth(sign_in(client, stranger))).status_code == 404
     assert client.post("/rewards/epochs", headers=_auth(token)).status_code == 403
     closed = client.post("/rewards/epochs", headers=_auth(operator))
     assert closed.status_code == 201 and closed.json()["contributors"] == 1

@@ -410,7 +410,8 @@ def test_companion_and_verifier_import_no_server_stack() -> None:
     code = (
         "import sys, mindprint.companion.run, mindprint.companion.stream\n"
         "import mindprint.export.verify, mindprint.cli\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'fastapi', 'starlette', 'uvicorn', 'alembic'})\n"
+        "stack = {'sqlalchemy', 'fastapi', 'starlette', 'uvicorn', 'alembic'}\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & stack)\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -62,12 +62,12 @@ from mindprint.labeling.store import (
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
 from mindprint.platform.ingest import excerpt_manifest, load_cited
 from mindprint.platform.service import Platform
+from mindprint.platform.tasks import check_label
 from mindprint.protocol.formats import SampleError, SignedSample, device_typed_data
 
 logger = logging.getLogger(__name__)
 
 MAX_SAMPLE_BYTES = 64 * 2**10
-MAX_TEXT_LABEL = 2000
 
 __all__ = ["MAX_SAMPLE_BYTES", "Platform", "bind_device", "body_digest", "check_label", "device_typed_data", "submit"]
 
@@ -120,24 +120,6 @@ def body_digest(bundle: dict[str, Any]) -> str:
     """What an ``Idempotency-Key`` is bound to: the SHA-256 of the submitted fields."""
     text = "\n".join(f"{k}={bundle[k]}" for k in sorted(bundle))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def check_label(schema: dict[str, Any], label: Any) -> None:
-    """Refuse a label the project's label schema does not allow (``InvalidRequest``)."""
-    kind = schema.get("kind")
-    if kind == "classes":
-        classes = schema.get("classes") or []
-        if not isinstance(label, str) or label not in classes:
-            raise InvalidRequest(f"label {label!r:.80} is not one of the project's classes {classes}")
-    elif kind == "rating":
-        low, high = int(schema.get("rating_min", 1)), int(schema.get("rating_max", 5))
-        if isinstance(label, bool) or not isinstance(label, int) or not low <= label <= high:
-            raise InvalidRequest(f"label {label!r:.80} is not a rating in [{low}, {high}]")
-    elif kind == "text":
-        if not isinstance(label, str) or not 0 < len(label) <= MAX_TEXT_LABEL:
-            raise InvalidRequest(f"a text label is 1 to {MAX_TEXT_LABEL} characters")
-    else:
-        raise InvalidRequest(f"the project has an unknown label schema {kind!r}")
 
 
 def _previous(db: Session, key: str | None, digest: str) -> dict[str, Any] | None:

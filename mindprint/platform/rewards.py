@@ -1,0 +1,53 @@
+"""Reward epochs: accepted samples since the last epoch, weighted by quality, root on chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mindprint.core.errors import Conflict
+from mindprint.labeling.store import RewardEpoch, Submission, aware, utcnow
+from mindprint.platform.service import Platform
+
+__all__ = ["close_epoch", "rewards_of"]
+
+
+def close_epoch(db: Session, platform: Platform, pool_wei: int) -> dict[str, Any]:
+    """Close an epoch over the accepted samples since the last one and publish its Merkle root."""
+    from mindprint.ledger.rewards import build_epoch, publish_epoch
+
+    last = db.scalar(select(func.max(RewardEpoch.until)))
+    query = select(Submission.contributor, Submission.scores).where(Submission.status == "accepted")
+    if last is not None:
+        query = query.where(Submission.created > aware(last))
+    rows = db.execute(query).all()
+    if not rows:
+        raise Conflict("no accepted samples since the last epoch")
+    number = (db.scalar(select(func.max(RewardEpoch.epoch))) or 0) + 1
+    weights = [(contributor, scores.get("liveness", 0) * scores.get("attention", 0)) for contributor, scores in rows]
+    epoch = build_epoch(number, weights, pool_wei)
+    tx = None
+    if platform.chain is not None and platform.distributor:
+        tx = publish_epoch(platform.chain, platform.distributor, epoch).tx_hash
+    claims = {
+        a: {"epoch": c.epoch, "account": c.account, "amount": str(c.amount), "proof": c.proof, "root": c.root}
+        for a, c in epoch.claims.items()
+    }
+    db.add(
+        RewardEpoch(epoch=number, root=epoch.root, total=str(epoch.total), claims=claims, tx_hash=tx, until=utcnow())
+    )
+    db.commit()
+    return {"epoch": number, "root": epoch.root, "total": str(epoch.total), "contributors": len(claims), "tx_hash": tx}
+
+
+def rewards_of(db: Session, platform: Platform, address: str) -> dict[str, Any]:
+    """A contributor's accepted samples and their claim (for ``mindprint rewards claim``) per epoch."""
+    accepted = db.scalar(
+        select(func.count()).where(Submission.contributor == address, Submission.status == "accepted")
+    )
+    claims = [
+        e.claims[address] for e in db.scalars(select(RewardEpoch).order_by(RewardEpoch.epoch)) if address in e.claims
+    ]
+    return {"address": address, "accepted_samples": accepted, "claims": claims, "distributor": platform.distributor}
