@@ -198,3 +198,37 @@ def test_expiry_without_time_zone_is_401(client: TestClient) -> None:
     signature = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
     answer = client.post("/auth/verify", json={"message": message, "signature": signature})
     assert answer.status_code == 401, answer.text
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.replace("Sign in to mindprint.", "I agree to transfer all my funds."),
+        lambda m: m.replace("Chain ID: 1", "Chain ID: 5"),
+        lambda m: m.replace("URI: https://localhost", "URI: https://evil.example"),
+        lambda m: m.replace("Version: 1", "Version: 2"),
+        lambda m: m + "\nExpiration Time: 2999-01-01T00:00:00Z",  # a duplicated field
+        lambda m: m.replace("Issued At: ", "Issued At: 1999-01-01T00:00:00Z\nX: "),
+    ],
+    ids=["statement", "chain-id", "uri", "version", "duplicate-expiry", "issued-at"],
+)
+def test_sign_in_accepts_only_the_message_issued(client: TestClient, edit: Any) -> None:
+    wallet = Account.create()
+    issued = client.post("/auth/nonce", json={"address": wallet.address}).json()
+    message = edit(issued["message"])
+    assert message != issued["message"]
+    signature = wallet.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
+    answer = client.post("/auth/verify", json={"message": message, "signature": signature})
+    assert answer.status_code == 401, answer.text
+
+
+def test_one_nonce_gives_one_token_under_concurrency(client: TestClient) -> None:
+    import concurrent.futures
+
+    wallet = Account.create()
+    issued = client.post("/auth/nonce", json={"address": wallet.address}).json()
+    signature = wallet.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()
+    body = {"message": issued["message"], "signature": signature}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: client.post("/auth/verify", json=body).status_code, range(8)))
+    assert sorted(codes) == [200] + [401] * 7, codes

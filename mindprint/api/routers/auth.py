@@ -7,33 +7,41 @@ import datetime as dt
 from eth_utils import to_checksum_address
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 
 from mindprint.api.auth import AuthError, issue_token, new_nonce, parse_siwe, recover_signer, siwe_message
 from mindprint.api.deps import AccountDep, DbDep, PlatformDep, SettingsDep
-from mindprint.api.schemas import NonceRequest, NonceResponse, TokenResponse, VerifyRequest
+from mindprint.api.schemas import ERRORS, NonceRequest, NonceResponse, TokenResponse, VerifyRequest
 from mindprint.labeling.consent import ConsentError, check_consent, consent_message
 from mindprint.labeling.store import Account, LoginNonce, aware, utcnow
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/nonce", response_model=NonceResponse)
+@router.post("/nonce", response_model=NonceResponse, responses=ERRORS)
 def nonce(body: NonceRequest, settings: SettingsDep, db: DbDep) -> NonceResponse:
     """A fresh nonce and the EIP-4361 message to sign with the wallet."""
     address = to_checksum_address(body.address)
     issued = utcnow().replace(microsecond=0)
     expires = issued + dt.timedelta(minutes=5)
     value = new_nonce()
-    db.add(LoginNonce(nonce=value, address=address, expires=expires, used=False))
+    message = siwe_message(settings.domain, address, value, settings.chain_id, issued, expires)
+    # used and expired nonces go as new ones come: the table holds minutes of sign-ins, not history
+    db.execute(delete(LoginNonce).where(LoginNonce.expires < issued - dt.timedelta(minutes=5)))
+    db.add(LoginNonce(nonce=value, address=address, expires=expires, used=False, message=message))
     db.commit()
-    return NonceResponse(
-        nonce=value, message=siwe_message(settings.domain, address, value, settings.chain_id, issued, expires)
-    )
+    return NonceResponse(nonce=value, message=message)
 
 
-@router.post("/verify", response_model=TokenResponse)
+@router.post("/verify", response_model=TokenResponse, responses=ERRORS)
 def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep, platform: PlatformDep) -> TokenResponse:
-    """Check the signed message; returns a short-lived bearer token."""
+    """Check the signed message; returns a short-lived bearer token.
+
+    Strict: the message must be, byte for byte, the one ``/auth/nonce`` issued (so domain,
+    URI, version, chain id, statement, issued-at and expiry are all the server's), signed
+    by its address, before its expiry; the nonce is consumed atomically (one token per nonce).
+    """
     try:
         parsed = parse_siwe(body.message)
         signer = recover_signer(body.message, body.signature)
@@ -44,20 +52,32 @@ def verify(body: VerifyRequest, settings: SettingsDep, db: DbDep, platform: Plat
     if signer != parsed.address:
         raise HTTPException(401, "signature is not from the address in the message")
     record = db.get(LoginNonce, parsed.nonce)
-    now = utcnow()
     if record is None or record.address != signer:
         raise HTTPException(401, "unknown nonce")
+    if record.message is not None and record.message != body.message:
+        raise HTTPException(401, "the message differs from the one issued for this nonce")
     if record.used:
         raise HTTPException(401, "nonce already used (replayed sign-in)")
-    if aware(record.expires) < now or parsed.expires < now:
+    if aware(record.expires) < utcnow():
         raise HTTPException(401, "sign-in message expired")
-    record.used = True
+    consumed = db.execute(
+        update(LoginNonce).where(LoginNonce.nonce == parsed.nonce, LoginNonce.used.is_(False)).values(used=True)
+    )
+    if consumed.rowcount != 1:  # type: ignore[attr-defined]
+        db.rollback()
+        raise HTTPException(401, "nonce already used (replayed sign-in)")
+    db.commit()  # the nonce is spent whatever happens next
     account = db.get(Account, signer)
     if account is None:
         role = "operator" if signer.lower() in settings.operators else "contributor"
         account = Account(address=signer, role=role)
         db.add(account)
-    db.commit()
+    try:
+        db.commit()
+    except IntegrityError:  # the same new account created by a concurrent sign-in
+        db.rollback()
+        account = db.get(Account, signer)
+        assert account is not None
     token = issue_token(platform.token_secret, signer, account.role, settings.token_seconds)
     return TokenResponse(access_token=token, address=signer, role=account.role, expires_in=settings.token_seconds)
 

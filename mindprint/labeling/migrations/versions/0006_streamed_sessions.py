@@ -1,4 +1,5 @@
-"""streamed sessions: one row per session and per chunk, verified on arrival; idempotency bound to the body
+"""streamed sessions: one row per session and per chunk, verified on arrival; idempotency bound to the
+body; sign-in nonces keep the exact message issued
 
 Revision ID: 0006
 Revises: 0005
@@ -46,9 +47,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idempotent_requests") as batch:
         batch.add_column(sa.Column("body_hash", sa.String(64), nullable=True))
+    with op.batch_alter_table("login_nonces") as batch:  # strict sign-in: the exact message issued
+        batch.add_column(sa.Column("message", sa.Text, nullable=True))
+        batch.create_index("ix_login_nonces_expires", ["expires"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("login_nonces") as batch:
+        batch.drop_index("ix_login_nonces_expires")
+        batch.drop_column("message")
     with op.batch_alter_table("idempotent_requests") as batch:
         batch.drop_column("body_hash")
     op.drop_table("ingest_chunks")
