@@ -73,11 +73,15 @@ def server_cpu(pid: int) -> float:
 
 
 def write_session(path: Path, key: DeviceKey, minutes: float) -> int:
-    """Real Cyton EEG: the 30 s excerpt looped, each loop through another random orthogonal channel mix
-    (so later loops are not replays of earlier ones)."""
+    """Real Cyton EEG: the 30 s excerpt, then new 30 s stretches made from it (phase-randomised
+    with the same random phases on every channel, so spectra and cross-spectra are kept and
+    no stretch replays another — the replay index would rightly reject a plain loop)."""
     from mindprint.cli import sample_path_for_demo
 
     data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
+    data = data - data.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(data, axis=1)
+    rng = np.random.default_rng(0)
     n_chunks = int(minutes * 60 * SFREQ / CHUNK)
     with SessionWriter.create(
         path,
@@ -92,13 +96,14 @@ def write_session(path: Path, key: DeviceKey, minutes: float) -> int:
         fsync=False,
     ) as writer:
         per_loop = data.shape[1] // CHUNK
-        rng = np.random.default_rng(0)
-        mixes: dict[int, np.ndarray] = {}
+        stretch = data
         for seq in range(n_chunks):
             loop, at = divmod(seq, per_loop)
-            if loop not in mixes:
-                mixes = {loop: np.eye(8) if loop == 0 else np.linalg.qr(rng.standard_normal((8, 8)))[0]}
-            block = mixes[loop] @ data[:, at * CHUNK : (at + 1) * CHUNK]
+            if at == 0 and loop > 0:
+                phases = np.exp(2j * np.pi * rng.random(spectrum.shape[1]))
+                phases[0] = 1.0
+                stretch = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)
+            block = stretch[:, at * CHUNK : (at + 1) * CHUNK]
             writer.append(DataChunk(t0_ns=T0 + round(seq * CHUNK / SFREQ * 1e9), samples=block, markers=()))
     return n_chunks
 
@@ -269,6 +274,7 @@ def main() -> None:
             time.sleep(3)  # let the worker pin and anchor what is queued
             blocks = directory_bytes(home / "platform" / "blocks") - blocks_before
             database = database_bytes(home / "platform.db") - db_before
+            fingerprints = directory_bytes(home / "platform" / "fingerprints")
         finally:
             server.send_signal(signal.SIGTERM)
             try:
@@ -308,6 +314,8 @@ def main() -> None:
           f"{old_upload / 2**20:,.0f} MiB)")  # fmt: skip
     print(f"bytes stored        {stored / 2**20:10.2f} MiB  (blocks {blocks / 2**20:.2f} MiB + database "
           f"{database / 2**20:.2f} MiB)")  # fmt: skip
+    print(f"replay index files  {fingerprints / 2**20:10.2f} MiB  (fingerprints of accepted samples; not session "
+          f"storage — the scale issue's replay index replaces them)")  # fmt: skip
     cpu_ratio = cpu[args.minutes] / cpu[1.0] if cpu[1.0] > 0 else float("nan")
     print(
         f"ingest: cpu_ratio_60_vs_1={cpu_ratio:.2f} upload_ratio={report['uploaded'] / session_bytes:.3f} "

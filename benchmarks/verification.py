@@ -1,6 +1,6 @@
 """Human verification evaluation: liveness ROC per forgery class, replays, lookups.
 
-    .venv/bin/python benchmarks/verification.py [--shared ../shared] [--skip-million]
+    .venv/bin/python benchmarks/verification.py [--shared tests/data/eeg] [--skip-million]
 
 Liveness scores are out-of-fold: each real recording is scored by a model trained
 without it and without its surrogates and shuffles (thresholds chosen the same way).
@@ -36,7 +36,7 @@ def tpr_at(labels: np.ndarray, scores: np.ndarray, fpr: float = 0.01) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data" / "eeg")
     parser.add_argument("--skip-million", action="store_true")
     args = parser.parse_args()
     rows = ["| measure | value |", "|---|---|"]

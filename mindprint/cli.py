@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 import threading
 import time
@@ -56,8 +57,9 @@ session_app = typer.Typer(help="Verify, inspect and export recorded sessions.", 
 app.add_typer(device_app, name="device")
 app.add_typer(session_app, name="session")
 
-console = Console()
-err_console = Console(stderr=True)
+# a pipe or a file is not 80 columns wide: messages never wrap, tables get room
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, soft_wrap=True)
 logger = logging.getLogger(__name__)
 
 EXIT_CODES: list[tuple[type[MindprintError], int]] = [
@@ -89,18 +91,23 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"mindprint {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log output (-v info, -vv debug).")
     ] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """mindprint companion CLI."""
     configure_logging(verbose)
-    if version:
-        console.print(f"mindprint {__version__}")
-        raise typer.Exit()
 
 
 # ---------------------------------------------------------------------------- devices
@@ -320,14 +327,22 @@ def _record(
     return summary
 
 
-def _parse_markers(values: list[str]) -> list[tuple[float, str]]:
+def _parse_markers(values: list[str], duration: float | None = None) -> list[tuple[float, str]]:
+    """``SECONDS:LABEL`` values; a time outside the recording is refused, not dropped."""
     markers = []
     for value in values:
         at, sep, label = value.partition(":")
         try:
-            markers.append((float(at), label if sep else "marker"))
+            seconds = float(at)
         except ValueError as err:
             raise ConfigurationError(f"--marker must be SECONDS:LABEL, got {value!r}") from err
+        if not seconds >= 0 or (duration is not None and seconds >= duration):
+            raise ConfigurationError(
+                f"--marker {value!r}: the time must be within the recording (0 ≤ seconds < {duration:g})"
+                if duration is not None
+                else f"--marker {value!r}: the time must be 0 or more seconds"
+            )
+        markers.append((seconds, label if sep else "marker"))
     return markers
 
 
@@ -352,11 +367,16 @@ def record(
     master_board: MasterOption = None,
 ) -> None:
     """Record a signed, hash-chained session from a board (progress and levels shown live)."""
+    markers = _parse_markers(marker or [], duration)
+    from mindprint.device.session import SESSION_FILE
+
+    if not resume and (out / SESSION_FILE).exists():  # refuse before opening the board
+        raise SessionError(f"{out / SESSION_FILE} already exists; use a new directory or --resume")
     source = _board_source(
         board, serial_port, mac_address, ip_address, ip_port, serial_number, other_info, timeout, file, master_board
     )
     key_path = key_file or _settings().device_key_path
-    summary = _record(source, out, key_path, duration, chunk_seconds, _parse_markers(marker or []), resume)
+    summary = _record(source, out, key_path, duration, chunk_seconds, markers, resume)
     console.print(
         f"session {summary.session}: {summary.chunks} chunks, {summary.samples} samples "
         f"({summary.seconds:.1f} s), gaps {summary.gaps}, ended: {summary.ended}"
@@ -416,7 +436,7 @@ def check(
     pipeline: StreamingPipeline | None = None
     collected: list[np.ndarray] = []
     cursor = 0
-    started = time.monotonic()
+    started = printed = time.monotonic()
     try:
         with acquisition, Live(console=console, refresh_per_second=refresh, transient=False) as live:
             live.update(f"waiting for {2:g} s of data to detect mains and fill a window…")
@@ -441,7 +461,12 @@ def check(
                     pipeline.process(chunk)
                 status = pipeline.status() if pipeline is not None else None
                 if status is not None and pipeline is not None:
-                    live.update(_check_table(status, names, pipeline.line_freq, time.monotonic() - started))
+                    table = _check_table(status, names, pipeline.line_freq, time.monotonic() - started)
+                    if console.is_terminal:
+                        live.update(table)
+                    elif time.monotonic() - printed >= 1.0:  # a pipe or a log: one table a second
+                        console.print(table)
+                        printed = time.monotonic()
                 if acquisition.ended:
                     console.print(f"stream ended: {acquisition.ended}")
                     break
@@ -520,17 +545,24 @@ RpcOption = Annotated[str, typer.Option("--rpc-url", help="JSON-RPC URL of the c
 
 
 def _private_key(path: Path | None, variable: str) -> str:
+    """A secp256k1 private key (0x + 64 hex digits) from a file or the environment, checked."""
     import os
+    import re
 
     if path is not None:
         try:
-            return path.read_text().strip()
+            value = path.read_text().strip()
         except OSError as err:
             raise ConfigurationError(f"cannot read key file {path}: {err}") from err
-    value = os.environ.get(variable)
-    if not value:
-        raise ConfigurationError(f"give a key file or set {variable}")
-    return value
+        where = f"key file {path}"
+    else:
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            raise ConfigurationError(f"give a key file or set {variable}")
+        where = f"${variable}"
+    if not re.fullmatch(r"(0x)?[0-9a-fA-F]{64}", value):
+        raise ConfigurationError(f"{where} is not a private key (expected 64 hex digits, optionally 0x-prefixed)")
+    return value if value.startswith("0x") else "0x" + value
 
 
 @chain_app.command("deploy")
@@ -593,7 +625,8 @@ def serve(
     from mindprint.api.settings import get_settings
 
     operator_key = _private_key(key_file, "MINDPRINT_OPERATOR_KEY") if rpc_url else None
-    running = start_platform(get_settings(), rpc_url=rpc_url, operator_key=operator_key)
+    with console.status("starting: database migrations, contracts, replay index…"):
+        running = start_platform(get_settings(), rpc_url=rpc_url, operator_key=operator_key)
     console.print(
         f"chain {running.chain.chain_id} · registry {running.deployment.registry} · data {get_settings().platform_dir}"
     )
@@ -632,6 +665,105 @@ def worker(
         if once and not (stats.pinned or stats.anchored or stats.failed):
             return
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------- requesters
+project_app = typer.Typer(help="Requesters: create labeling projects and add items.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+
+ApiOption = Annotated[str, typer.Option("--api", help="Platform URL, e.g. http://127.0.0.1:8000.")]
+WalletOption = Annotated[
+    Path | None, typer.Option(help="Requester's wallet key file (else $MINDPRINT_WALLET_KEY).")
+]
+ItemsOption = Annotated[
+    Path | None,
+    typer.Option(help="Items: a CSV with a `text` (or `image_cid`) column and an optional `gold` column, or JSON."),
+]
+
+
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    """Items from CSV (columns text or image_cid, optional gold) or JSON (a list of such objects)."""
+    import csv
+
+    try:
+        if path.suffix.lower() == ".json":
+            rows = json.loads(path.read_text())
+            if not isinstance(rows, list):
+                raise ConfigurationError(f"{path}: a JSON items file holds a list of objects")
+        else:
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+    except (OSError, ValueError, csv.Error) as err:
+        raise ConfigurationError(f"cannot read items from {path}: {err}") from err
+    items = []
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not (row.get("text") or row.get("image_cid")):
+            raise ConfigurationError(f"{path}: item {n} needs a text or an image_cid")
+        content = {"text": row["text"]} if row.get("text") else {"image_cid": row["image_cid"]}
+        gold = row.get("gold") or None
+        items.append({"content": content, "gold": gold})
+    if not items:
+        raise ConfigurationError(f"{path} holds no items")
+    return items
+
+
+def _requester(api: str, wallet_key_file: Path | None) -> Any:
+    from eth_account import Account
+
+    from mindprint.companion.client import PlatformClient
+
+    client = PlatformClient(api, Account.from_key(_private_key(wallet_key_file, "MINDPRINT_WALLET_KEY")))
+    client.sign_in()
+    return client
+
+
+@project_app.command("create")
+@_handle_errors
+def project_create(
+    api: ApiOption,
+    name: Annotated[str, typer.Option(help="Project name.")],
+    classes: Annotated[str | None, typer.Option(help="Comma-separated answer classes (a classes schema).")] = None,
+    rating: Annotated[str | None, typer.Option(help="MIN:MAX for a rating schema, e.g. 1:5.")] = None,
+    text: Annotated[bool, typer.Option("--text", help="Free-text answers.")] = False,
+    redundancy: Annotated[int, typer.Option(min=1, max=50, help="Contributors per item (k).")] = 3,
+    description: Annotated[str, typer.Option(help="Shown to contributors.")] = "",
+    items: ItemsOption = None,
+    wallet_key_file: WalletOption = None,
+) -> None:
+    """Create a project (signs in with your requester wallet) and optionally add its items."""
+    if sum(x is not None and x is not False for x in (classes, rating, text or None)) != 1:
+        raise ConfigurationError("give exactly one of --classes, --rating or --text")
+    if classes is not None:
+        schema: dict[str, Any] = {"kind": "classes", "classes": [c.strip() for c in classes.split(",") if c.strip()]}
+    elif rating is not None:
+        low, sep, high = rating.partition(":")
+        if not sep or not low.strip().lstrip("-").isdigit() or not high.strip().lstrip("-").isdigit():
+            raise ConfigurationError(f"--rating must be MIN:MAX, got {rating!r}")
+        schema = {"kind": "rating", "rating_min": int(low), "rating_max": int(high)}
+    else:
+        schema = {"kind": "text"}
+    parsed = _read_items(items) if items is not None else []
+    client = _requester(api, wallet_key_file)
+    project = client.create_project(name, schema, redundancy=redundancy, description=description)
+    console.print(f"project [bold]{project['id']}[/] created: {escape(name)} ({schema['kind']}, k={redundancy})")
+    if parsed:
+        ids = client.add_items(int(project["id"]), parsed)
+        gold = sum(item["gold"] is not None for item in parsed)
+        console.print(f"{len(ids)} items added ({gold} gold)")
+
+
+@project_app.command("items")
+@_handle_errors
+def project_items(
+    api: ApiOption,
+    project: Annotated[int, typer.Option(min=1, help="Project id.")],
+    items: Annotated[Path, typer.Option(help="CSV (text/image_cid, gold) or JSON items file.")],
+    wallet_key_file: WalletOption = None,
+) -> None:
+    """Add items (and gold items) to one of your projects."""
+    parsed = _read_items(items)
+    ids = _requester(api, wallet_key_file).add_items(project, parsed)
+    console.print(f"{len(ids)} items added to project {project} ({sum(i['gold'] is not None for i in parsed)} gold)")
 
 
 # ---------------------------------------------------------------------------- researchers
@@ -728,18 +860,18 @@ def export_cmd(
     with Progress(
         TextColumn("exporting"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} recordings"),
+        TextColumn("{task.completed}/{task.fields[known]} recordings"),
         TimeRemainingColumn(),
         console=err_console,
     ) as bar:
-        task = bar.add_task("export", total=None)
+        task = bar.add_task("export", total=None, known="?")
         summary = export_dataset(
             source,
             out,
             projects=project or None,
             overwrite=overwrite,
             fmt=data_format,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=lambda done, total: bar.update(task, completed=done, total=total, known=total),
         )
     console.print(
         f"[green]exported[/] {summary.samples} samples in {summary.recordings} recordings from "
@@ -766,13 +898,15 @@ def verify_cmd(
     with Progress(
         TextColumn("verifying"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} recordings"),
+        TextColumn("{task.completed}/{task.fields[known]} recordings"),
         console=err_console,
         disable=as_json,
     ) as bar:
-        task = bar.add_task("verify", total=None)
+        task = bar.add_task("verify", total=None, known="?")
         report = verify_dataset(
-            dataset, chain=chain, progress=lambda done, total: bar.update(task, completed=done, total=total)
+            dataset,
+            chain=chain,
+            progress=lambda done, total: bar.update(task, completed=done, total=total, known=total),
         )
     if as_json:
         console.print_json(json.dumps(report.to_dict()))
@@ -882,9 +1016,13 @@ def label(
     table = Table(title="your labels")
     for column in ("task", "label", "result", "liveness", "attention", "reasons"):
         table.add_column(column)
+    first = client.next_task(project)
+    if first is None:  # nothing to label: no session is started
+        console.print("no tasks to label right now")
+        return
     with LabelingRun(client, source, key, session_dir, chain_id=client.config()["chain_id"]) as run:
-        for _ in range(count):
-            task = client.next_task(project)
+        for n in range(count):
+            task = first if n == 0 else client.next_task(project)
             if task is None:
                 console.print("no more tasks")
                 break

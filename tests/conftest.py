@@ -13,16 +13,17 @@ from mindprint.device.keys import DeviceKey
 from mindprint.device.session import SessionWriter
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_EEG = ROOT.parent / "shared" / "data" / "eeg"
+#: the real recordings the tests read, carried in the repository (licences in its NOTICE.md)
+SHARED_EEG = ROOT / "tests" / "data" / "eeg"
 CYTON_CSV = SHARED_EEG / "openbci_cyton" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt"
 EEGLAB_SET = SHARED_EEG / "eeglab_attention" / "test_raw.set"
 GENERATOR_EDF = SHARED_EEG / "generator" / "test_generator_2.edf"
 
 
 def require(path: Path) -> Path:
-    """Skip (loudly) when the shared recordings are not beside the checkout."""
+    """A recording the repository carries; a missing one is a broken checkout, not a skip."""
     if not path.exists():
-        pytest.skip(f"real recording {path} not found (shared/ must sit beside the repository)")
+        raise FileNotFoundError(f"real recording {path} is missing from the repository (tests/data/eeg)")
     return path
 
 

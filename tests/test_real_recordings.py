@@ -1,4 +1,4 @@
-"""The pipeline on the real recordings in ../shared/data/eeg.
+"""The pipeline on the real recordings in tests/data/eeg.
 
 How the Cyton events were found (OpenBCI_GUI-v6-blinks-jawClench-alpha.txt, 90 s, no
 markers): per 0.5 s we printed the peak-to-peak of Fp1/Fp2 band-passed 0.5–8 Hz (blinks:

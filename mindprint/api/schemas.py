@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator, model_validator
 
 
 class NonceRequest(BaseModel):
@@ -36,7 +35,9 @@ class RoleUpdate(BaseModel):
 
 class LabelSchema(BaseModel):
     kind: Literal["classes", "text", "rating"]
-    classes: list[str] = Field(default_factory=list, max_length=100)
+    classes: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=100
+    )
     rating_min: int = 1
     rating_max: int = 5
 
@@ -63,7 +64,7 @@ class ProjectPublic(BaseModel):
     description: str
     label_schema: LabelSchema
     redundancy: int
-    created: dt.datetime
+    created: AwareDatetime
 
 
 class TaskContent(BaseModel):
@@ -93,7 +94,7 @@ class TaskPublic(BaseModel):
     project_id: int
     content: TaskContent
     label_schema: LabelSchema
-    lease_expires: dt.datetime | None = None
+    lease_expires: AwareDatetime | None = None
 
 
 class TasksCreated(BaseModel):

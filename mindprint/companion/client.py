@@ -123,6 +123,20 @@ class PlatformClient:
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return dict(self._call("POST", "/submissions", json=body, headers=headers))
 
+    def create_project(
+        self, name: str, label_schema: dict[str, Any], *, redundancy: int = 3, description: str = ""
+    ) -> dict[str, Any]:
+        body = {"name": name, "label_schema": label_schema, "redundancy": redundancy, "description": description}
+        return dict(self._call("POST", "/projects", json=body))
+
+    def add_items(self, project: int, items: list[dict[str, Any]]) -> list[int]:
+        """Add items ``{"content": {"text"|"image_cid": …}, "gold": answer or None}`` (1,000 per request)."""
+        ids: list[int] = []
+        for start in range(0, len(items), 1000):
+            answer = self._call("POST", f"/projects/{project}/items", json={"items": items[start : start + 1000]})
+            ids += answer["ids"]
+        return ids
+
     def proof(self, cid: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/samples/{cid}/proof"))
 

@@ -210,3 +210,11 @@ def read_car(data: bytes) -> CarContents:
         tail_bytes=len(data) - start,
         tail_reason=reason,
     )
+
+
+SIGNATURE_TYPE = "mindprint/signature/v1"
+
+
+def signature_block(cid: CID, signature: bytes) -> bytes:
+    """The DAG-CBOR block recording a device's Ed25519 signature over ``cid`` (session files, manifests)."""
+    return encode_block({"type": SIGNATURE_TYPE, "signs": cid, "alg": "ed25519", "signature": signature})

@@ -38,7 +38,17 @@ from numpy.typing import NDArray
 
 from mindprint import __version__
 from mindprint.core.errors import SessionError, SessionFormatError
-from mindprint.core.ipld import CID, car_header, car_section, cid_for_block, decode_block, encode_block, read_car
+from mindprint.core.ipld import (
+    CID,
+    SIGNATURE_TYPE,
+    car_header,
+    car_section,
+    cid_for_block,
+    decode_block,
+    encode_block,
+    read_car,
+    signature_block,
+)
 from mindprint.device.bridge import DataChunk
 from mindprint.device.keys import DeviceKey, verify_signature
 
@@ -47,7 +57,6 @@ logger = logging.getLogger(__name__)
 SESSION_FILE = "session.car"
 HEADER_TYPE = "mindprint/session/v1"
 CHUNK_TYPE = "mindprint/chunk/v1"
-SIGNATURE_TYPE = "mindprint/signature/v1"
 SAMPLE_DTYPE = "<f4"
 
 #: chunk-to-chunk timing tolerance: absolute seconds and fraction of the chunk duration
@@ -133,11 +142,6 @@ class SessionHeader:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise SessionFormatError(f"malformed session header: {err!r}") from err
-
-
-def signature_block(cid: CID, signature: bytes) -> bytes:
-    """The DAG-CBOR block recording the device's Ed25519 signature over ``cid``."""
-    return encode_block({"type": SIGNATURE_TYPE, "signs": cid, "alg": "ed25519", "signature": signature})
 
 
 def _signature_block(key: DeviceKey, cid: CID) -> bytes:

@@ -202,11 +202,7 @@ def _selection(source: ExportSource, projects: list[int] | None, summary: Export
                 latest[session] = (created, cid)
                 recording.manifest = manifest
         for recording in groups.values():  # a streamed session: every chunk the platform holds
-            try:
-                data_key = source.keys.data_key(recording.session, source.recipient)
-            except CryptoError:
-                continue  # no key for this exporter: export_dataset skips the session and counts it
-            streamed = session_manifest(db, source.blockstore, data_key, recording.session)
+            streamed = session_manifest(db, source.blockstore, recording.session)
             if streamed is not None:
                 recording.manifest = str(streamed)
     recordings = list(groups.values())

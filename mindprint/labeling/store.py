@@ -7,6 +7,7 @@ SQLite by default, PostgreSQL for scale; the schema is created and upgraded by A
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,10 @@ class Assignment(Base):
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL and foreign keys."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # readable by its owner only (SQLite gives -wal/-shm the same mode)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     # a pool large enough for the API's worker threads plus the job workers; SQLite
     # writers queue for up to 30 s instead of failing after sqlite3's default 5 s
     connect_args = {"timeout": 30} if url.startswith("sqlite") else {}

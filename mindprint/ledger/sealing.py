@@ -3,7 +3,10 @@
 Every block of a session's CAR (header, chunks, signatures) is sealed with the session's
 data key into an envelope stored as a **raw leaf**; a DAG-CBOR **sealed-session
 manifest** links the envelopes and records, for each, the CID of the plaintext block it
-holds (what the device signed). IPFS sees envelopes and CIDs only; whoever holds the
+holds (what the device signed). A manifest built by the platform for a streamed session
+carries each block's device signature inline (``signature`` in the entry: 64 bytes that
+reveal nothing the CID does not) instead of a sealed signature block; opening it yields
+the same blocks, signature blocks included, in the device's order. IPFS sees envelopes and CIDs only; whoever holds the
 data key opens each envelope, re-hashes the plaintext against its recorded CID, and so
 checks the device signatures through the encryption.
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from multiformats import CID
 
 from mindprint.core.errors import LedgerError
-from mindprint.core.ipld import car_header, car_section, cid_for_block, cid_from_bytes, read_car
+from mindprint.core.ipld import car_header, car_section, cid_for_block, cid_from_bytes, read_car, signature_block
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import open_payload, seal_payload
 
@@ -90,6 +93,9 @@ def _open(manifest: CID | str, data_key: bytes, store: Blockstore) -> tuple[list
         if cid_for_block(data, cid.codec.name) != cid:
             raise LedgerError(f"sealed block {cid} decrypts to different bytes")
         blocks.append(SealedBlock(cid, data))
+        if "signature" in entry:  # the device's signature over the block, carried in the manifest
+            signed = signature_block(cid, bytes(entry["signature"]))
+            blocks.append(SealedBlock(cid_for_block(signed), signed))
     return [cid_from_bytes(bytes(root)) for root in node["roots"]], blocks
 
 

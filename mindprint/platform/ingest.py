@@ -37,7 +37,6 @@ from mindprint.device.session import (
     check_rate,
     check_timing,
     chunk_samples,
-    signature_block,
 )
 from mindprint.labeling.store import Device, IngestChunk, IngestSession, utcnow
 from mindprint.ledger.blockstore import Blockstore
@@ -145,7 +144,7 @@ def open_session(
 
 
 def _seal(data_key: bytes, session: str, cid: CID, block: bytes) -> bytes:
-    # deterministic: the header and signature envelopes are rebuilt for manifests on demand
+    # deterministic: re-opening the same session stores the same envelope
     return seal_payload_deterministic(data_key, block, envelope_aad(session, cid))
 
 
@@ -317,35 +316,28 @@ def load_cited(db: Session, platform: Platform, contributor: str, session: str, 
     return CitedEpoch(header, rows, blocks, row)
 
 
-def _manifest(store: Blockstore, data_key: bytes, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
-    """A sealed-session manifest: the header, the chunks' envelopes as the device sent them,
-    and the signature blocks (rebuilt from the stored signatures, sealed deterministically)."""
+def _manifest(store: Blockstore, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
+    """A sealed-session manifest: the header and the chunks' envelopes as the device sent them,
+    each with the device's signature inline."""
     header_cid = CID.decode(row.header_cid)
-    entries: list[dict[str, object]] = [{"block": bytes(header_cid), "sealed": cid_from_bytes(row.header_sealed)}]
-
-    def signed(cid: CID, signature: bytes) -> None:
-        block = signature_block(cid, signature)
-        block_cid = cid_for_block(block)
-        sealed = store.put(_seal(data_key, row.session, block_cid, block))
-        entries.append({"block": bytes(block_cid), "sealed": sealed})
-
-    signed(header_cid, row.header_signature)
-    for chunk in chunks:
-        entries.append({"block": chunk.cid, "sealed": cid_from_bytes(chunk.sealed)})
-        signed(cid_from_bytes(chunk.cid), chunk.signature)
+    entries: list[dict[str, object]] = [
+        {"block": bytes(header_cid), "sealed": cid_from_bytes(row.header_sealed), "signature": row.header_signature}
+    ]
+    entries += [
+        {"block": chunk.cid, "sealed": cid_from_bytes(chunk.sealed), "signature": chunk.signature} for chunk in chunks
+    ]
     return sealed_manifest(store, row.session, [header_cid], entries)
 
 
 def excerpt_manifest(platform: Platform, cited: CitedEpoch) -> CID:
     """A sealed-session manifest of the header and the cited chunks (what a sample pins)."""
-    data_key, _ = _session_context(platform, cited.session)
-    return _manifest(platform.blockstore, data_key, cited.session, cited.rows)
+    return _manifest(platform.blockstore, cited.session, cited.rows)
 
 
-def session_manifest(db: Session, store: Blockstore, data_key: bytes, session: str) -> CID | None:
+def session_manifest(db: Session, store: Blockstore, session: str) -> CID | None:
     """A sealed-session manifest of the whole streamed session so far (for exports), or None."""
     row = db.get(IngestSession, session)
     if row is None:
         return None
     chunks = db.scalars(select(IngestChunk).where(IngestChunk.session == session).order_by(IngestChunk.seq)).all()
-    return _manifest(store, data_key, row, chunks)
+    return _manifest(store, row, chunks)

@@ -25,7 +25,7 @@ from mindprint.api.schemas import (
     TasksCreate,
     TasksCreated,
 )
-from mindprint.labeling.store import Project
+from mindprint.labeling.store import Project, aware
 from mindprint.platform import accounts, tasks
 from mindprint.platform.service import engine_for
 
@@ -43,7 +43,7 @@ def _public(project: Project) -> ProjectPublic:
         description=project.description,
         label_schema=LabelSchema(**project.label_schema),
         redundancy=project.redundancy,
-        created=project.created,
+        created=aware(project.created),
     )
 
 
@@ -106,7 +106,7 @@ def next_task(
         project_id=task.project_id,
         content=TaskContent(**task.content),
         label_schema=LabelSchema(**owner.label_schema),
-        lease_expires=expires,
+        lease_expires=aware(expires),
     )
 
 

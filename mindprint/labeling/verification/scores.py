@@ -126,13 +126,20 @@ def decide(
     min_attention: float = 0.5,
 ) -> Verdict:
     reasons = [*authenticity.reasons, *liveness.reasons, *uniqueness.reasons, *attention.reasons]
-    accepted = (
-        authenticity.value >= 1.0 and liveness.accepted and uniqueness.value >= 1.0 and attention.value >= min_attention
-    )
-    scores = {
+    raw = {
         "authenticity": authenticity.value,
         "liveness": liveness.score,
         "uniqueness": uniqueness.value,
         "attention": attention.value,
     }
+    # a score that is not a number (degenerate input) counts as 0 and says so: never NaN in the API
+    scores = {name: float(value) if math.isfinite(value) else 0.0 for name, value in raw.items()}
+    reasons += [f"{name} could not be computed" for name, value in raw.items() if not math.isfinite(value)]
+    accepted = (
+        scores["authenticity"] >= 1.0
+        and liveness.accepted
+        and math.isfinite(raw["liveness"])
+        and scores["uniqueness"] >= 1.0
+        and scores["attention"] >= min_attention
+    )
     return Verdict(accepted, scores, reasons)

@@ -1,0 +1,92 @@
+"""CLI commands a new user meets first: --version, requesters' `project create`, clean errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from eth_account import Account
+from typer.testing import CliRunner
+
+from mindprint.api.server import ServerThread, start_platform
+from mindprint.cli import app
+from mindprint.companion.client import PlatformClient
+
+from .test_api import OPERATOR, _settings
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("mindprint ")
+
+
+@pytest.mark.parametrize("marker", ["10:late", "-1:neg", "x:y"])
+def test_markers_outside_the_recording_are_refused(tmp_path: Path, marker: str) -> None:
+    result = runner.invoke(app, ["record", "--duration", "2", "--out", str(tmp_path / "s"), "--marker", marker])
+    assert result.exit_code == 2 and "--marker" in result.output
+    assert not (tmp_path / "s").exists()  # refused before the board was opened
+
+
+def test_malformed_wallet_key_is_a_clean_error(tmp_path: Path) -> None:
+    key_file = tmp_path / "wallet.key"
+    key_file.write_text("not a key")
+    result = runner.invoke(
+        app, ["project", "create", "--api", "http://127.0.0.1:9", "--name", "x", "--classes", "a,b",
+              "--wallet-key-file", str(key_file)],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "not a private key" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    running = start_platform(_settings(tmp_path, data_dir=tmp_path / "platform"), worker_interval=5)
+    try:
+        with ServerThread(running.app) as thread:
+            yield thread.url
+    finally:
+        running.close()
+
+
+def test_project_create_with_items_and_gold(server: str, tmp_path: Path) -> None:
+    requester = Account.create()
+    admin = PlatformClient(server, OPERATOR)
+    admin.sign_in()
+    httpx.put(
+        f"{server}/accounts/{requester.address}/role",
+        json={"role": "requester"},
+        headers={"Authorization": f"Bearer {admin.token}"},
+    ).raise_for_status()
+    key_file = tmp_path / "requester.key"
+    key_file.write_text(requester.key.hex())
+    items = tmp_path / "items.csv"
+    items.write_text("text,gold\nIs it a square?,\nIs 2+2=4?,yes\nIs the sky green?,\n")
+    result = runner.invoke(
+        app,
+        ["project", "create", "--api", server, "--name", "first", "--classes", "yes,no", "--redundancy", "1",
+         "--items", str(items), "--wallet-key-file", str(key_file)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3 items added (1 gold)" in result.output
+    more = tmp_path / "more.json"
+    more.write_text('[{"text": "one more"}]')
+    added = runner.invoke(
+        app, ["project", "items", "--api", server, "--project", "1", "--items", str(more),
+              "--wallet-key-file", str(key_file)],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    contributor = PlatformClient(server, Account.create())
+    contributor.sign_in()
+    task = contributor.next_task(1)
+    assert task is not None and task["content"]["text"] == "Is it a square?" and "gold" not in task
+    bad_gold = tmp_path / "bad.csv"
+    bad_gold.write_text("text,gold\nq,maybe\n")
+    refused = runner.invoke(
+        app, ["project", "items", "--api", server, "--project", "1", "--items", str(bad_gold),
+              "--wallet-key-file", str(key_file)],
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "gold answer" in refused.output
