@@ -32,9 +32,10 @@ import sqlalchemy as sa
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
+from mindprint.companion.client import PlatformClient
 from mindprint.companion.samples import build_sample
+from mindprint.companion.stream import upload_recorded
 from mindprint.device.keys import DeviceKey
-from mindprint.device.session import SESSION_FILE
 from mindprint.protocol.formats import device_typed_data
 from tests.services import create_database, free_port, postgres_server
 from tests.test_samples import T0, real_session
@@ -93,7 +94,10 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
             http.post(
                 "/devices", json={"device": key.device_id, "deadline": deadline, "signature": signature}, headers=auth
             )
-            car = base64.b64encode((session / SESSION_FILE).read_bytes()).decode()
+            # the session streams once (encrypted chunks), before the timed submissions
+            companion = PlatformClient(url, wallet, http=http)
+            companion.token = auth["Authorization"].removeprefix("Bearer ")
+            upload_recorded(companion, session, bytes.fromhex(config["platform_key"]))
             for n in range(per):
                 task = http.get("/tasks/next", params={"project": project["id"]}, headers=auth).json()
                 stimulus = T0 + (3 + 3 * n) * 1_000_000_000  # epochs of -1..+3 s inside the 30 s session
@@ -111,7 +115,6 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
                     "sample": base64.b64encode(signed.block).decode(),
                     "device_signature": signed.device_signature.hex(),
                     "wallet_signature": "0x" + signed.wallet_signature.hex(),
-                    "session_car": car,
                 }
                 start = time.perf_counter()
                 response = http.post("/submissions", json=body, headers={**auth, "Idempotency-Key": f"{index}-{n}"})

@@ -232,3 +232,28 @@ def test_one_nonce_gives_one_token_under_concurrency(client: TestClient) -> None
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda _: client.post("/auth/verify", json=body).status_code, range(8)))
     assert sorted(codes) == [200] + [401] * 7, codes
+
+
+def test_sign_ins_and_submissions_are_rate_limited(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, data_dir=tmp_path / "limited", nonces_per_minute=6.0, submissions_per_minute=4.0)
+    from mindprint.platform import service
+
+    service._platforms.pop(str(settings.platform_dir), None)
+    app = create_app(sign_ins_per_minute=40.0)  # per client address: bursts of 10
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app) as limited:
+        wallet = Account.create()
+        codes = [limited.post("/auth/nonce", json={"address": wallet.address}).status_code for _ in range(4)]
+        assert codes[:2] == [200, 200] and codes[-1] == 429  # per address: bursts of 2
+        refused = limited.post("/auth/nonce", json={"address": wallet.address})
+        assert (
+            int(refused.headers["retry-after"]) >= 1 and refused.headers["content-type"] == "application/problem+json"
+        )
+        token = sign_in(limited, Account.create())
+        body = {"sample": "AA==", "device_signature": "00" * 64, "wallet_signature": "0x" + "00" * 65}
+        answers = [limited.post("/submissions", json=body, headers=_auth(token)).status_code for _ in range(3)]
+        assert answers[0] == 422 and answers[-1] == 429  # per contributor: a burst of 1
+        others = [
+            limited.post("/auth/nonce", json={"address": Account.create().address}).status_code for _ in range(12)
+        ]
+        assert 429 in others  # per client address, whatever the wallet

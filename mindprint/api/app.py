@@ -19,6 +19,7 @@ from mindprint.core.errors import (
     NotFound,
     NotPermitted,
     TooLarge,
+    TooManyRequests,
 )
 
 PROBLEM = "application/problem+json"
@@ -39,6 +40,7 @@ STATUS_OF: list[tuple[type[MindprintError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (TooLarge, 413),
+    (TooManyRequests, 429),
     (InvalidRequest, 422),
     (ConfigurationError, 422),
 ]
@@ -59,10 +61,15 @@ def _problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def create_app(*, max_body: int | None = None) -> FastAPI:
+def create_app(*, max_body: int | None = None, sign_ins_per_minute: float | None = None) -> FastAPI:
     sane_recursion_limit()
     app = FastAPI(title="mindprint labeling API", version=__version__)
-    app.add_middleware(RequestGuard, **({"max_body": max_body} if max_body else {}))
+    guard: dict[str, float] = {}
+    if max_body:
+        guard["max_body"] = max_body
+    if sign_ins_per_minute is not None:
+        guard["sign_ins_per_minute"] = sign_ins_per_minute
+    app.add_middleware(RequestGuard, **guard)  # type: ignore[arg-type]
     app.include_router(auth.router)
     app.include_router(auth.consent_router)
     app.include_router(projects.router)
@@ -91,6 +98,7 @@ def create_app(*, max_body: int | None = None) -> FastAPI:
     @app.exception_handler(MindprintError)
     async def mindprint_problem(request: Request, exc: MindprintError) -> JSONResponse:
         status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
-        return _problem(status, TITLES.get(status, type(exc).__name__), str(exc), request)
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, TooManyRequests) else None
+        return _problem(status, TITLES.get(status, type(exc).__name__), str(exc), request, headers)
 
     return app

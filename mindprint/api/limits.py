@@ -16,6 +16,8 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from mindprint.core.ratelimit import RateLimiter
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -72,10 +74,18 @@ def json_depth(body: bytes) -> int:
 class RequestGuard:
     """Refuse oversized bodies (413) and deeply nested JSON (400); add security headers."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY_BYTES, max_depth: int = MAX_JSON_DEPTH) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int = MAX_BODY_BYTES,
+        max_depth: int = MAX_JSON_DEPTH,
+        sign_ins_per_minute: float = 600.0,
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_depth = max_depth
+        self.sign_ins = RateLimiter(sign_ins_per_minute, burst=max(1, int(sign_ins_per_minute // 4)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,6 +100,14 @@ class RequestGuard:
                 message["headers"] = headers
             await send(message)
 
+        if str(scope.get("path", "")).startswith("/auth/"):  # sign-in attempts per client address
+            client = scope.get("client") or ("?", 0)
+            wait = self.sign_ins.take(str(client[0]))
+            if wait:
+                await _refuse(
+                    scope, send_with_headers, 429, "Too Many Requests", f"too many sign-ins; retry in {wait:.0f} s"
+                )
+                return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
             await _refuse(scope, send_with_headers, 413, "Content Too Large", f"body exceeds {self.max_body} bytes")
@@ -163,3 +181,4 @@ async def _refuse(scope: Scope, send: Send, status: int, title: str, detail: str
         }
     )
     await send({"type": "http.response.body", "body": body})
+

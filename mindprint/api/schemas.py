@@ -127,5 +127,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         409: "duplicate, replay or a state that does not allow it",
         413: "payload too large",
         422: "input that is malformed or does not check out",
+        429: "over a rate limit (Retry-After says when to try again)",
     }.items()
 }

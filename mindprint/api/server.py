@@ -52,7 +52,7 @@ def start_platform(
     """Build the app, the chain (embedded unless ``rpc_url``), the contracts and a worker thread."""
     if rpc_url and rpc_url != settings.rpc_url:
         settings = settings.model_copy(update={"rpc_url": rpc_url})
-    app = create_app(max_body=settings.max_body_bytes)
+    app = create_app(max_body=settings.max_body_bytes, sign_ins_per_minute=settings.sign_ins_per_minute)
     app.dependency_overrides[get_settings] = lambda: settings
     platform = connect_chain(platform_for(settings), settings, operator_key=operator_key)
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None

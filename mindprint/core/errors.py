@@ -23,7 +23,8 @@ API to problem+json). Third-party errors are wrapped with ``raise ... from err``
     │   ├── NotPermitted         the account may not do this                      (403)
     │   ├── NotFound             no such resource (or not visible to the account) (404)
     │   ├── Conflict             duplicate, replay, state that does not allow it  (409)
-    │   └── TooLarge             a payload over its size limit                    (413)
+    │   ├── TooLarge             a payload over its size limit                    (413)
+    │   └── TooManyRequests      over a rate limit; ``retry_after`` seconds       (429)
     └── LedgerError              content addressing, pinning, encryption, chain
         ├── BlockNotFoundError   a CID the store does not hold
         ├── BlockCorruptError    bytes on disk that do not hash to their CID
@@ -145,3 +146,11 @@ class Conflict(RequestError):
 
 class TooLarge(RequestError):
     """A payload over its size limit."""
+
+
+class TooManyRequests(RequestError):
+    """Over a rate limit; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
+from mindprint.core.ratelimit import RateLimiter
 from mindprint.core.secret_files import load_or_create_secret
 from mindprint.labeling.store import make_engine, migrate
 from mindprint.labeling.verification.model import LivenessModel
@@ -59,6 +60,8 @@ class Platform:
     deployment: Deployment | None = None
     engine: Engine | None = None
     token_secret: bytes = b""
+    nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
+    submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
 
     def remember_session(self, session: str, data_key: bytes, header: SessionHeader) -> None:
@@ -126,6 +129,10 @@ def _build(settings: Settings) -> Platform:
         fingerprints=fingerprints,
         engine=engine_for(settings),
         token_secret=secret,
+        nonce_limits=RateLimiter(settings.nonces_per_minute, burst=max(1, int(settings.nonces_per_minute // 3))),
+        submission_limits=RateLimiter(
+            settings.submissions_per_minute, burst=max(1, int(settings.submissions_per_minute // 4))
+        ),
     )
     fingerprints.load_into(platform.index, platform.owners)
     return platform

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     ipfs_url: str | None = None  # a Kubo RPC API to pin to; default: local blockstore only
     liveness_model: Path | None = None  # default: the shipped model
     max_body_bytes: int = Field(default=2 * 2**20, ge=1024)
+    # rate limits (per API process; 0 switches one off)
+    sign_ins_per_minute: float = Field(default=600.0, ge=0)  # per client IP, /auth/*
+    nonces_per_minute: float = Field(default=30.0, ge=0)  # per address
+    submissions_per_minute: float = Field(default=600.0, ge=0)  # per contributor
 
     @field_validator("operators", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from mindprint.api.auth import AuthError, issue_token, new_nonce, parse_siwe, recover_signer, siwe_message
 from mindprint.api.deps import AccountDep, DbDep, PlatformDep, SettingsDep
 from mindprint.api.schemas import ERRORS, NonceRequest, NonceResponse, TokenResponse, VerifyRequest
+from mindprint.core.errors import TooManyRequests
 from mindprint.labeling.consent import ConsentError, check_consent, consent_message
 from mindprint.labeling.store import Account, LoginNonce, aware, utcnow
 
@@ -20,9 +21,12 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post("/nonce", response_model=NonceResponse, responses=ERRORS)
-def nonce(body: NonceRequest, settings: SettingsDep, db: DbDep) -> NonceResponse:
+def nonce(body: NonceRequest, settings: SettingsDep, db: DbDep, platform: PlatformDep) -> NonceResponse:
     """A fresh nonce and the EIP-4361 message to sign with the wallet."""
     address = to_checksum_address(body.address)
+    wait = platform.nonce_limits.take(address)
+    if wait:
+        raise TooManyRequests(f"too many sign-in attempts for {address}; retry in {wait:.0f} s", wait)
     issued = utcnow().replace(microsecond=0)
     expires = issued + dt.timedelta(minutes=5)
     value = new_nonce()

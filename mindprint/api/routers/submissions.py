@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from mindprint.api.deps import AccountDep, DbDep, PlatformDep, require_role
 from mindprint.api.schemas import ERRORS
+from mindprint.core.errors import TooManyRequests
 from mindprint.labeling.store import Project, Submission, TaskItem
 from mindprint.labeling.submissions import MAX_SAMPLE_BYTES, bind_device, decode_base64, decode_hex, submit
 from mindprint.platform import ingest
@@ -129,6 +130,9 @@ def create_submission(
     idempotency_key: Annotated[str | None, Header(max_length=100, pattern=r"^[\x21-\x7e]+$")] = None,
 ) -> Any:
     """Submit a label with its signed sample citing streamed chunks; verified and scored before the answer."""
+    wait = platform.submission_limits.take(account.address)
+    if wait:
+        raise TooManyRequests(f"too many submissions; retry in {wait:.0f} s", wait)
     return submit(db, platform, account.address, body.model_dump(), idempotency_key=idempotency_key)
 
 
