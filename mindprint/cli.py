@@ -646,8 +646,8 @@ def worker(
     once: Annotated[bool, typer.Option(help="Process what is queued, then exit.")] = False,
 ) -> None:
     """A separate pinning/anchoring worker on the platform's database (scale out with several)."""
+    from mindprint.api.server import make_worker
     from mindprint.api.settings import get_settings
-    from mindprint.labeling.worker import Worker
     from mindprint.platform.service import connect_chain, platform_for
 
     settings = get_settings().model_copy(update={"rpc_url": rpc_url})
@@ -656,7 +656,7 @@ def worker(
     )
     assert platform.chain is not None and platform.engine is not None
     chain = platform.chain
-    runner = Worker(platform.engine, platform, platform.anchorer)
+    runner = make_worker(platform, settings)
     console.print(f"worker {runner.name} on {settings.database_url.split('@')[-1]} · chain {chain.chain_id}")
     while True:
         stats = runner.run_once()

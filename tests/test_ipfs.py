@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from multiformats import CID
 
 from mindprint.core.errors import IPFSError
 from mindprint.core.ipld import cid_for_block, read_car
@@ -109,3 +110,46 @@ def test_sealed_session_pinned_on_the_node_opens_only_with_the_key(ipfs: KuboCli
     keys.erase("s-9")  # crypto-shredding: the node still pins the envelopes, nobody can open them
     with pytest.raises(Exception, match="erased"):
         keys.data_key("s-9", platform)
+
+
+def test_serve_pins_streamed_samples_to_the_node(ipfs: KuboClient, tmp_path: Path) -> None:
+    """`MINDPRINT_IPFS_URL`: the platform's worker pins each accepted sample's sealed manifest
+    (header and the cited chunks' envelopes, as the device encrypted them) on the node."""
+    from eth_account import Account
+    from fastapi.testclient import TestClient
+
+    from mindprint.api.server import start_platform
+    from mindprint.companion.client import PlatformClient
+    from mindprint.companion.samples import build_sample
+    from mindprint.device.keys import DeviceKey
+
+    from .test_api import _auth, _project, _settings, sign_in
+    from .test_api_submissions import _submit
+    from .test_samples import T0, real_session
+
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform", ipfs_url=ipfs.url)
+    running = start_platform(settings, worker_interval=3600)  # the test drives the worker
+    try:
+        with TestClient(running.app) as client:
+            _project(client, redundancy=1)
+            wallet, key = Account.create(), DeviceKey.generate()
+            token = sign_in(client, wallet)
+            companion = PlatformClient(str(client.base_url), wallet, http=client)
+            companion.token = token
+            companion.bind_device(key)  # EIP-712 for the deployed DeviceRegistry
+            task = client.get("/tasks/next", headers=_auth(token)).json()
+            session = real_session(tmp_path / "s", key, seconds=12)
+            signed = build_sample(
+                session, key, wallet, task=task["id"], label="yes", chain_id=running.chain.chain_id,
+                stimulus_ns=T0 + 5 * 10**9, response_ns=T0 + 5 * 10**9 + 6 * 10**8,
+            )  # fmt: skip
+            verdict = _submit(client, signed, session, _auth(token)).json()
+            assert verdict["status"] == "accepted", verdict
+            stats = running.worker.run_once()
+            assert stats.pinned == 1 and stats.failed == 0
+            manifest = client.get(f"/samples/{verdict['sample_cid']}", headers=_auth(token)).json()["sealed_manifest"]
+        assert manifest and CID.decode(manifest) in ipfs.pin_ls()
+        node = ipfs.block_get(manifest)
+        assert node == running.platform.blockstore.get(manifest)
+    finally:
+        running.close()

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -46,6 +47,17 @@ class RunningPlatform:
         self.stop.set()
 
 
+def make_worker(platform: Platform, settings: ApiSettings, **options: Any) -> Worker:
+    """The pinning/anchoring worker; pins to IPFS (``MINDPRINT_IPFS_URL``, a Kubo RPC API) through a
+    durable queue when set, else only into the local blockstore."""
+    from mindprint.ledger.ipfs import KuboClient, PinQueue
+
+    assert platform.engine is not None
+    kubo = KuboClient(settings.ipfs_url) if settings.ipfs_url else None
+    queue = PinQueue(settings.platform_dir / "pins.sqlite", platform.blockstore) if kubo else None
+    return Worker(platform.engine, platform, platform.anchorer, kubo=kubo, pin_queue=queue, **options)
+
+
 def start_platform(
     settings: ApiSettings, *, rpc_url: str | None = None, operator_key: str | None = None, worker_interval: float = 1.0
 ) -> RunningPlatform:
@@ -60,7 +72,7 @@ def start_platform(
     requeued = requeue_accepted(platform.engine)
     if requeued:
         logger.warning("queued pin/anchor jobs for %d accepted samples that had none", requeued)
-    worker = Worker(platform.engine, platform, platform.anchorer, batch_size=1024)
+    worker = make_worker(platform, settings, batch_size=1024)
     stop = threading.Event()
 
     def loop() -> None:

@@ -50,7 +50,7 @@ class Platform:
     platform_key: RecipientKey
     chain_id: int = 1
     registry_address: str = "0x0000000000000000000000000000000000000000"
-    index: FingerprintIndex = field(default_factory=FingerprintIndex)
+    index: FingerprintIndex = field(default_factory=lambda: FingerprintIndex(hnsw=True))
     lock: threading.Lock = field(default_factory=threading.Lock)
     owners: dict[int, str] = field(default_factory=dict)
     fingerprints: FingerprintStore | None = None  # the replay index on disk
