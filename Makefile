@@ -11,6 +11,7 @@ TOOLS  := tools/node_modules/.installed
 .PHONY: install tools postgres demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "installing pinned Python dependencies into $(VENV) (a few minutes the first time)…"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
@@ -21,6 +22,7 @@ install: $(STAMP)
 # anvil and the js-ipfs daemon for the integration tests, pinned by tools/package-lock.json
 # (`npm install` rather than `npm ci`: npm 11 rejects the js-ipfs lock over an optional peer)
 $(TOOLS): tools/package.json tools/package-lock.json
+	@echo "installing anvil and the js-ipfs daemon for the integration tests (npm, pinned)…"
 	cd tools && npm install --no-audit --no-fund --loglevel=error
 	touch $(TOOLS)
 

@@ -5,8 +5,8 @@ only here:
 
 ====  =====================================================
  0    success
- 1    unexpected mindprint error
- 2    bad usage or configuration
+ 1    any other mindprint error (platform refusal, ledger, export)
+ 2    bad usage or configuration (unknown board, malformed key, bad marker)
  3    device error (board missing, disconnected)
  4    session or key store error
  5    verification failed (the data is not what it claims)
@@ -37,6 +37,7 @@ from rich.table import Table
 
 from mindprint import __version__
 from mindprint.core.errors import (
+    BoardNotFoundError,
     ConfigurationError,
     DeviceError,
     KeyStoreError,
@@ -64,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_CODES: list[tuple[type[MindprintError], int]] = [
     (ConfigurationError, 2),
+    (BoardNotFoundError, 2),  # an unknown board name is bad usage, not a device fault
     (DeviceError, 3),
     (KeyStoreError, 4),
     (SessionError, 4),
@@ -625,7 +627,8 @@ def serve(
     from mindprint.api.settings import get_settings
 
     operator_key = _private_key(key_file, "MINDPRINT_OPERATOR_KEY") if rpc_url else None
-    with console.status("starting: database migrations, contracts, replay index…"):
+    console.print("starting the platform: database migrations, contracts, replay index…")
+    with console.status("starting…"):
         running = start_platform(get_settings(), rpc_url=rpc_url, operator_key=operator_key)
     console.print(
         f"chain {running.chain.chain_id} · registry {running.deployment.registry} · data {get_settings().platform_dir}"

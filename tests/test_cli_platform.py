@@ -90,3 +90,16 @@ def test_project_create_with_items_and_gold(server: str, tmp_path: Path) -> None
               "--wallet-key-file", str(key_file)],
     )  # fmt: skip
     assert refused.exit_code == 1 and "gold answer" in refused.output
+
+
+def test_unknown_board_is_bad_usage(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["record", "--board", "no-such-board", "--duration", "1", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_recording_into_an_existing_session_is_refused_before_the_board_opens(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "session.car").write_bytes(b"x")
+    result = runner.invoke(app, ["record", "--board", "cyton", "--serial-port", "/dev/nonexistent",
+                                 "--duration", "1", "--out", str(tmp_path / "s")])  # fmt: skip
+    assert result.exit_code == 4 and "already exists" in result.output  # not a device error (3)

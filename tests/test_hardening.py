@@ -257,3 +257,24 @@ def test_sign_ins_and_submissions_are_rate_limited(tmp_path: Path) -> None:
             limited.post("/auth/nonce", json={"address": Account.create().address}).status_code for _ in range(12)
         ]
         assert 429 in others  # per client address, whatever the wallet
+
+
+def test_database_is_private_and_tokens_survive_a_restart(tmp_path: Path) -> None:
+    import stat
+
+    from mindprint.platform import service
+
+    settings = _settings(tmp_path, data_dir=tmp_path / "p").model_copy(update={"token_secret": None})
+    service._platforms.pop(str(settings.platform_dir), None)
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app) as first:
+        token = sign_in(first, Account.create())
+    assert stat.S_IMODE((tmp_path / "platform.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "p" / "token.secret").stat().st_mode) == 0o600
+    service._platforms.pop(str(settings.platform_dir), None)  # what a restart loses
+    restarted = create_app()
+    restarted.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(restarted) as second:
+        assert second.get("/projects", headers=_auth(token)).status_code == 200

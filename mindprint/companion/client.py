@@ -43,6 +43,8 @@ class PlatformClient:
         self.wallet = wallet
         self.http = http if http is not None else httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
         self.token: str | None = None
+        #: the ``Server-Timing`` header of the last answer (per-step durations, if the route sends them)
+        self.last_timing: str = ""
 
     def close(self) -> None:
         self.http.close()
@@ -73,6 +75,7 @@ class PlatformClient:
                 detail = response.text[:500]
             kind = PlatformUnavailable if response.status_code >= 500 else PlatformError
             raise kind(f"{method} {path} → {response.status_code}: {detail}", response.status_code)
+        self.last_timing = response.headers.get("server-timing", "")
         return response.json()
 
     def sign_in(self) -> dict[str, Any]:

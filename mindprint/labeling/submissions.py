@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import time
 from typing import Any
 
 from eth_account import Account
@@ -134,9 +135,20 @@ def _previous(db: Session, key: str | None, digest: str) -> dict[str, Any] | Non
 
 
 def submit(
-    db: Session, platform: Platform, contributor: str, bundle: dict[str, str], *, idempotency_key: str | None = None
+    db: Session,
+    platform: Platform,
+    contributor: str,
+    bundle: dict[str, str],
+    *,
+    idempotency_key: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Verify, score and store one submission; returns the public verdict."""
+    """Verify, score and store one submission; returns the public verdict.
+
+    ``timings``, if given, receives the seconds each step took (the API sends them as a
+    ``Server-Timing`` header, which the ingest benchmark reads).
+    """
+    clock = _Clock(timings)
     key = f"{contributor}:{idempotency_key}" if idempotency_key else None
     digest = body_digest(bundle)
     answered = _previous(db, key, digest)
@@ -177,9 +189,11 @@ def submit(
         .order_by(Submission.created.desc())
         .limit(50)
     ).all()
+    clock.lap("checks")
     # 3–4. the cited chunks only, signatures, the pipeline re-run
     try:
         cited = load_cited(db, platform, contributor, sample.session, sample.chunks)
+        clock.lap("chunks")
         check = check_cited(
             signed,
             sample,
@@ -189,7 +203,9 @@ def submit(
             contributor=contributor,
             chain_id=platform.chain_id,
         )
+        clock.lap("pipeline")
         liveness = platform.liveness.assess(check.epoch, check.sfreq)
+        clock.lap("liveness")
     except (SampleError, SignalError) as err:
         raise InvalidRequest(f"sample does not check out: {err}") from err
     db.commit()  # end the read transaction: no connection is held while the index is locked
@@ -208,6 +224,7 @@ def submit(
     attention = attention_score(
         engagement, [s.engagement for s in history if s.engagement], [response_time], sum(past_gold), len(past_gold)
     )
+    clock.lap("attention")
     # 5. the replay query and the insert are one step: two concurrent replays cannot both pass
     with platform.lock:
         match = platform.index.query(check.epoch, check.sfreq)
@@ -219,8 +236,10 @@ def submit(
             owner = len(platform.owners) + 1
             platform.owners[owner] = cid
             added = platform.index.add(owner, check.epoch, check.sfreq)
+    clock.lap("replay")
     if added is not None and platform.fingerprints is not None:  # durable before the commit
         platform.fingerprints.save(cid, *added)
+    clock.lap("fingerprints")
     status = "accepted" if verdict.accepted else "rejected"
     result = {
         "sample_cid": cid,
@@ -265,4 +284,19 @@ def submit(
         if answered is not None:
             return answered
         raise Conflict(f"duplicate submission: sample {cid} was already submitted") from err
+    clock.lap("commit")
     return result
+
+
+class _Clock:
+    """Per-step wall time into ``timings`` (nothing when it is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[step] = self.timings.get(step, 0.0) + now - self.last
+            self.last = now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
@@ -127,13 +127,17 @@ def create_submission(
     account: AccountDep,
     db: DbDep,
     platform: PlatformDep,
+    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=100, pattern=r"^[\x21-\x7e]+$")] = None,
 ) -> Any:
     """Submit a label with its signed sample citing streamed chunks; verified and scored before the answer."""
     wait = platform.submission_limits.take(account.address)
     if wait:
         raise TooManyRequests(f"too many submissions; retry in {wait:.0f} s", wait)
-    return submit(db, platform, account.address, body.model_dump(), idempotency_key=idempotency_key)
+    timings: dict[str, float] = {}
+    result = submit(db, platform, account.address, body.model_dump(), idempotency_key=idempotency_key, timings=timings)
+    response.headers["Server-Timing"] = ", ".join(f"{step};dur={1000 * s:.2f}" for step, s in timings.items())
+    return result
 
 
 @router.get("/submissions/{cid}", response_model=SubmissionPublic, responses=ERRORS)

@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
-
-# one thread per search: the API serves requests on its own threads, and the machine has 2 cores
-faiss.omp_set_num_threads(1)
 import numpy as np
 from numpy.typing import NDArray
 
@@ -37,6 +34,8 @@ from mindprint.core.errors import SignalError
 from mindprint.signal.filters import design_filter, filter_offline
 
 logger = logging.getLogger(__name__)
+# one thread per search: the API serves requests on its own threads, and the machine has 2 cores
+faiss.omp_set_num_threads(1)
 
 GRID_HZ = 64.0
 SEGMENT = 96  # 1.5 s at 64 Hz
