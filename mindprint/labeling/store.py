@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -152,6 +153,7 @@ class Submission(Base):
     """One submitted sample and its verdict (accepted or rejected, with reasons)."""
 
     __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_history", "contributor", "status", "created"),)
     cid: Mapped[str] = mapped_column(String(120), primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("task_items.id"), index=True)
     contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)

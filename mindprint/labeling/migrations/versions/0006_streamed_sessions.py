@@ -47,12 +47,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("idempotent_requests") as batch:
         batch.add_column(sa.Column("body_hash", sa.String(64), nullable=True))
+    # a contributor's latest accepted samples (attention baseline) without scanning their history
+    op.create_index("ix_submissions_history", "submissions", ["contributor", "status", "created"])
     with op.batch_alter_table("login_nonces") as batch:  # strict sign-in: the exact message issued
         batch.add_column(sa.Column("message", sa.Text, nullable=True))
         batch.create_index("ix_login_nonces_expires", ["expires"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_submissions_history", table_name="submissions")
     with op.batch_alter_table("login_nonces") as batch:
         batch.drop_index("ix_login_nonces_expires")
         batch.drop_column("message")
