@@ -252,6 +252,25 @@ def warm_up(url: str, work: Path, chain_id: int, platform_key: bytes, project: i
     )  # fmt: skip
 
 
+def write_history(root: Path, samples: int) -> None:
+    """Replay fingerprints of ``samples`` earlier 4 s epochs (new EEG-like stretches, as above)."""
+    from mindprint.cli import sample_path_for_demo
+    from mindprint.labeling.verification.uniqueness import FingerprintStore, fingerprints
+
+    data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
+    data = data - data.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(data, axis=1)
+    rng = np.random.default_rng(1)
+    store = FingerprintStore(root)
+    for n in range(samples):
+        phases = np.exp(2j * np.pi * rng.random(spectrum.shape[1]))
+        phases[0] = 1.0
+        start = int(rng.integers(0, data.shape[1] - 1000))
+        epoch = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)[:, start : start + 1000]
+        vectors, starts, n_channels = fingerprints(epoch, SFREQ, 4)
+        store.save(f"history-{n:06d}", vectors, np.tile(starts, n_channels))
+
+
 def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -269,6 +288,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--every", type=float, default=10.0, help="seconds of session time between samples")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="accepted samples of earlier sessions the platform already holds (their replay fingerprints, "
+        "written where `serve` reloads them at start-up); 0 = a fresh platform",
+    )
     args = parser.parse_args()
     from tests.services import free_port
 
@@ -276,6 +302,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mindprint-ingest-") as tmp:
         home = Path(tmp) / "home"
+        if args.history:
+            write_history(home / "platform" / "fingerprints", args.history)
         port = free_port()
         env = {**os.environ, "MINDPRINT_HOME": str(home), "MINDPRINT_OPERATORS": operator.address.lower()}
         server = subprocess.Popen(
@@ -335,6 +363,7 @@ def main() -> None:
     wall = {m: float(np.median([r["wall"] for r in window(m)])) for m in marks}
     stored = blocks + database
     accepted = sum(r["status"] == "accepted" for r in results)
+    print(f"platform history: {args.history} accepted samples held before the session starts")
     print(f"session: {args.minutes:g} min, {report['chunks']} chunks of 0.5 s, 8 ch × 250 Hz; {n} samples "
           f"({accepted} accepted, {n - accepted} rejected); streamed in {report['seconds']:.1f} s")  # fmt: skip
     reasons: dict[str, int] = {}
