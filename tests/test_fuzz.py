@@ -41,7 +41,7 @@ near_samples = st.fixed_dictionaries({}, optional={k: st.one_of(st.just(v), valu
 
 
 @given(value=st.one_of(values, near_samples))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, derandomize=True, deadline=None)
 def test_sample_parser_raises_only_sample_errors(value: object) -> None:
     try:
         parsed = SampleValue.parse(value)
@@ -51,7 +51,7 @@ def test_sample_parser_raises_only_sample_errors(value: object) -> None:
 
 
 @given(data=st.binary(max_size=2000))
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_session_verification_reports_garbage_as_issues(tmp_path: Path, data: bytes) -> None:
     (tmp_path / SESSION_FILE).write_bytes(data)
     report = verify_session(tmp_path)  # never raises: garbage is an issue in the report
@@ -59,7 +59,7 @@ def test_session_verification_reports_garbage_as_issues(tmp_path: Path, data: by
 
 
 @given(cut=st.integers(min_value=0, max_value=10_000), flip=st.integers(min_value=0, max_value=10_000))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_damaged_real_sessions_are_reported_not_crashed(
     tmp_path_factory: pytest.TempPathFactory, cut: int, flip: int
 ) -> None:
@@ -115,7 +115,7 @@ def platform_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     signature=st.sampled_from(["00" * 64, "ff" * 64]),
     seq=st.integers(min_value=0, max_value=2**31 - 1),
 )
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 def test_chunk_uploads_of_anything_are_4xx(
     platform_client, envelope: bytes, cid: str, signature: str, seq: int
 ) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +126,7 @@ def test_chunk_uploads_of_anything_are_4xx(
 
 
 @given(value=st.one_of(values, near_samples))
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=120, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 def test_submissions_of_any_block_are_4xx(platform_client, value: object) -> None:  # type: ignore[no-untyped-def]
     client, token, _ = platform_client
     body = {

@@ -262,7 +262,7 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
                 task = client.next_task()
                 assert task is not None
                 trials.append(run.trial(task, answer))
-            written = run.index.count
+        written = run.index.count  # the run has stopped and the uploader drained
         assert outage["up"] - outage["down"] >= 60
         assert run.uploader.outages > 0  # the uploader did meet the outage
         assert len(trials) == 10 and all(t.verdict["sample_cid"] for t in trials)

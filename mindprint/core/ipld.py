@@ -155,7 +155,10 @@ def _split_cid(section: bytes) -> tuple[CID, int]:
     end = pos + fields[3]
     if end > len(section):
         raise ValueError("CID digest runs past the section")
-    return cid_from_bytes(bytes(section[:end])), end
+    try:
+        return cid_from_bytes(bytes(section[:end])), end
+    except (KeyError, TypeError, ValueError) as err:  # multiformats: unknown codec or hash
+        raise ValueError(f"not a valid CID: {err}") from err
 
 
 def iter_car_sections(data: bytes) -> Iterator[CarSection]:
