@@ -51,7 +51,9 @@ def test_sample_parser_raises_only_sample_errors(value: object) -> None:
 
 
 @given(data=st.binary(max_size=2000))
-@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_session_verification_reports_garbage_as_issues(tmp_path: Path, data: bytes) -> None:
     (tmp_path / SESSION_FILE).write_bytes(data)
     report = verify_session(tmp_path)  # never raises: garbage is an issue in the report
@@ -59,7 +61,9 @@ def test_session_verification_reports_garbage_as_issues(tmp_path: Path, data: by
 
 
 @given(cut=st.integers(min_value=0, max_value=10_000), flip=st.integers(min_value=0, max_value=10_000))
-@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 def test_damaged_real_sessions_are_reported_not_crashed(
     tmp_path_factory: pytest.TempPathFactory, cut: int, flip: int
 ) -> None:
