@@ -141,6 +141,10 @@ class LabelingRun:
         response = self.index.find_marker("response", seen)
         assert stimulus is not None and response is not None
         self._wait_for(lambda: self.index.recorded_until_ns() > stimulus + int(post * 1e9), 30)
+        # timestamps jitter: wait in samples too, for the whole epoch after its first chunk
+        assert self.index.header is not None
+        needed = round((TMAX - TMIN) * self.index.header.sfreq) + 1
+        self._wait_for(lambda: self.index.samples_from(stimulus + int(TMIN * 1e9)) >= needed, 30)
         assert self.index.header is not None
         signed = sign_sample(
             self.index.header,

@@ -56,20 +56,28 @@ def sign_sample(
     """
     sfreq = header.sfreq
     begin_ns = stimulus_ns + int(tmin * 1e9)
-    end_ns = stimulus_ns + int(tmax * 1e9)
-    selected = [
-        (cid, block)
-        for cid, block in chunks
-        if int(block["t0_ns"]) < end_ns and int(block["t0_ns"]) + chunk_samples(block).shape[1] / sfreq * 1e9 > begin_ns
-    ]
-    if not selected:
+    n_epoch = round((tmax - tmin) * sfreq)
+    # the first chunk that covers the epoch's start, then consecutive chunks until they hold
+    # the epoch's samples (counted in samples: device timestamps jitter)
+    first = next(
+        (i for i, (_, block) in enumerate(chunks) if int(block["t0_ns"]) + chunk_samples(block).shape[1] / sfreq * 1e9 > begin_ns),
+        None,
+    )
+    if first is None:
         raise SampleError("no chunk covers the stimulus")
-    t0 = int(selected[0][1]["t0_ns"])
+    t0 = int(chunks[first][1]["t0_ns"])
     start = max(0, round((begin_ns - t0) / 1e9 * sfreq))
-    stop = start + round((tmax - tmin) * sfreq)
+    stop = start + n_epoch
+    selected: list[tuple[CID, dict[str, Any]]] = []
+    held = 0
+    for cid, block in chunks[first:]:
+        if held >= stop:
+            break
+        selected.append((cid, block))
+        held += chunk_samples(block).shape[1]
+    if held < stop:
+        raise SampleError(f"the chunks hold {held} samples, the epoch needs {stop}")
     data = np.concatenate([chunk_samples(block) for _, block in selected], axis=1).astype(np.float64)
-    if stop > data.shape[1]:
-        raise SampleError(f"the chunks hold {data.shape[1]} samples, the epoch needs {stop}")
     result = process_recording(data[header.eeg_rows, start:stop], sfreq, header.eeg_names, params=params)
     value = {
         "type": SAMPLE_TYPE,

@@ -62,6 +62,7 @@ class ChunkIndex:
         self.entries: list[IndexedChunk] = []
         self.markers: list[tuple[int, str]] = []  # (device time ns, label), in order
         self._recent: deque[tuple[int, CID, bytes, dict[str, Any]]] = deque()
+        self._recent_samples = 0
         self.changed = threading.Condition()
 
     def opened(self, writer: SessionWriter) -> None:
@@ -83,10 +84,9 @@ class ChunkIndex:
             for index, label in chunk.markers:
                 self.markers.append((chunk.t0_ns + round(index / sfreq * 1e9), label))
             self._recent.append((chunk.seq, chunk.cid, chunk.block, dict(decode_block(chunk.block))))
-            while len(self._recent) > 1 and sum(e[3]["samples"]["shape"][1] for e in self._recent) / sfreq > max(
-                self.keep_seconds, 1.0
-            ):
-                self._recent.popleft()
+            self._recent_samples += chunk.n_times
+            while len(self._recent) > 1 and self._recent_samples / sfreq > max(self.keep_seconds, 1.0):
+                self._recent_samples -= int(self._recent.popleft()[3]["samples"]["shape"][1])
             self.changed.notify_all()
 
     @property
@@ -101,6 +101,18 @@ class ChunkIndex:
                 return 0
             last = self.entries[-1]
             return last.t0_ns + round(last.n_times / self.header.sfreq * 1e9)
+
+    def samples_from(self, t_ns: int) -> int:
+        """Samples held from the start of the chunk that covers device time ``t_ns`` on."""
+        with self.changed:
+            if self.header is None:
+                return 0
+            held = 0
+            for entry in reversed(self.entries):
+                held += entry.n_times
+                if entry.t0_ns <= t_ns:
+                    return held - round((t_ns - entry.t0_ns) / 1e9 * self.header.sfreq)
+            return 0
 
     def marker_count(self) -> int:
         with self.changed:
