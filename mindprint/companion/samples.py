@@ -59,10 +59,8 @@ def sign_sample(
     n_epoch = round((tmax - tmin) * sfreq)
     # the first chunk that covers the epoch's start, then consecutive chunks until they hold
     # the epoch's samples (counted in samples: device timestamps jitter)
-    first = next(
-        (i for i, (_, block) in enumerate(chunks) if int(block["t0_ns"]) + chunk_samples(block).shape[1] / sfreq * 1e9 > begin_ns),
-        None,
-    )
+    ends = (int(block["t0_ns"]) + chunk_samples(block).shape[1] / sfreq * 1e9 for _, block in chunks)
+    first = next((i for i, end in enumerate(ends) if end > begin_ns), None)
     if first is None:
         raise SampleError("no chunk covers the stimulus")
     t0 = int(chunks[first][1]["t0_ns"])
