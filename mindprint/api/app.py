@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindprint import __version__
 from mindprint.api.limits import RequestGuard, sane_recursion_limit
-from mindprint.api.routers import auth, projects, rewards, submissions
+from mindprint.api.routers import auth, federated, projects, rewards, submissions
 from mindprint.core.errors import (
     ConfigurationError,
     Conflict,
@@ -75,6 +75,7 @@ def create_app(*, max_body: int | None = None, sign_ins_per_minute: float | None
     app.include_router(projects.router)
     app.include_router(submissions.router)
     app.include_router(rewards.router)
+    app.include_router(federated.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -78,6 +78,10 @@ class PlatformClient:
         self.last_timing = response.headers.get("server-timing", "")
         return response.json()
 
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any API call as this wallet (signs in, and again when the token expired)."""
+        return self._call(method, path, **kwargs)
+
     def sign_in(self) -> dict[str, Any]:
         issued = self._call("POST", "/auth/nonce", json={"address": self.wallet.address})
         signature = self.wallet.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()

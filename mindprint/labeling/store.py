@@ -257,3 +257,39 @@ class RewardEpoch(Base):
     claims: Mapped[dict[str, Any]] = mapped_column(JSON)
     tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
     until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FederatedRound(Base):
+    """One round of federated training under secure aggregation (``mindprint.platform.federated``).
+
+    ``members`` holds the client sets the protocol fixes step by step: ``u1`` advertised
+    keys, ``u2`` sent shares, ``u3`` sent masked updates, ``u4`` answered the unmasking.
+    """
+
+    __tablename__ = "fl_rounds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phase: Mapped[str] = mapped_column(String(16), index=True)  # keys | shares | masked | unmask | done | failed
+    model_cid: Mapped[str] = mapped_column(String(120))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    min_clients: Mapped[int] = mapped_column(Integer)
+    max_clients: Mapped[int] = mapped_column(Integer)
+    threshold: Mapped[int] = mapped_column(Integer)
+    phase_seconds: Mapped[float] = mapped_column(Float)
+    phase_deadline: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    members: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result_cid: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    record_cid: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FederatedMessage(Base):
+    """A client's message of one step of a round (the server relays shares it cannot read)."""
+
+    __tablename__ = "fl_messages"
+    round: Mapped[int] = mapped_column(ForeignKey("fl_rounds.id"), primary_key=True)
+    step: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(42), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(42), primary_key=True)  # "" when addressed to the server
+    body: Mapped[bytes] = mapped_column(LargeBinary)
