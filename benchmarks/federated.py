@@ -46,12 +46,12 @@ from eth_account.messages import encode_defunct
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mindprint.companion.client import PlatformClient  # noqa: E402
-from mindprint.federated.client import FederatedClient  # noqa: E402
-from mindprint.federated.data import cyton_eyes_closed  # noqa: E402
-from mindprint.federated.model import decode_model, new_model  # noqa: E402
-from mindprint.federated.training import PrivacyLedger, accuracy, train_plain  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from mindprint.companion.client import PlatformClient
+from mindprint.federated.client import FederatedClient
+from mindprint.federated.data import cyton_eyes_closed
+from mindprint.federated.model import decode_model, new_model
+from mindprint.federated.training import PrivacyLedger, accuracy, train_plain
+from tests.services import free_port
 
 CYTON = ROOT / "tests" / "data" / "eeg" / "openbci_cyton" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt"
 ROUND = {"local_epochs": 1, "batch_size": 8, "lr": 0.5, "clip": 1.0, "noise_multiplier": 3.0, "delta": 1e-5}
@@ -186,12 +186,12 @@ def main() -> None:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
-    a, c, l, e = np.mean(results, axis=0)
+    a, c, loc, e = np.mean(results, axis=0)
     print("\n" + "\n".join(rows))
     print(
-        f"\nmean over folds: federated {a:.3f}, centralised {c:.3f} (federated − centralised = {a - c:+.3f}), local-only {l:.3f} (federated / local = {a / l:.2f}×), ε {e:.2f}"
+        f"\nmean over folds: federated {a:.3f}, centralised {c:.3f} (federated − centralised = {a - c:+.3f}), local-only {loc:.3f} (federated / local = {a / loc:.2f}×), ε {e:.2f}"
     )
-    print(f"federated: acc_federated={a:.3f} acc_central={c:.3f} acc_local={l:.3f} epsilon={e:.2f}")
+    print(f"federated: acc_federated={a:.3f} acc_central={c:.3f} acc_local={loc:.3f} epsilon={e:.2f}")
 
 
 if __name__ == "__main__":

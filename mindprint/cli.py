@@ -675,9 +675,7 @@ project_app = typer.Typer(help="Requesters: create labeling projects and add ite
 app.add_typer(project_app, name="project")
 
 ApiOption = Annotated[str, typer.Option("--api", help="Platform URL, e.g. http://127.0.0.1:8000.")]
-WalletOption = Annotated[
-    Path | None, typer.Option(help="Requester's wallet key file (else $MINDPRINT_WALLET_KEY).")
-]
+WalletOption = Annotated[Path | None, typer.Option(help="Requester's wallet key file (else $MINDPRINT_WALLET_KEY).")]
 ItemsOption = Annotated[
     Path | None,
     typer.Option(help="Items: a CSV with a `text` (or `image_cid`) column and an optional `gold` column, or JSON."),

@@ -181,4 +181,3 @@ async def _refuse(scope: Scope, send: Send, status: int, title: str, detail: str
         }
     )
     await send({"type": "http.response.body", "body": body})
-

@@ -59,8 +59,10 @@ class LabelingRun:
         chain_id: int,
         platform_key: bytes | None = None,
         outage_seconds: float = 600.0,
+        model: tuple[str, Any] | None = None,
     ) -> None:
         self.client = client
+        self.model = model  # (CID, model): run on every epoch, output signed with the sample
         self.source = source
         self.key = key
         self.out = out
@@ -158,6 +160,7 @@ class LabelingRun:
             tmin=TMIN,
             tmax=TMAX,
             chain_id=self.chain_id,
+            model=self.model,
         )
         self._next_epoch_ns = stimulus + int(TMAX * 1e9)
         cited = signed.value["chunks"]

@@ -45,6 +45,7 @@ def sign_sample(
     tmax: float = 3.0,
     chain_id: int = 1,
     params: PipelineParams | None = None,
+    model: tuple[str, Any] | None = None,
 ) -> SignedSample:
     """Cut ``[stimulus + tmin, stimulus + tmax)`` from ``chunks`` (consecutive, in order), sign it.
 
@@ -53,6 +54,9 @@ def sign_sample(
     chunks : sequence of (CID, decoded chunk)
         Consecutive signed chunks of the session that cover the epoch (extra chunks
         before or after are dropped).
+    model : (CID text, model), optional
+        Run this model on the epoch and sign its output with the sample (on-device
+        inference the platform re-executes, :mod:`mindprint.federated.inference`).
     """
     sfreq = header.sfreq
     begin_ns = stimulus_ns + int(tmin * 1e9)
@@ -68,11 +72,11 @@ def sign_sample(
     stop = start + n_epoch
     selected: list[tuple[CID, dict[str, Any]]] = []
     held = 0
-    for cid, block in chunks[first:]:
+    for chunk_cid, chunk in chunks[first:]:
         if held >= stop:
             break
-        selected.append((cid, block))
-        held += chunk_samples(block).shape[1]
+        selected.append((chunk_cid, chunk))
+        held += chunk_samples(chunk).shape[1]
     if held < stop:
         raise SampleError(f"the chunks hold {held} samples, the epoch needs {stop}")
     data = np.concatenate([chunk_samples(block) for _, block in selected], axis=1).astype(np.float64)
@@ -92,6 +96,10 @@ def sign_sample(
         "pipeline": result.version,
         "features": json_safe(result.summary()),
     }
+    if model is not None:
+        from mindprint.federated.inference import infer
+
+        value["inference"] = infer(model[1], model[0], result.filtered, header.eeg_names)
     block = encode_block(value)
     cid = cid_for_block(block)
     typed = sample_typed_data(cid, task, label, chain_id)

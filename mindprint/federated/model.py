@@ -89,6 +89,9 @@ class ShallowAlphaNet(nn.Module):
     same windows depending on the learning rate, trained centrally without noise.
     """
 
+    masks: torch.Tensor
+    taper: torch.Tensor
+
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         self.spec = spec

@@ -117,7 +117,8 @@ class PrivacyLedger:
         if not path.exists():
             return cls(path)
         value = json.loads(path.read_text())
-        return cls(path, [tuple(h) for h in value["history"]], list(value["rounds"]), bool(value["opted_out"]))  # type: ignore[misc]
+        history = [(float(h[0]), float(h[1]), int(h[2])) for h in value["history"]]
+        return cls(path, history, list(value["rounds"]), bool(value["opted_out"]))
 
     def save(self) -> None:
         if self.path is not None:

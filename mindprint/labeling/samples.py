@@ -14,7 +14,7 @@ before sessions were streamed, and offline tools).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,8 +121,12 @@ def check_cited(
     contributor: str,
     chain_id: int,
     params: PipelineParams | None = None,
+    models: Callable[[str], Any] | None = None,
 ) -> SampleCheck:
-    """Check a sample against the decoded chunks it cites (consecutive, in its order)."""
+    """Check a sample against the decoded chunks it cites (consecutive, in its order).
+
+    ``models`` loads a model by CID, to re-execute a sample's on-device inference.
+    """
     problems = []
     if header.device != sample.device or header.session != sample.session:
         problems.append("the sample's device or session differs from its session")
@@ -139,8 +143,13 @@ def check_cited(
         )
     epoch = data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
     names = header.eeg_names
-    recomputed = json_safe(process_recording(epoch, header.sfreq, names, params=params).summary())
+    result = process_recording(epoch, header.sfreq, names, params=params)
+    recomputed = json_safe(result.summary())
     _close(sample.features, recomputed, "features", problems)
+    if sample.inference is not None:
+        from mindprint.federated.inference import inference_problems
+
+        problems += inference_problems(sample.inference, result.filtered, names, models)
     if sample.pipeline != recomputed.get("pipeline_version"):
         problems.append("edge pipeline version differs from the platform's")
     value = dict(decode_block(signed.block))
@@ -166,7 +175,13 @@ def _signed_chunks(car: bytes) -> dict[CID, dict[str, Any]]:
 
 
 def check_sample(
-    signed: SignedSample, car: bytes, *, contributor: str, chain_id: int, params: PipelineParams | None = None
+    signed: SignedSample,
+    car: bytes,
+    *,
+    contributor: str,
+    chain_id: int,
+    params: PipelineParams | None = None,
+    models: Callable[[str], Any] | None = None,
 ) -> SampleCheck:
     """:func:`check_cited` against a whole session CAR (verified here first)."""
     sample = parse_signed(signed)
@@ -179,4 +194,6 @@ def check_sample(
     if missing:
         raise SampleError(f"sample references chunks not in the session: {missing[:3]}")
     cited = [blocks[c] for c in sample.chunks]
-    return check_cited(signed, sample, header, cited, report, contributor=contributor, chain_id=chain_id, params=params)
+    return check_cited(
+        signed, sample, header, cited, report, contributor=contributor, chain_id=chain_id, params=params, models=models
+    )

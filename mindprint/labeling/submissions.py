@@ -203,6 +203,7 @@ def submit(
             cited.report(),
             contributor=contributor,
             chain_id=platform.chain_id,
+            models=platform.models,
         )
         clock.lap("pipeline")
         liveness = platform.liveness.assess(check.epoch, check.sfreq)

@@ -8,10 +8,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mindprint.core.errors import Conflict
-from mindprint.labeling.store import RewardEpoch, Submission, aware, utcnow
+from mindprint.labeling.store import FederatedRound, RewardEpoch, Submission, aware, utcnow
 from mindprint.platform.service import Platform
 
 __all__ = ["close_epoch", "rewards_of"]
+
+#: what one round's update earns, against a sample's liveness × attention (at most 1)
+FEDERATED_WEIGHT = 1.0
 
 
 def close_epoch(db: Session, platform: Platform, pool_wei: int) -> dict[str, Any]:
@@ -23,10 +26,17 @@ def close_epoch(db: Session, platform: Platform, pool_wei: int) -> dict[str, Any
     if last is not None:
         query = query.where(Submission.created > aware(last))
     rows = db.execute(query).all()
-    if not rows:
-        raise Conflict("no accepted samples since the last epoch")
+    # federated rounds since the last epoch: every client whose masked update is in the sum
+    # (secure aggregation keeps the platform from judging one update on its own)
+    rounds = select(FederatedRound.members).where(FederatedRound.phase == "done")
+    if last is not None:
+        rounds = rounds.where(FederatedRound.finished > aware(last))
+    federated = [(c, FEDERATED_WEIGHT) for members in db.scalars(rounds) for c in members.get("u3", [])]
+    if not rows and not federated:
+        raise Conflict("no accepted samples or federated contributions since the last epoch")
     number = (db.scalar(select(func.max(RewardEpoch.epoch))) or 0) + 1
     weights = [(contributor, scores.get("liveness", 0) * scores.get("attention", 0)) for contributor, scores in rows]
+    weights += federated
     epoch = build_epoch(number, weights, pool_wei)
     tx = None
     if platform.chain is not None and platform.distributor:
@@ -44,9 +54,7 @@ def close_epoch(db: Session, platform: Platform, pool_wei: int) -> dict[str, Any
 
 def rewards_of(db: Session, platform: Platform, address: str) -> dict[str, Any]:
     """A contributor's accepted samples and their claim (for ``mindprint rewards claim``) per epoch."""
-    accepted = db.scalar(
-        select(func.count()).where(Submission.contributor == address, Submission.status == "accepted")
-    )
+    accepted = db.scalar(select(func.count()).where(Submission.contributor == address, Submission.status == "accepted"))
     claims = [
         e.claims[address] for e in db.scalars(select(RewardEpoch).order_by(RewardEpoch.epoch)) if address in e.claims
     ]

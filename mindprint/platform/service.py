@@ -63,6 +63,16 @@ class Platform:
     nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
+    _models: Any = field(default=None, repr=False)
+
+    def models(self, cid: str) -> Any:
+        """A model the platform published (by CID), decoded once: to re-execute on-device inference."""
+        if self._models is None:
+            from mindprint.federated.inference import ModelCache
+            from mindprint.platform.federated import model_block
+
+            self._models = ModelCache(lambda c: model_block(self, c))
+        return self._models(cid)
 
     def remember_session(self, session: str, data_key: bytes, header: SessionHeader) -> None:
         """Cache a streamed session's data key and header (bounded LRU)."""

@@ -44,9 +44,7 @@ def check_label(schema: dict[str, Any], label: Any) -> None:
 def create_project(
     db: Session, owner: str, name: str, description: str, label_schema: dict[str, Any], redundancy: int
 ) -> Project:
-    project = Project(
-        owner=owner, name=name, description=description, label_schema=label_schema, redundancy=redundancy
-    )
+    project = Project(owner=owner, name=name, description=description, label_schema=label_schema, redundancy=redundancy)
     db.add(project)
     db.commit()
     return project

@@ -22,6 +22,7 @@ block is a clear :class:`SampleError`, never a crash deeper down.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,8 @@ class SampleValue:
     response_ns: int
     pipeline: str
     features: dict[str, Any]
+    #: on-device inference: {"model": model CID text, "output": [logits]} (optional)
+    inference: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, value: Any) -> SampleValue:
@@ -179,6 +182,19 @@ class SampleValue:
         stop = _int(value["stop"], "stop", start + 1, 2**31)
         stimulus = _int(value["stimulus_ns"], "stimulus_ns", 0, 2**63 - 1)
         response = _int(value["response_ns"], "response_ns", 0, 2**63 - 1)
+        inference = value.get("inference")
+        if inference is not None:
+            output = inference.get("output") if isinstance(inference, dict) else None
+            if (
+                not isinstance(inference, dict)
+                or set(inference) != {"model", "output"}
+                or not isinstance(inference["model"], str)
+                or not 0 < len(inference["model"]) <= 120
+                or not isinstance(output, list)
+                or not 0 < len(output) <= 64
+                or not all(isinstance(v, float) and math.isfinite(v) for v in output)
+            ):
+                raise SampleError("sample field 'inference' must be {model: CID text, output: [1–64 finite floats]}")
         return cls(
             task=_int(value["task"], "task", 1, MAX_TASK_ID),
             label=value["label"],
@@ -192,6 +208,7 @@ class SampleValue:
             response_ns=response,
             pipeline=value["pipeline"],
             features=value["features"],
+            inference=inference,
         )
 
     @property
