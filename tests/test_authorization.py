@@ -46,12 +46,20 @@ ROUTES: dict[tuple[str, str], object] = {
     ("GET", "/samples/{cid}"): ANY,
     ("POST", "/rewards/epochs"): OPERATOR_ONLY,
     ("GET", "/rewards"): ANY,
+    ("POST", "/federated/rounds"): OPERATOR_ONLY,
+    ("GET", "/federated/rounds/latest"): ANY,
+    ("GET", "/federated/rounds/{round_id}"): ANY,
+    ("POST", "/federated/rounds/{round_id}/{step}"): ANY,
+    ("GET", "/federated/models"): ANY,
+    ("GET", "/federated/models/{cid}"): ANY,
 }
 FILL = {
     "address": "0x" + "ab" * 20,
     "project_id": "1",
     "session": "s-1",
     "seq": "0",
+    "round_id": "1",
+    "step": "keys",
     "cid": "bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
 }
 

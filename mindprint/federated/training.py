@@ -81,6 +81,7 @@ def train_plain(
     epochs: int,
     lr: float,
     batch_size: int,
+    momentum: float = 0.0,
     seed: int = 0,
 ) -> ShallowAlphaNet:
     """Non-private SGD (the centralised and local-only baselines)."""
@@ -91,7 +92,7 @@ def train_plain(
         shuffle=True,
         generator=generator,
     )
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     loss = nn.CrossEntropyLoss()
     model.train()
     for _ in range(epochs):
