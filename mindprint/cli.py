@@ -978,6 +978,17 @@ def label(
             help="Sign (or withdraw) consent to share your accepted samples, pseudonymised, with researchers.",
         ),
     ] = None,
+    infer: Annotated[
+        bool,
+        typer.Option("--infer/--no-infer", help="Run the platform's current model on every epoch; sign its output."),
+    ] = False,
+    keep_epochs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-epochs/--no-keep-epochs",
+            help="Keep accepted epochs on this device (MINDPRINT_HOME/federated) for federated training.",
+        ),
+    ] = True,
     board: BoardOption = "synthetic",
     key_file: KeyFileOption = None,
     serial_port: SerialOption = None,
@@ -1021,7 +1032,11 @@ def label(
     if first is None:  # nothing to label: no session is started
         console.print("no tasks to label right now")
         return
-    with LabelingRun(client, source, key, session_dir, chain_id=client.config()["chain_id"]) as run:
+    model = _current_model(client) if infer else None
+    keep = _local_epochs() if keep_epochs else None
+    with LabelingRun(
+        client, source, key, session_dir, chain_id=client.config()["chain_id"], model=model, keep=keep
+    ) as run:
         for n in range(count):
             task = first if n == 0 else client.next_task(project)
             if task is None:
@@ -1040,6 +1055,119 @@ def label(
             )
     console.print(table)
     console.print(f"session kept in {session_dir}")
+
+
+# -------------------------------------------------------------------------- federated
+federated_app = typer.Typer(
+    help="Federated training: rounds under secure aggregation with differential privacy.", no_args_is_help=True
+)
+app.add_typer(federated_app, name="federated")
+
+
+def _local_epochs() -> Any:
+    from mindprint.federated.local import LocalEpochs
+
+    return LocalEpochs(_settings().home / "federated")
+
+
+def _current_model(client: Any) -> tuple[str, Any]:
+    import base64
+
+    from mindprint.federated.model import decode_model
+
+    cid = client.call("GET", "/federated/models")["cid"]
+    block = base64.b64decode(client.call("GET", f"/federated/models/{cid}")["block"])
+    return str(cid), decode_model(block)
+
+
+def _privacy_line(ledger: Any, delta: float = 1e-5) -> str:
+    state = "opted out" if ledger.opted_out else "taking part"
+    return f"privacy spent: ε = {ledger.epsilon(delta):.2f} at δ = {delta:g} over {len(ledger.rounds)} rounds ({state})"
+
+
+@federated_app.command("round")
+@_handle_errors
+def federated_round(
+    api: ApiOption,
+    min_clients: Annotated[int, typer.Option(min=2, help="Clients needed; fewer fail the round.")] = 3,
+    max_clients: Annotated[int, typer.Option(min=2, help="The keys step ends as soon as this many joined.")] = 1000,
+    phase_seconds: Annotated[float, typer.Option(min=1, help="Deadline of each protocol step.")] = 60.0,
+    noise_multiplier: Annotated[float, typer.Option(min=0, help="DP-SGD noise (σ, times the clip norm).")] = 3.0,
+    clip: Annotated[float, typer.Option(min=0.001, help="Per-window gradient clip norm.")] = 1.0,
+    lr: Annotated[float, typer.Option(min=0.0001, help="Learning rate.")] = 0.5,
+    local_epochs: Annotated[int, typer.Option(min=1, help="Local passes per round.")] = 1,
+    epsilon_budget: Annotated[float, typer.Option(min=0.01, help="Clients refuse to go past this ε.")] = 8.0,
+    wallet_key_file: WalletOption = None,
+) -> None:
+    """Operators: publish a round of the current model (clients join with `mindprint federated join`)."""
+    client = _requester(api, wallet_key_file)
+    body = {
+        "min_clients": min_clients,
+        "max_clients": max_clients,
+        "phase_seconds": phase_seconds,
+        "noise_multiplier": noise_multiplier,
+        "clip": clip,
+        "lr": lr,
+        "local_epochs": local_epochs,
+        "epsilon_budget": epsilon_budget,
+    }
+    state = client.call("POST", "/federated/rounds", json=body)
+    console.print(
+        f"round [bold]{state['id']}[/] open: model {state['model_cid']}, σ={noise_multiplier:g}, ε ≤ {epsilon_budget:g}"
+    )
+
+
+@federated_app.command("join")
+@_handle_errors
+def federated_join(
+    api: ApiOption,
+    round_id: Annotated[int | None, typer.Option("--round", min=1, help="Round id (default: the newest).")] = None,
+    max_epsilon: Annotated[float | None, typer.Option(min=0.01, help="Your own privacy budget (ε).")] = None,
+    wallet_key_file: WalletOption = None,
+) -> None:
+    """Train the round's model on the epochs kept on this device; send only a masked, noised update."""
+    import base64
+
+    from eth_account import Account
+
+    from mindprint.companion.client import PlatformClient
+    from mindprint.federated.client import FederatedClient
+    from mindprint.federated.model import decode_model
+    from mindprint.federated.training import PrivacyLedger
+
+    local = _local_epochs()
+    ledger = PrivacyLedger.load(local.privacy_path)
+    client = PlatformClient(api, Account.from_key(_private_key(wallet_key_file, "MINDPRINT_WALLET_KEY")))
+    client.sign_in()
+    state = client.call("GET", f"/federated/rounds/{round_id}" if round_id else "/federated/rounds/latest")
+    model = decode_model(base64.b64decode(client.call("GET", f"/federated/models/{state['model_cid']}")["block"]))
+    windows = local.windows(model.spec)
+    console.print(f"{len(windows)} labeled windows on this device for classes {', '.join(model.spec.classes)}")
+    with console.status(f"round {state['id']}: training and secure aggregation…"):
+        outcome = FederatedClient(client, windows, ledger, max_epsilon=max_epsilon).join(int(state["id"]))
+    colour = "green" if outcome.phase == "done" else "red"
+    console.print(f"round {outcome.round_id}: [{colour}]{outcome.phase}[/] → model {outcome.model_cid or '-'}")
+    console.print(f"sent {outcome.bytes_sent:,} bytes in {outcome.seconds:.1f} s; {_privacy_line(ledger)}")
+
+
+@federated_app.command("privacy")
+@_handle_errors
+def federated_privacy(
+    opt_out: Annotated[bool, typer.Option("--opt-out", help="Refuse every future round.")] = False,
+    opt_in: Annotated[bool, typer.Option("--opt-in", help="Take part again.")] = False,
+) -> None:
+    """Your privacy spent (ε, δ) across rounds; opt out of (or back into) federated training."""
+    from mindprint.federated.training import PrivacyLedger
+
+    if opt_out and opt_in:
+        raise ConfigurationError("give --opt-out or --opt-in, not both")
+    local = _local_epochs()
+    ledger = PrivacyLedger.load(local.privacy_path)
+    if opt_out or opt_in:
+        ledger.opted_out = opt_out
+        ledger.save()
+    console.print(_privacy_line(ledger))
+    console.print(f"{len(local)} epochs kept in {local.epochs}")
 
 
 # ------------------------------------------------------------------------------- demo

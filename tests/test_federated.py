@@ -6,7 +6,10 @@ import base64
 import contextlib
 import json
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -39,6 +42,25 @@ from .test_end_to_end import _token
 @pytest.fixture(scope="module")
 def windows() -> LabeledWindows:
     return cyton_eyes_closed(require(CYTON_CSV))
+
+
+@dataclass
+class Served:
+    running: Any
+    url: str
+    http: httpx.Client
+    operator: dict[str, str]  # the operator's Authorization header
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """The platform (embedded chain, worker thread) behind a real uvicorn server on 127.0.0.1."""
+    running = start_platform(_settings(tmp_path, data_dir=tmp_path / "platform"), worker_interval=0.2)
+    try:
+        with ServerThread(running.app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+            yield Served(running, server.url, http, {"Authorization": f"Bearer {_token(http, OPERATOR)}"})
+    finally:
+        running.close()
 
 
 # -- secure aggregation, as pure functions ----------------------------------------------------------
@@ -115,118 +137,108 @@ def _client(
     return FederatedClient(platform, share, PrivacyLedger(tmp / f"{name}.json"), poll=0.05, seed=seed)
 
 
-def test_round_with_a_dropout_over_a_real_server(tmp_path: Path, windows: LabeledWindows) -> None:
-    settings = _settings(tmp_path, data_dir=tmp_path / "platform")
-    running = start_platform(settings, worker_interval=0.2)
+def test_round_with_a_dropout_over_a_real_server(tmp_path: Path, served: Served, windows: LabeledWindows) -> None:
+    operator = served.operator
+    seen: list[tuple[str, bytes]] = []
+    shares = [windows.subset(np.arange(i, len(windows), 5)) for i in range(5)]
+    clients = [_client(served.url, s, tmp_path, f"c{i}", seen, 100 * i) for i, s in enumerate(shares)]
+    answer = httpx.post(
+        f"{served.url}/federated/rounds",
+        json={"min_clients": 5, "max_clients": 5, "phase_seconds": 8, "noise_multiplier": 3.0},
+        headers=operator,
+    )
+    assert answer.status_code == 201, answer.text
+    round_id = answer.json()["id"]
+    start = decode_model(
+        base64.b64decode(clients[0].platform.call("GET", f"/federated/models/{answer.json()['model_cid']}")["block"])
+    )
+    # another round cannot open while this one runs
+    assert httpx.post(f"{served.url}/federated/rounds", json={}, headers=operator).status_code == 409
+
+    import threading
+
+    outcomes: list[object] = [None] * 5
+    updates: dict[int, np.ndarray] = {}
+    real_train = train_private
+
+    def run(i: int) -> None:
+        outcomes[i] = clients[i].join(round_id, stop_after="shares" if i == 4 else None)
+
+    # record each client's true update to compare with what the platform computes from the sum
+    import mindprint.federated.client as module
+
+    def spy(model, x, y, params, *, seed=0):  # type: ignore[no-untyped-def]
+        update, step = real_train(model, x, y, params, seed=seed)
+        updates[seed] = update
+        return update, step
+
+    module.train_private = spy  # type: ignore[assignment]
     try:
-        with ServerThread(running.app) as server:
-            operator = {"Authorization": f"Bearer {_token(httpx.Client(base_url=server.url), OPERATOR)}"}
-            seen: list[tuple[str, bytes]] = []
-            shares = [windows.subset(np.arange(i, len(windows), 5)) for i in range(5)]
-            clients = [_client(server.url, s, tmp_path, f"c{i}", seen, 100 * i) for i, s in enumerate(shares)]
-            answer = httpx.post(
-                f"{server.url}/federated/rounds",
-                json={"min_clients": 5, "max_clients": 5, "phase_seconds": 8, "noise_multiplier": 3.0},
-                headers=operator,
-            )
-            assert answer.status_code == 201, answer.text
-            round_id = answer.json()["id"]
-            start = decode_model(
-                base64.b64decode(
-                    clients[0].platform.call("GET", f"/federated/models/{answer.json()['model_cid']}")["block"]
-                )
-            )
-            # another round cannot open while this one runs
-            assert httpx.post(f"{server.url}/federated/rounds", json={}, headers=operator).status_code == 409
-
-            import threading
-
-            outcomes: list[object] = [None] * 5
-            updates: dict[int, np.ndarray] = {}
-            real_train = train_private
-
-            def run(i: int) -> None:
-                outcomes[i] = clients[i].join(round_id, stop_after="shares" if i == 4 else None)
-
-            # record each client's true update to compare with what the platform computes from the sum
-            import mindprint.federated.client as module
-
-            def spy(model, x, y, params, *, seed=0):  # type: ignore[no-untyped-def]
-                update, step = real_train(model, x, y, params, seed=seed)
-                updates[seed] = update
-                return update, step
-
-            module.train_private = spy  # type: ignore[assignment]
-            try:
-                threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(120)
-            finally:
-                module.train_private = real_train  # type: ignore[assignment]
-            phases = [getattr(o, "phase", None) for o in outcomes]
-            assert phases[:4] == ["done"] * 4 and phases[4] == "dropped", phases
-            state = clients[0].platform.call("GET", f"/federated/rounds/{round_id}")
-            assert len(state["members"]["u2"]) == 5 and len(state["members"]["u3"]) == 4
-            # the new model is the start plus the mean of the four survivors' updates, recovered from the sum only
-            result = decode_model(
-                base64.b64decode(clients[0].platform.call("GET", f"/federated/models/{state['result_cid']}")["block"])
-            )
-            survivors = [updates[100 * i + round_id] for i in range(4)]
-            moved = flat_parameters(result) - flat_parameters(start)
-            assert np.abs(moved - np.mean(survivors, axis=0)).max() < 1e-4
-            assert np.abs(moved).max() > 1e-3
-            # what left each client: keys, encrypted shares, a masked vector, unmasking shares — no EEG, no update
-            eeg = {w.astype("<f4").tobytes()[:64] for w in windows.x[:20]}
-            for path, body in seen:
-                assert not any(chunk in body for chunk in eeg)
-                if path.endswith("/masked"):
-                    vector = np.frombuffer(bytes.fromhex(json.loads(body)["vector"]), dtype="<u4")
-                    for update in updates.values():
-                        assert not np.array_equal(vector, encode_vector(update))
-                if path.startswith("/federated/rounds/") and body:
-                    assert set(json.loads(body)) <= {"c_pk", "s_pk", "shares", "vector", "reveals"}
-            # the round record is pinned and anchored on chain with its contributors
-            record = decode_block(running.platform.blockstore.get(state["record_cid"]))
-            assert record["contributors"] == state["members"]["u3"] and record["model"] == state["result_cid"]
-            deadline = time.monotonic() + 30
-            while running.platform.anchorer is not None and time.monotonic() < deadline:
-                try:
-                    proof = running.platform.anchorer.proof(state["record_cid"])
-                    assert running.platform.anchorer.verify_on_chain(proof)
-                    break
-                except Exception:
-                    time.sleep(0.3)
-            else:
-                pytest.fail("the round record was not anchored")
-            # privacy spent is kept on the device; past the budget a client refuses the next round
-            assert 0 < clients[0].ledger.epsilon(1e-5) < 8
-            assert PrivacyLedger.load(tmp_path / "c0.json").history == clients[0].ledger.history
-            nxt = httpx.post(
-                f"{server.url}/federated/rounds", json={"min_clients": 2, "epsilon_budget": 0.5}, headers=operator
-            )
-            assert nxt.status_code == 201, nxt.text
-            with pytest.raises(FederatedError, match="over the budget"):
-                clients[0].join(nxt.json()["id"])
-            clients[1].ledger.opted_out = True
-            with pytest.raises(FederatedError, match="opted out"):
-                clients[1].join(nxt.json()["id"])
-            # bad messages get clean 4xx
-            c2 = clients[2].platform
-            for body in ({"c_pk": "zz", "s_pk": "00"}, {"c_pk": "00" * 31, "s_pk": "00" * 32}, {}):
-                with pytest.raises(Exception, match="422"):
-                    c2.call("POST", f"/federated/rounds/{nxt.json()['id']}/keys", json=body)
-            with pytest.raises(Exception, match="409"):
-                c2.call("POST", f"/federated/rounds/{nxt.json()['id']}/masked", json={"vector": "00"})
-            with pytest.raises(Exception, match="404"):
-                c2.call("GET", "/federated/models/bafyreiaaaa")
-            # contributors are rewarded in the next epoch
-            rewards = httpx.post(f"{server.url}/rewards/epochs", headers=operator)
-            assert rewards.status_code == 201, rewards.text
-            assert rewards.json()["contributors"] >= 4
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
     finally:
-        running.close()
+        module.train_private = real_train  # type: ignore[assignment]
+    phases = [getattr(o, "phase", None) for o in outcomes]
+    assert phases[:4] == ["done"] * 4 and phases[4] == "dropped", phases
+    state = clients[0].platform.call("GET", f"/federated/rounds/{round_id}")
+    assert len(state["members"]["u2"]) == 5 and len(state["members"]["u3"]) == 4
+    # the new model is the start plus the mean of the four survivors' updates, recovered from the sum only
+    result = decode_model(
+        base64.b64decode(clients[0].platform.call("GET", f"/federated/models/{state['result_cid']}")["block"])
+    )
+    survivors = [updates[100 * i + round_id] for i in range(4)]
+    moved = flat_parameters(result) - flat_parameters(start)
+    assert np.abs(moved - np.mean(survivors, axis=0)).max() < 1e-4
+    assert np.abs(moved).max() > 1e-3
+    # what left each client: keys, encrypted shares, a masked vector, unmasking shares — no EEG, no update
+    eeg = {w.astype("<f4").tobytes()[:64] for w in windows.x[:20]}
+    for path, body in seen:
+        assert not any(chunk in body for chunk in eeg)
+        if path.endswith("/masked"):
+            vector = np.frombuffer(bytes.fromhex(json.loads(body)["vector"]), dtype="<u4")
+            for update in updates.values():
+                assert not np.array_equal(vector, encode_vector(update))
+        if path.startswith("/federated/rounds/") and body:
+            assert set(json.loads(body)) <= {"c_pk", "s_pk", "shares", "vector", "reveals"}
+    # the round record is pinned and anchored on chain with its contributors
+    record = decode_block(served.running.platform.blockstore.get(state["record_cid"]))
+    assert record["contributors"] == state["members"]["u3"] and record["model"] == state["result_cid"]
+    deadline = time.monotonic() + 30
+    while served.running.platform.anchorer is not None and time.monotonic() < deadline:
+        try:
+            proof = served.running.platform.anchorer.proof(state["record_cid"])
+            assert served.running.platform.anchorer.verify_on_chain(proof)
+            break
+        except Exception:
+            time.sleep(0.3)
+    else:
+        pytest.fail("the round record was not anchored")
+    # privacy spent is kept on the device; past the budget a client refuses the next round
+    assert 0 < clients[0].ledger.epsilon(1e-5) < 8
+    assert PrivacyLedger.load(tmp_path / "c0.json").history == clients[0].ledger.history
+    nxt = httpx.post(f"{served.url}/federated/rounds", json={"min_clients": 2, "epsilon_budget": 0.5}, headers=operator)
+    assert nxt.status_code == 201, nxt.text
+    with pytest.raises(FederatedError, match="over the budget"):
+        clients[0].join(nxt.json()["id"])
+    clients[1].ledger.opted_out = True
+    with pytest.raises(FederatedError, match="opted out"):
+        clients[1].join(nxt.json()["id"])
+    # bad messages get clean 4xx
+    c2 = clients[2].platform
+    for body in ({"c_pk": "zz", "s_pk": "00"}, {"c_pk": "00" * 31, "s_pk": "00" * 32}, {}):
+        with pytest.raises(Exception, match="422"):
+            c2.call("POST", f"/federated/rounds/{nxt.json()['id']}/keys", json=body)
+    with pytest.raises(Exception, match="409"):
+        c2.call("POST", f"/federated/rounds/{nxt.json()['id']}/masked", json={"vector": "00"})
+    with pytest.raises(Exception, match="404"):
+        c2.call("GET", "/federated/models/bafyreiaaaa")
+    # contributors are rewarded in the next epoch
+    rewards = httpx.post(f"{served.url}/rewards/epochs", headers=operator)
+    assert rewards.status_code == 201, rewards.text
+    assert rewards.json()["contributors"] >= 4
 
 
 # -- on-device inference the platform re-executes --------------------------------------------------
@@ -288,3 +300,115 @@ def test_tampered_on_device_inference_is_rejected(tmp_path: Path) -> None:
     other = dict(value, inference={"model": "bafyreib" + "a" * 51, "output": value["inference"]["output"]})
     unknown = check_sample(resign(other), car, contributor=wallet.address, chain_id=1, models=models)
     assert any("cannot be re-executed" in p for p in unknown.problems)
+
+
+# -- the companion: inference signed with every sample, epochs kept for training, the CLI --------
+
+
+def test_labeling_run_signs_inference_and_keeps_epochs(tmp_path: Path, served: Served) -> None:
+    from mindprint.companion.run import LabelingRun
+    from mindprint.device.boards import BoardSpec
+    from mindprint.device.bridge import BrainFlowSource
+    from mindprint.device.openbci import import_recording
+    from mindprint.federated.local import LocalEpochs
+    from mindprint.federated.model import ModelSpec
+
+    operator = served.operator
+    http = served.http
+    project = http.post(
+        "/projects",
+        json={"name": "eyes", "label_schema": {"kind": "classes", "classes": ["eyes_open", "eyes_closed"]}},
+        headers=operator,
+    ).json()
+    items = {"items": [{"content": {"text": f"Close your eyes ({i})"}} for i in range(3)]}
+    assert http.post(f"/projects/{project['id']}/items", json=items, headers=operator).status_code == 201
+    wallet, key = Account.create(), DeviceKey.generate()
+    client = PlatformClient(served.url, wallet)
+    client.sign_in()
+    client.bind_device(key)
+    cid = client.call("GET", "/federated/models")["cid"]
+    model = decode_model(base64.b64decode(client.call("GET", f"/federated/models/{cid}")["block"]))
+    playback = tmp_path / "cyton.csv"
+    import_recording(require(CYTON_CSV), playback, start_seconds=30, seconds=24)
+    source = BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton"))
+    keep = LocalEpochs(tmp_path / "federated")
+    run = LabelingRun(
+        client,
+        source,
+        key,
+        tmp_path / "session",
+        chain_id=client.config()["chain_id"],
+        model=(cid, model),
+        keep=keep,
+    )
+    with run:
+        task = client.next_task()
+        assert task is not None
+        trial = run.trial(task, lambda t: (time.sleep(0.5), "eyes_closed")[1])
+        # a companion that runs other weights (or edits the output) but names the published
+        # model's CID signs an output the platform's re-execution does not reproduce
+        run.model = (cid, new_model(seed=5))
+        task = client.next_task()
+        assert task is not None
+        forged = run.trial(task, lambda t: (time.sleep(0.5), "eyes_closed")[1])
+    assert trial.verdict["status"] == "accepted", trial.verdict
+    assert forged.verdict["status"] == "rejected", forged.verdict
+    assert any("differs from re-execution" in r for r in forged.verdict["reasons"]), forged.verdict
+    sample = http.get(f"/samples/{trial.verdict['sample_cid']}", headers=operator).json()
+    assert sample["status"] == "accepted"
+    assert len(keep) == 1
+    windows = keep.windows(ModelSpec())
+    assert len(windows) == 4 and set(windows.y.tolist()) == {1}
+    assert keep.windows(ModelSpec(classes=("a", "b"))).x.shape[0] == 0
+
+
+def test_cli_round_join_privacy(tmp_path: Path, served: Served, windows: LabeledWindows) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mindprint.federated.local import LocalEpochs
+
+    operator_key = tmp_path / "operator.key"
+    operator_key.write_text(OPERATOR.key.hex())
+    operator_key.chmod(0o600)
+    homes = []
+    for i in range(2):
+        home = tmp_path / f"home{i}"
+        local = LocalEpochs(home / "federated")
+        for j in range(i, len(windows), 6):  # the windows stand in for kept epochs (1 s each)
+            label = ("eyes_open", "eyes_closed")[int(windows.y[j])]
+            local.add(label, windows.x[j].astype(np.float64) * 20e-6, CYTON_CHANNELS, 250.0)
+        homes.append(home)
+
+    def cli(home: Path, *args: str, key: str | None = None) -> subprocess.Popen[str]:
+        env = {
+            **os.environ,
+            "MINDPRINT_HOME": str(home),
+            "MINDPRINT_WALLET_KEY": key or Account.create().key.hex(),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "mindprint.cli", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    open_round = ["federated", "round", "--api", served.url, "--wallet-key-file", str(operator_key)]
+    opened = cli(tmp_path, *open_round, "--min-clients", "2", "--max-clients", "2", "--phase-seconds", "30")
+    out, _ = opened.communicate(timeout=120)
+    assert opened.returncode == 0 and "round 1 open" in out, out
+    joins = [cli(home, "federated", "join", "--api", served.url) for home in homes]
+    for join in joins:
+        out, _ = join.communicate(timeout=300)
+        assert join.returncode == 0, out
+        assert "round 1: done" in out and "ε = " in out, out
+    shown = cli(homes[0], "federated", "privacy", "--opt-out")
+    out, _ = shown.communicate(timeout=120)
+    assert shown.returncode == 0 and "opted out" in out and "over 1 rounds" in out, out
+    again = cli(tmp_path, *open_round, "--min-clients", "2")
+    again.communicate(timeout=120)
+    refused = cli(homes[0], "federated", "join", "--api", served.url)
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode != 0 and "opted out" in out and "Traceback" not in out, out

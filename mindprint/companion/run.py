@@ -60,9 +60,11 @@ class LabelingRun:
         platform_key: bytes | None = None,
         outage_seconds: float = 600.0,
         model: tuple[str, Any] | None = None,
+        keep: Any = None,
     ) -> None:
         self.client = client
         self.model = model  # (CID, model): run on every epoch, output signed with the sample
+        self.keep = keep  # a LocalEpochs: accepted epochs stay on the device for federated training
         self.source = source
         self.key = key
         self.out = out
@@ -148,6 +150,7 @@ class LabelingRun:
         needed = round((TMAX - TMIN) * self.index.header.sfreq) + 1
         self._wait_for(lambda: self.index.samples_from(stimulus + int(TMIN * 1e9)) >= needed, 30)
         assert self.index.header is not None
+        kept: list[Any] = []
         signed = sign_sample(
             self.index.header,
             self.index.recent_chunks(),
@@ -161,11 +164,15 @@ class LabelingRun:
             tmax=TMAX,
             chain_id=self.chain_id,
             model=self.model,
+            on_epoch=kept.append,
         )
         self._next_epoch_ns = stimulus + int(TMAX * 1e9)
         cited = signed.value["chunks"]
         last_seq = next(e.seq for e in reversed(self.index.entries) if e.cid == cited[-1])
         verdict = self._submit(signed, last_seq)
+        if self.keep is not None and verdict.get("status") == "accepted" and kept:
+            header = self.index.header
+            self.keep.add(label, kept[0], header.eeg_names, header.sfreq)
         return Trial(task, label, verdict, stimulus, response)
 
     def _first_ns(self) -> int:

@@ -8,7 +8,7 @@ session directory, for offline use.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ def sign_sample(
     chain_id: int = 1,
     params: PipelineParams | None = None,
     model: tuple[str, Any] | None = None,
+    on_epoch: Callable[[Any], None] | None = None,
 ) -> SignedSample:
     """Cut ``[stimulus + tmin, stimulus + tmax)`` from ``chunks`` (consecutive, in order), sign it.
 
@@ -57,6 +58,9 @@ def sign_sample(
     model : (CID text, model), optional
         Run this model on the epoch and sign its output with the sample (on-device
         inference the platform re-executes, :mod:`mindprint.federated.inference`).
+    on_epoch : callable, optional
+        Called with the pipeline's filtered epoch (volts, EEG rows), e.g. to keep it on
+        the device for federated training.
     """
     sfreq = header.sfreq
     begin_ns = stimulus_ns + int(tmin * 1e9)
@@ -96,6 +100,8 @@ def sign_sample(
         "pipeline": result.version,
         "features": json_safe(result.summary()),
     }
+    if on_epoch is not None:
+        on_epoch(result.filtered)
     if model is not None:
         from mindprint.federated.inference import infer
 
