@@ -59,8 +59,14 @@ def current_model(db: Session, platform: Platform) -> str:
 
 
 def model_block(platform: Platform, cid: str) -> bytes:
+    from multiformats import CID
+
     try:
-        block = platform.blockstore.get(cid)
+        parsed = CID.decode(cid)
+    except Exception as err:  # multiformats raises several kinds (IndexError, KeyError, ValueError…)
+        raise NotFound(f"no model {cid!r:.130}: not a CID") from err
+    try:
+        block = platform.blockstore.get(parsed)
     except (KeyError, FileNotFoundError, ValueError) as err:
         raise NotFound(f"no model {cid}") from err
     decode_model(block)  # only models are served here
