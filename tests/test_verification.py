@@ -152,3 +152,21 @@ def test_authenticity_and_decision(tmp_path: Path, key, model, cyton) -> None:  
         attention_score(1.0, [1.0] * 6, [0.5, 0.7]),
     )
     assert not unbound.accepted and unbound.reasons
+
+
+def test_whole_epoch_decision_checks_every_stretch(model, cyton) -> None:  # type: ignore[no-untyped-def]
+    """The median of consecutive windows sees only 0.25–2.25 s of a 4 s epoch; ``whole`` sees all of it."""
+    rng = np.random.default_rng(5)
+    real = cyton[:, 40 * 250 : 44 * 250]
+    honest = model.assess(real, 250.0, whole=True)
+    assert len(honest.window_scores) == 4 and honest.score == min(honest.window_scores)
+    assert len(model.assess(real, 250.0).window_scores) == 1
+    # real EEG for 2.25 s, then pink noise + alpha (at the real DC offsets): the median's one window is real
+    caught = []
+    for start in (35, 45, 66, 70):
+        epoch = cyton[:, start * 250 : (start + 4) * 250]
+        fake = coloured_noise(8, 1000, 250.0, 1.0, np.random.default_rng(1)) + epoch.mean(axis=1, keepdims=True)
+        spliced = np.hstack([epoch[:, :562], fake[:, 562:]])
+        assert model.assess(spliced, 250.0).accepted  # the first version passes every one
+        caught.append(not model.assess(spliced, 250.0, whole=True).accepted)
+    assert sum(caught) >= 2, caught
