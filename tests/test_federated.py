@@ -216,6 +216,15 @@ def test_round_with_a_dropout_over_a_real_server(tmp_path: Path, served: Served,
             time.sleep(0.3)
     else:
         pytest.fail("the round record was not anchored")
+    from sqlalchemy import select
+
+    from mindprint.labeling.store import Job, sessions
+
+    assert served.running.platform.engine is not None
+    with sessions(served.running.platform.engine)() as db:
+        pins = dict(db.execute(select(Job.ref, Job.state).where(Job.kind == "pin")).tuples().all())
+    assert pins.get(state["result_cid"]) == "done" and pins.get(state["record_cid"]) == "done", pins
+    assert {str(c) for c in served.running.platform.blockstore.pins()} >= {state["result_cid"], state["record_cid"]}
     # privacy spent is kept on the device; past the budget a client refuses the next round
     assert 0 < clients[0].ledger.epsilon(1e-5) < 8
     assert PrivacyLedger.load(tmp_path / "c0.json").history == clients[0].ledger.history

@@ -153,3 +153,27 @@ def test_serve_pins_streamed_samples_to_the_node(ipfs: KuboClient, tmp_path: Pat
         assert node == running.platform.blockstore.get(manifest)
     finally:
         running.close()
+
+
+def test_worker_pins_federated_models_to_the_node(ipfs: KuboClient, tmp_path: Path) -> None:
+    """A round's model and its record are pinned on the IPFS node by the ordinary pin jobs."""
+    from mindprint.federated.model import encode_model, new_model
+    from mindprint.labeling.store import Job, sessions
+    from mindprint.platform.service import platform_for
+
+    from .test_api import _settings
+
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform", ipfs_url=ipfs.url)
+    platform = platform_for(settings)
+    block, cid = encode_model(new_model(seed=9))
+    platform.blockstore.put(block, "dag-cbor")
+    assert platform.engine is not None
+    with sessions(platform.engine)() as db:
+        db.add(Job(kind="pin", ref=str(cid)))
+        db.commit()
+    from mindprint.api.server import make_worker
+
+    stats = make_worker(platform, settings).run_once()
+    assert stats.pinned == 1 and stats.failed == 0
+    assert cid in ipfs.pin_ls()
+    assert ipfs.block_get(str(cid)) == block

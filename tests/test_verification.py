@@ -156,7 +156,6 @@ def test_authenticity_and_decision(tmp_path: Path, key, model, cyton) -> None:  
 
 def test_whole_epoch_decision_checks_every_stretch(model, cyton) -> None:  # type: ignore[no-untyped-def]
     """The median of consecutive windows sees only 0.25–2.25 s of a 4 s epoch; ``whole`` sees all of it."""
-    rng = np.random.default_rng(5)
     real = cyton[:, 40 * 250 : 44 * 250]
     honest = model.assess(real, 250.0, whole=True)
     assert len(honest.window_scores) == 4 and honest.score == min(honest.window_scores)

@@ -116,7 +116,11 @@ class Worker:
             try:
                 with self.sessions() as db:
                     submission = db.get(Submission, ref)
+                    # a sample pins its sealed manifest; other refs (a federated model, a round
+                    # record) are blocks of the blockstore pinned as they are
                     manifest = submission.sealed_manifest if submission else None
+                    if submission is None and self.platform.blockstore.has(ref):
+                        manifest = ref
                 if manifest:
                     self.platform.blockstore.pin(manifest)
                     if self.pin_queue is not None:

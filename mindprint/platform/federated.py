@@ -192,8 +192,10 @@ def _finish(db: Session, platform: Platform, rnd: FederatedRound) -> None:
     rnd.record_cid = record_cid
     rnd.phase = "done"
     rnd.finished = utcnow()
-    if not db.scalar(select(Job.id).where(Job.kind == "anchor", Job.ref == record_cid)):
-        db.add(Job(kind="anchor", ref=record_cid))
+    # pinned to the IPFS node too when one is configured (the worker's pin jobs), anchored on chain
+    for kind, ref in (("pin", result), ("pin", record_cid), ("anchor", record_cid)):
+        if not db.scalar(select(Job.id).where(Job.kind == kind, Job.ref == ref)):
+            db.add(Job(kind=kind, ref=ref))
 
 
 def _messages(db: Session, round_id: int, step: str) -> list[FederatedMessage]:
