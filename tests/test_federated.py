@@ -421,3 +421,96 @@ def test_cli_round_join_privacy(tmp_path: Path, served: Served, windows: Labeled
     refused = cli(homes[0], "federated", "join", "--api", served.url)
     out, _ = refused.communicate(timeout=120)
     assert refused.returncode != 0 and "opted out" in out and "Traceback" not in out, out
+
+
+# -- bad input at every step gets a clean 4xx and loses nothing accepted ---------------------------
+
+
+def test_bad_round_messages_are_refused_and_the_round_still_completes(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from mindprint.api.app import create_app
+    from mindprint.api.settings import get_settings
+
+    from .test_api import _auth, sign_in
+
+    app = create_app()
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform")
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app, raise_server_exceptions=False) as client:
+        operator = _auth(sign_in(client, OPERATOR))
+        assert client.get("/federated/rounds/latest", headers=operator).status_code == 404
+        assert client.post("/federated/rounds", json={"min_clients": 1}, headers=operator).status_code == 422
+        assert (
+            client.post("/federated/rounds", json={"model_cid": "bafyreib" + "a" * 51}, headers=operator).status_code
+            == 404
+        )
+        wallets = [Account.create() for _ in range(3)]
+        tokens = {w.address: _auth(sign_in(client, w)) for w in wallets}
+        outsider = _auth(sign_in(client, Account.create()))
+        answer = client.post("/federated/rounds", json={"min_clients": 3, "max_clients": 3}, headers=operator)
+        assert answer.status_code == 201, answer.text
+        rid = answer.json()["id"]
+        base = f"/federated/rounds/{rid}"
+        assert client.get("/federated/rounds/99", headers=operator).status_code == 404
+        assert client.post(f"{base}/nonsense", json={}, headers=operator).status_code == 422
+        secagg = {w.address: SecAggClient(w.address, str(rid)) for w in wallets}
+
+        def send(address: str, step: str, body: dict[str, Any]) -> httpx.Response:
+            return client.post(f"{base}/{step}", json=body, headers=tokens[address])  # type: ignore[return-value]
+
+        for address, c in secagg.items():
+            keys = c.advertise()
+            body = {"c_pk": keys["c_pk"].hex(), "s_pk": keys["s_pk"].hex()}
+            assert send(address, "masked", {"vector": "00"}).status_code == 409  # not that step yet
+            assert send(address, "keys", {"c_pk": "00", "s_pk": body["s_pk"]}).status_code == 422
+            assert send(address, "keys", body).status_code == 200
+            again = send(address, "keys", body)  # the same again: idempotent while the step is open
+            if address != wallets[-1].address:
+                assert again.status_code == 200 and again.json()["stored"] is False
+            else:  # the third client filled the round: the step is over
+                assert again.status_code == 409
+        state = client.get(base, headers=tokens[wallets[0].address]).json()
+        assert state["phase"] == "shares" and len(state["members"]["u1"]) == 3
+        assert client.post(f"{base}/shares", json={"shares": {}}, headers=outsider).status_code == 403
+        keys = {
+            v: {"c_pk": bytes.fromhex(k["c_pk"]), "s_pk": bytes.fromhex(k["s_pk"])} for v, k in state["keys"].items()
+        }
+        for address, c in secagg.items():
+            shares = {v: s.hex() for v, s in c.share(keys, state["threshold"]).items()}
+            one = dict(list(shares.items())[:1])
+            assert send(address, "shares", {"shares": one}).status_code == 422  # one recipient missing
+            wrong = {v: "ab" * 10 for v in shares}
+            assert send(address, "shares", {"shares": wrong}).status_code == 422  # not a share ciphertext
+            assert send(address, "shares", {"shares": shares}).status_code == 200
+        length = len(flat_parameters(new_model()))
+        for address, c in secagg.items():
+            state = client.get(base, headers=tokens[address]).json()
+            assert state["phase"] == "masked"
+            vector = c.masked_input(np.zeros(length), {v: bytes.fromhex(x) for v, x in state["inbox"].items()})
+            assert send(address, "masked", {"vector": "00" * 8}).status_code == 422  # wrong length
+            assert send(address, "masked", {"vector": "zz"}).status_code == 422
+            good = np.asarray(vector, dtype="<u4").tobytes().hex()
+            assert send(address, "masked", {"vector": good}).status_code == 200
+            if address != wallets[-1].address:
+                other = (np.asarray(vector, dtype="<u4") + 1).tobytes().hex()
+                assert send(address, "masked", {"vector": other}).status_code == 409  # a different second input
+        state = client.get(base, headers=operator).json()
+        assert state["phase"] == "unmask"
+        u2, u3 = state["members"]["u2"], state["members"]["u3"]
+        for address, c in secagg.items():
+            reveals = {v: [kind, share.hex()] for v, (kind, share) in c.unmask(u2, u3).items()}
+            flipped = {v: ["s" if k == "b" else "b", s] for v, (k, s) in reveals.items()}
+            assert send(address, "unmask", {"reveals": flipped}).status_code == 422  # would reveal a survivor's key
+            assert send(address, "unmask", {"reveals": {"0x" + "11" * 20: ["b", "00" * 70]}}).status_code == 422
+            assert send(address, "unmask", {"reveals": reveals}).status_code == 200
+        final = client.get(base, headers=operator).json()
+        assert final["phase"] == "done" and final["result_cid"], final
+        # every update was zero: the model is unchanged, to the fixed-point step
+        start = decode_model(
+            base64.b64decode(client.get(f"/federated/models/{final['model_cid']}", headers=operator).json()["block"])
+        )
+        result = decode_model(
+            base64.b64decode(client.get(f"/federated/models/{final['result_cid']}", headers=operator).json()["block"])
+        )
+        assert np.abs(flat_parameters(result) - flat_parameters(start)).max() < 1e-4
