@@ -1237,10 +1237,19 @@ def _demo_platform(root: Path, excerpt: Path, seconds: float) -> str:
             playback = root / "labeling_playback.csv"
             import_recording(excerpt, playback, start_seconds=min(seconds + 1, 12), seconds=17)
             source = _board_source("playback", None, None, None, None, None, None, None, playback, "cyton")
-            console.print("12. contributor labels while real Cyton EEG replays (answers simulated):")
+            console.print(
+                "12. contributor labels while real Cyton EEG replays (answers simulated; the platform's model "
+                "runs on every epoch, its output signed and re-executed by the platform):"
+            )
             accepted = []
             chain_id = client.config()["chain_id"]
-            with LabelingRun(client, source, key, root / "labeling_session", chain_id=chain_id) as run:
+            model = _current_model(client)
+            from mindprint.federated.local import LocalEpochs
+
+            keep = LocalEpochs(root / "federated")  # accepted epochs stay on the "device" for federated rounds
+            with LabelingRun(
+                client, source, key, root / "labeling_session", chain_id=chain_id, model=model, keep=keep
+            ) as run:
                 for _ in range(2):
                     task = client.next_task()
                     if task is None:
