@@ -195,7 +195,10 @@ class Anchorer:
     def _find_anchor(self, root: str) -> tuple[str | None, int | None]:
         """Transaction hash and block of the Anchored event for ``root``, if found."""
         try:
-            logs = self.registry.events.Anchored.get_logs(argument_filters={"root": bytes.fromhex(root)}, from_block=0)
+            with self.client.serial():
+                logs = self.registry.events.Anchored.get_logs(
+                    argument_filters={"root": bytes.fromhex(root)}, from_block=0
+                )
         except Exception as err:  # providers differ in what they raise for log queries
             logger.warning("cannot search Anchored events: %s", err)
             return None, None

@@ -11,11 +11,13 @@ retried with exponential backoff.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +64,15 @@ class TxResult:
     contract_address: str | None = None
 
 
+_locks: weakref.WeakKeyDictionary[Web3, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _lock_for(w3: Web3) -> threading.RLock:
+    with _locks_guard:
+        return _locks.setdefault(w3, threading.RLock())
+
+
 class ChainClient:
     """Send transactions and calls for one operator account.
 
@@ -96,7 +107,10 @@ class ChainClient:
         self.retries = retries
         self.backoff = backoff
         self._nonce: int | None = None
-        self._lock = threading.Lock()
+        # one lock per web3 instance: every client of the same in-process chain (the operator's,
+        # a contributor's claim in the demo) takes turns, since eth-tester is not thread-safe
+        self._lock = _lock_for(w3)
+        self._serial_reads = isinstance(w3.provider, Web3.EthereumTesterProvider)
         self.embedded_tester: Any = None
         #: further funded accounts of the embedded chain (tests and demos)
         self.extra_keys: list[LocalAccount] = []
@@ -124,13 +138,19 @@ class ChainClient:
         return client
 
     # -- plumbing ------------------------------------------------------------------------
+    def serial(self) -> contextlib.AbstractContextManager[Any]:
+        """Held around reads of an in-process chain (a read while another thread mines sees
+        half a block); a no-op for a JSON-RPC node, which serialises requests itself."""
+        return self._lock if self._serial_reads else contextlib.nullcontext()
+
     @property
     def address(self) -> str:
         return str(self.account.address)
 
     @property
     def chain_id(self) -> int:
-        return int(self._retry(lambda: self.w3.eth.chain_id, "chain id"))
+        with self.serial():
+            return int(self._retry(lambda: self.w3.eth.chain_id, "chain id"))
 
     def _retry(self, function: Callable[[], T], what: str) -> T:
         delay = self.backoff
@@ -210,6 +230,10 @@ class ChainClient:
 
     def wait(self, tx_hash: str) -> TxResult:
         """Wait for a receipt and the configured confirmations."""
+        with self.serial():
+            return self._wait(tx_hash)
+
+    def _wait(self, tx_hash: str) -> TxResult:
         try:
             receipt = self.w3.eth.wait_for_transaction_receipt(HexStr(tx_hash), timeout=self.timeout, poll_latency=0.05)
         except TimeExhausted as err:
@@ -235,7 +259,8 @@ class ChainClient:
     def receipt(self, tx_hash: str) -> TxResult | None:
         """A transaction's receipt, or None if the chain does not know it."""
         try:
-            receipt = self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
+            with self.serial():
+                receipt = self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
         except TransactionNotFound:
             return None
         return TxResult(tx_hash, int(receipt["blockNumber"]), int(receipt["gasUsed"]), int(receipt["status"]))
@@ -243,7 +268,8 @@ class ChainClient:
     def call(self, function: Any) -> Any:
         """A read-only call (revert reasons become ``ChainError``)."""
         try:
-            return self._retry(lambda: function.call({"from": self.account.address}), "call")
+            with self.serial():
+                return self._retry(lambda: function.call({"from": self.account.address}), "call")
         except ChainError:
             raise
         except Exception as err:
