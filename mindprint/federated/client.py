@@ -102,17 +102,18 @@ class FederatedClient:
             raise FederatedError(f"round {round_id} is at step {state['phase']}: it no longer takes clients")
         if len(self.windows) == 0:
             raise FederatedError("no labeled windows on this device to train on")
-        step = self.check_budget(state["params"])
+        self.check_budget(state["params"])
+        delta = float(state["params"]["delta"])
         me = self.platform.wallet.address
         secagg = SecAggClient(me, str(round_id))
         keys = secagg.advertise()
         self._send(round_id, "keys", {"c_pk": keys["c_pk"].hex(), "s_pk": keys["s_pk"].hex()})
         if stop_after == "keys":
-            return self._outcome(round_id, "dropped", None, began)
+            return self._outcome(round_id, "dropped", None, began, delta)
 
         state = self._wait(round_id, "keys", deadline)
         if state["phase"] != "shares" or me not in state["members"].get("u1", []):
-            return self._outcome(round_id, state["phase"], None, began)
+            return self._outcome(round_id, state["phase"], None, began, delta)
         u1 = state["members"]["u1"]
         if state["threshold"] <= len(u1) // 2:
             raise FederatedError(
@@ -131,33 +132,32 @@ class FederatedClient:
             model, self.windows.x, self.windows.y, TrainParams.from_dict(state["params"]), seed=self.seed + round_id
         )
         if stop_after == "shares":
-            return self._outcome(round_id, "dropped", None, began)
+            return self._outcome(round_id, "dropped", None, began, delta)
 
         state = self._wait(round_id, "shares", deadline)
         if state["phase"] != "masked" or me not in state["members"].get("u2", []):
-            return self._outcome(round_id, state["phase"], None, began)
+            return self._outcome(round_id, state["phase"], None, began, delta)
         masked = secagg.masked_input(update, {v: bytes.fromhex(c) for v, c in state["inbox"].items()})
         # the update leaves the device (masked) now: account for it before sending
-        self.ledger.history.append(spent if spent[2] else step)
+        self.ledger.history.append(spent)
         self.ledger.rounds.append(str(round_id))
         self.ledger.save()
         self._send(round_id, "masked", {"vector": np.asarray(masked, dtype="<u4").tobytes().hex()})
         if stop_after == "masked":
-            return self._outcome(round_id, "dropped", None, began)
+            return self._outcome(round_id, "dropped", None, began, delta)
 
         state = self._wait(round_id, "masked", deadline)
         if state["phase"] != "unmask":
-            return self._outcome(round_id, state["phase"], None, began)
+            return self._outcome(round_id, state["phase"], None, began, delta)
         u3 = state["members"]["u3"]
         if len(u3) < int(state["threshold"]):
             raise FederatedError(f"only {len(u3)} clients sent masked updates, fewer than the threshold")
         reveals = secagg.unmask(state["members"]["u2"], u3)
         self._send(round_id, "unmask", {"reveals": {v: [kind, share.hex()] for v, (kind, share) in reveals.items()}})
         state = self._wait(round_id, "unmask", deadline)
-        return self._outcome(round_id, state["phase"], state.get("result_cid"), began)
+        return self._outcome(round_id, state["phase"], state.get("result_cid"), began, delta)
 
-    def _outcome(self, round_id: int, phase: str, model: str | None, began: float) -> RoundOutcome:
-        delta = 1e-5
+    def _outcome(self, round_id: int, phase: str, model: str | None, began: float, delta: float) -> RoundOutcome:
         return RoundOutcome(
             round_id, phase, model, self.ledger.epsilon(delta), self.bytes_sent, time.monotonic() - began
         )

@@ -23,7 +23,6 @@ relays encrypted shares without being able to read them.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -133,8 +132,7 @@ class SecAggClient:
 
     def advertise(self) -> dict[str, bytes]:
         """Step 0: the two public keys."""
-        raw = serialization_raw
-        return {"c_pk": raw(self.c_sk.public_key()), "s_pk": raw(self.s_sk.public_key())}
+        return {"c_pk": self.c_sk.public_key().public_bytes_raw(), "s_pk": self.s_sk.public_key().public_bytes_raw()}
 
     def share(self, keys: Mapping[str, Mapping[str, bytes]], threshold: int) -> dict[str, bytes]:
         """Step 1: given U1's keys, the encrypted share pair for each other participant."""
@@ -201,10 +199,6 @@ class SecAggClient:
         return plain[len(head) :]
 
 
-def serialization_raw(public: X25519PublicKey) -> bytes:
-    return public.public_bytes_raw()
-
-
 def unmask_sum(
     round_id: str,
     keys: Mapping[str, tuple[bytes, bytes]],
@@ -245,7 +239,3 @@ def unmask_sum(
             # u added +mask if u < v, else −mask: undo it
             total = total - mask if u < v else total + mask
     return decode_vector(total.astype(np.uint32))
-
-
-def digest(values: NDArray[np.uint32]) -> str:
-    return hashlib.sha256(np.asarray(values, dtype="<u4").tobytes()).hexdigest()

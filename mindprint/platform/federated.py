@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from mindprint.core.errors import Conflict, InvalidRequest, NotFound, NotPermitted
 from mindprint.core.ipld import decode_block, encode_block
-from mindprint.federated.model import decode_model, encode_model, flat_parameters, load_flat, new_model
-from mindprint.federated.training import TrainParams, private_step
+from mindprint.federated.model import ShallowAlphaNet, decode_model, encode_model, flat_parameters, load_flat, new_model
+from mindprint.federated.training import TrainParams
 from mindprint.labeling.store import FederatedMessage, FederatedRound, Job, aware, utcnow
 from mindprint.platform.service import Platform
 
@@ -58,7 +58,8 @@ def current_model(db: Session, platform: Platform) -> str:
     return _model_cid_text(platform, block)
 
 
-def model_block(platform: Platform, cid: str) -> bytes:
+def load_model(platform: Platform, cid: str) -> tuple[bytes, ShallowAlphaNet]:
+    """A model the platform holds, by CID: its block and the model decoded from it (once)."""
     from multiformats import CID
 
     try:
@@ -69,8 +70,11 @@ def model_block(platform: Platform, cid: str) -> bytes:
         block = platform.blockstore.get(parsed)
     except (KeyError, FileNotFoundError, ValueError) as err:
         raise NotFound(f"no model {cid}") from err
-    decode_model(block)  # only models are served here
-    return block
+    return block, decode_model(block)  # only models are served here
+
+
+def model_block(platform: Platform, cid: str) -> bytes:
+    return load_model(platform, cid)[0]
 
 
 def start_round(
@@ -157,7 +161,7 @@ def _fail(db: Session, rnd: FederatedRound, why: str) -> None:
 def _finish(db: Session, platform: Platform, rnd: FederatedRound) -> None:
     from mindprint.federated.secagg import unmask_sum
 
-    model = decode_model(model_block(platform, rnd.model_cid))
+    _, model = load_model(platform, rnd.model_cid)
     start = flat_parameters(model)
     keys = {m.sender: (m.body[:32], m.body[32:]) for m in _messages(db, rnd.id, "keys")}
     masked = {m.sender: np.frombuffer(m.body, dtype="<u4") for m in _messages(db, rnd.id, "masked")}
@@ -205,15 +209,15 @@ def _messages(db: Session, round_id: int, step: str) -> list[FederatedMessage]:
 
 
 def _round(db: Session, platform: Platform, round_id: int) -> FederatedRound:
-    with _advance_lock:
-        query = select(FederatedRound).where(FederatedRound.id == round_id)
-        if db.get_bind().dialect.name != "sqlite":
-            query = query.with_for_update()
-        rnd = db.scalar(query)
-        if rnd is None:
-            raise NotFound(f"no round {round_id}")
-        _advance(db, platform, rnd)
-        return rnd
+    """The round, row-locked on PostgreSQL, with a due step ended; call under ``_advance_lock``."""
+    query = select(FederatedRound).where(FederatedRound.id == round_id)
+    if db.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    rnd = db.scalar(query)
+    if rnd is None:
+        raise NotFound(f"no round {round_id}")
+    _advance(db, platform, rnd)
+    return rnd
 
 
 def round_state(db: Session, platform: Platform, round_id: int | None, address: str | None = None) -> dict[str, Any]:
@@ -222,7 +226,8 @@ def round_state(db: Session, platform: Platform, round_id: int | None, address: 
         round_id = db.scalar(select(FederatedRound.id).order_by(FederatedRound.id.desc()))
         if round_id is None:
             raise NotFound("no federated round yet")
-    rnd = _round(db, platform, round_id)
+    with _advance_lock:
+        rnd = _round(db, platform, round_id)
     params = TrainParams.from_dict(rnd.params)
     state: dict[str, Any] = {
         "id": rnd.id,
@@ -270,13 +275,7 @@ def submit(
 def _submit(
     db: Session, platform: Platform, round_id: int, step: str, address: str, body: dict[str, Any]
 ) -> dict[str, Any]:
-    query = select(FederatedRound).where(FederatedRound.id == round_id)
-    if db.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update()
-    rnd = db.scalar(query)
-    if rnd is None:
-        raise NotFound(f"no round {round_id}")
-    _advance(db, platform, rnd)
+    rnd = _round(db, platform, round_id)
     if rnd.phase != step:
         raise Conflict(f"round {rnd.id} is at step {rnd.phase}, not {step}")
     source = FROM[step]
@@ -318,7 +317,7 @@ def _validate(
             raise InvalidRequest("shares must hold one ciphertext for every other client of the round")
         return [(v, _hex(c, f"share for {v}", SHARE_CIPHERTEXT)) for v, c in sorted(shares.items())]
     if step == "masked":
-        length = len(flat_parameters(decode_model(model_block(platform, rnd.model_cid))))
+        length = sum(p.numel() for p in load_model(platform, rnd.model_cid)[1].parameters())
         vector = _hex(body.get("vector"), "vector", 4 * length)
         return [("", vector)]
     reveals = body.get("reveals")
@@ -334,8 +333,3 @@ def _validate(
             raise InvalidRequest(f"reveal for {v} is of the wrong kind: b for survivors, s for drop-outs only")
         value[v] = [pair[0], _hex(pair[1], f"share of {v}", 70)]
     return [("", encode_block(value))]
-
-
-def spent_per_round(params: TrainParams, n: int) -> tuple[float, float, int]:
-    """What one round spends for a client holding ``n`` windows (for the companion's accountant)."""
-    return private_step(params, n)
