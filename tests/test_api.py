@@ -195,7 +195,8 @@ def test_bad_input_is_problem_json(client: TestClient) -> None:
 
 def test_real_uvicorn_server(tmp_path: Path) -> None:
     app = create_app()
-    settings = _settings(tmp_path)
+    # its own platform (and sign-in rate limiter): ALICE signs in across this module, twice over with PostgreSQL
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform")
     app.dependency_overrides[get_settings] = lambda: settings
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
