@@ -989,6 +989,17 @@ def label(
             help="Keep accepted epochs on this device (MINDPRINT_HOME/federated) for federated training.",
         ),
     ] = True,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui/--no-ui",
+            help="Label in a browser page on 127.0.0.1: tasks with hotkeys, live EEG, quality, verdicts, rewards.",
+        ),
+    ] = False,
+    ui_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the labeling page (0: a free one).")] = 0,
+    rpc_url: Annotated[
+        str | None, typer.Option(help="EVM JSON-RPC endpoint, for the page's claim button.")
+    ] = None,
     board: BoardOption = "synthetic",
     key_file: KeyFileOption = None,
     serial_port: SerialOption = None,
@@ -1034,6 +1045,18 @@ def label(
         return
     model = _current_model(client) if infer else None
     keep = _local_epochs() if keep_epochs else None
+    if ui:
+        from mindprint.companion.ui import LabelingPage, claim_with, run_page
+
+        config = client.config()
+        claim = None
+        if rpc_url and config.get("distributor"):
+            claim = claim_with(rpc_url, _private_key(wallet_key_file, "MINDPRINT_WALLET_KEY"), config["distributor"])
+        with LabelingRun(client, source, key, session_dir, chain_id=config["chain_id"], model=model, keep=keep) as run:
+            page = LabelingPage(client, run, count=count, project=project, claim=claim)
+            run_page(page, ui_port or None, lambda url: console.print(f"labeling page: [bold]{url}/[/] (Ctrl-C stops)"))
+        console.print(f"{len(page.state.trials)} samples labelled; session kept in {session_dir}")
+        return
     with LabelingRun(
         client, source, key, session_dir, chain_id=client.config()["chain_id"], model=model, keep=keep
     ) as run:

@@ -77,6 +77,10 @@ def create_app(*, max_body: int | None = None, sign_ins_per_minute: float | None
     app.include_router(rewards.router)
     app.include_router(federated.router)
 
+    from mindprint.web.pages import mount
+
+    mount(app)
+
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}

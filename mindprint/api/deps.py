@@ -13,6 +13,9 @@ from mindprint.api.settings import ApiSettings, get_settings
 from mindprint.labeling.store import Account, sessions
 from mindprint.platform.service import Platform, engine_for, platform_for
 
+#: the web app keeps the bearer token in this cookie (HttpOnly, SameSite=Strict)
+SESSION_COOKIE = "mindprint_session"
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
@@ -53,6 +56,13 @@ def current_account(
         db.commit()
         return service
     scheme, _, token = authorization.partition(" ")
+    if not authorization and request.cookies.get(SESSION_COOKIE):
+        # the web app's session: an HttpOnly, SameSite=Strict cookie holding the same token;
+        # a state-changing call must also carry X-Requested-With, which no cross-site form
+        # can send (a cross-origin script would need a CORS preflight this API never grants)
+        if request.method not in {"GET", "HEAD", "OPTIONS"} and request.headers.get("x-requested-with") != "mindprint":
+            raise HTTPException(403, "a browser session's request must carry X-Requested-With: mindprint")
+        scheme, token = "bearer", request.cookies[SESSION_COOKIE]
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "sign in first: Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"})
     try:

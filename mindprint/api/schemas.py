@@ -55,6 +55,7 @@ class ProjectCreate(BaseModel):
     description: str = Field(default="", max_length=5000)
     label_schema: LabelSchema
     redundancy: int = Field(default=3, ge=1, le=50)
+    reward_pool: str = Field(default="0", pattern=r"^[0-9]{1,40}$", description="the requester's budget, wei")
 
 
 class ProjectPublic(BaseModel):
@@ -64,6 +65,7 @@ class ProjectPublic(BaseModel):
     description: str
     label_schema: LabelSchema
     redundancy: int
+    reward_pool: str = "0"
     created: AwareDatetime
 
 

@@ -62,6 +62,7 @@ class PlatformClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = dict(kwargs.pop("headers", {}))
+        raw = kwargs.pop("raw", False)
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
@@ -76,7 +77,12 @@ class PlatformClient:
             kind = PlatformUnavailable if response.status_code >= 500 else PlatformError
             raise kind(f"{method} {path} → {response.status_code}: {detail}", response.status_code)
         self.last_timing = response.headers.get("server-timing", "")
-        return response.json()
+        return response if raw else response.json()
+
+    def raw(self, method: str, path: str) -> httpx.Response:
+        """A call whose answer is not JSON (an image): the response itself."""
+        response: httpx.Response = self._call(method, path, raw=True)
+        return response
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """Any API call as this wallet (signs in, and again when the token expired)."""

@@ -130,13 +130,27 @@ class LabelingRun:
             with self.index.changed:
                 self.index.changed.wait(0.1)
 
-    def trial(self, task: dict[str, Any], answer: Answerer, *, pre: float = 1.5, post: float = 3.5) -> Trial:
-        """Show ``task`` (stimulus marker), get the answer (response marker), sign and submit."""
+    def trial(
+        self,
+        task: dict[str, Any],
+        answer: Answerer,
+        *,
+        pre: float = 1.5,
+        post: float = 3.5,
+        present: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Trial:
+        """Show ``task`` (stimulus marker), get the answer (response marker), sign and submit.
+
+        ``present``, if given, shows the task and returns once it is on screen (the labeling
+        page); the stimulus marker is inserted right after it returns.
+        """
         assert self._acquisition is not None
         # the stimulus comes after the previous epoch ends, with ``pre`` seconds of EEG before it
         not_before = self._next_epoch_ns - int(TMIN * 1e9)
         self._wait_for(lambda: self.index.recorded_until_ns() > max(not_before, int(pre * 1e9) + self._first_ns()), 30)
         seen = self.index.marker_count()
+        if present is not None:
+            present(task)
         self._acquisition.insert_marker("stimulus")
         label = answer(task)
         self._acquisition.insert_marker("response")

@@ -77,6 +77,7 @@ class Project(Base):
     label_schema: Mapped[dict[str, Any]] = mapped_column(JSON)
     redundancy: Mapped[int] = mapped_column(Integer, default=3)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reward_pool: Mapped[str] = mapped_column(String(80), default="0")  # wei, as text: the requester's budget
 
 
 class TaskItem(Base):
@@ -153,7 +154,10 @@ class Submission(Base):
     """One submitted sample and its verdict (accepted or rejected, with reasons)."""
 
     __tablename__ = "submissions"
-    __table_args__ = (Index("ix_submissions_history", "contributor", "status", "created"),)
+    __table_args__ = (
+        Index("ix_submissions_history", "contributor", "status", "created"),
+        Index("ix_submissions_created", "created"),
+    )
     cid: Mapped[str] = mapped_column(String(120), primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("task_items.id"), index=True)
     contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)
@@ -293,3 +297,32 @@ class FederatedMessage(Base):
     sender: Mapped[str] = mapped_column(String(42), primary_key=True)
     recipient: Mapped[str] = mapped_column(String(42), primary_key=True)  # "" when addressed to the server
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LabelOverride(Base):
+    """A reviewer's label for a task item, in place of the computed consensus."""
+
+    __tablename__ = "label_overrides"
+    task_id: Mapped[int] = mapped_column(ForeignKey("task_items.id"), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+    reviewer: Mapped[str] = mapped_column(ForeignKey("accounts.address"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ExportJob(Base):
+    """A BIDS export started from the requester console; the zip lands in the platform directory."""
+
+    __tablename__ = "export_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    requester: Mapped[str] = mapped_column(String(42))
+    format: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | done | failed
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    samples: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -186,4 +186,5 @@ def describe(platform: Platform) -> dict[str, Any]:
         "device_registry": platform.registry_address,
         "platform_key": platform.platform_key.public_key.hex(),
         "key_wrapping": "hpke-x25519-sha256-chacha20poly1305",
+        "distributor": platform.distributor,
     }

@@ -42,9 +42,22 @@ def check_label(schema: dict[str, Any], label: Any) -> None:
 
 
 def create_project(
-    db: Session, owner: str, name: str, description: str, label_schema: dict[str, Any], redundancy: int
+    db: Session,
+    owner: str,
+    name: str,
+    description: str,
+    label_schema: dict[str, Any],
+    redundancy: int,
+    reward_pool: str = "0",
 ) -> Project:
-    project = Project(owner=owner, name=name, description=description, label_schema=label_schema, redundancy=redundancy)
+    project = Project(
+        owner=owner,
+        name=name,
+        description=description,
+        label_schema=label_schema,
+        redundancy=redundancy,
+        reward_pool=reward_pool,
+    )
     db.add(project)
     db.commit()
     return project

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy import select
@@ -25,7 +25,7 @@ from mindprint.api.schemas import (
     TasksCreate,
     TasksCreated,
 )
-from mindprint.labeling.store import Project, aware
+from mindprint.labeling.store import Job, Project, aware
 from mindprint.platform import accounts, tasks
 from mindprint.platform.service import engine_for
 
@@ -43,6 +43,7 @@ def _public(project: Project) -> ProjectPublic:
         description=project.description,
         label_schema=LabelSchema(**project.label_schema),
         redundancy=project.redundancy,
+        reward_pool=project.reward_pool or "0",
         created=aware(project.created),
     )
 
@@ -63,7 +64,13 @@ def set_role(address: Annotated[str, PathParam(max_length=42)], body: RoleUpdate
 )
 def create_project(body: ProjectCreate, account: AccountDep, db: DbDep) -> ProjectPublic:
     project = tasks.create_project(
-        db, account.address, body.name, body.description, body.label_schema.model_dump(), body.redundancy
+        db,
+        account.address,
+        body.name,
+        body.description,
+        body.label_schema.model_dump(),
+        body.redundancy,
+        body.reward_pool,
     )
     return _public(project)
 
@@ -166,3 +173,67 @@ def export_project(
         filename=archive.name,
         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
     )
+
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+MAX_IMAGE_BYTES = 2 * 2**20
+
+
+@router.post(
+    "/projects/{project_id}/images",
+    status_code=201,
+    dependencies=[require_role("requester", "operator")],
+    responses=ERRORS,
+    openapi_extra={
+        "requestBody": {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES}}
+    },
+)
+async def upload_image(
+    project_id: ProjectId, request: Request, account: AccountDep, db: DbDep, platform: PlatformDep
+) -> dict[str, str]:
+    """Store a stimulus image (raw body, ≤ 2 MiB); returns its CID for items' ``image_cid``.
+
+    The image is a raw block in the platform's blockstore, pinned with the samples that use it.
+    """
+    from mindprint.core.ipld import cid_text
+
+    tasks.own_project(db, project_id, account)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in IMAGE_TYPES:
+        raise HTTPException(415, f"an image must be one of {sorted(IMAGE_TYPES)}, got {kind or 'no content type'}")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > MAX_IMAGE_BYTES:
+            raise HTTPException(413, f"an image may hold at most {MAX_IMAGE_BYTES} bytes")
+    if not body:
+        raise HTTPException(422, "empty image")
+    cid = platform.blockstore.put(bytes(body))
+    platform.blockstore.pin(cid)
+    text = cid_text(cid)
+    if db.scalar(select(Job.id).where(Job.kind == "pin", Job.ref == text)) is None:
+        db.add(Job(kind="pin", ref=text))  # to the IPFS node too, when the worker has one
+        db.commit()
+    return {"cid": text, "content_type": kind}
+
+
+@router.get(
+    "/images/{cid}",
+    response_class=Response,
+    responses={200: {"content": {t: {} for t in IMAGE_TYPES}, "description": "the image"}, **ERRORS},
+)
+def get_image(cid: Annotated[str, PathParam(max_length=120)], account: AccountDep, platform: PlatformDep) -> Response:
+    """A stimulus image by CID, for anyone signed in (contributors are shown it)."""
+    from mindprint.core.errors import NotFound
+
+    try:
+        data = platform.blockstore.get(cid)
+    except Exception as err:  # a malformed or unknown CID
+        raise NotFound(f"no image {cid}") from err
+    kind = next((t for t, magic in _MAGIC.items() if data.startswith(magic)), None)
+    if kind is None:
+        raise NotFound(f"{cid} is not an image")
+    return Response(data, media_type=kind, headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+
+_MAGIC = {"image/png": b"\x89PNG", "image/jpeg": b"\xff\xd8\xff", "image/gif": b"GIF8", "image/webp": b"RIFF"}

@@ -1,0 +1,138 @@
+// The companion's labeling page: shows each task, reports when it is on screen (stimulus
+// marker) and the answer (response marker), and shows live EEG, quality and verdicts.
+"use strict";
+
+(() => {
+  const { api, stacked, renderQuality, COLOURS, width } = window.mindprint;
+  const $ = (id) => document.getElementById(id);
+  let shownTask = null, answered = false, options = [], trialsSeen = -1, livePlot = null;
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+
+  function choices(schema) {
+    if (schema.kind === "classes") return schema.classes;
+    if (schema.kind === "rating") {
+      const out = [];
+      for (let v = schema.rating_min; v <= schema.rating_max; v++) out.push(v);
+      return out;
+    }
+    return null; // free text
+  }
+
+  async function answer(label) {
+    if (!shownTask || answered) return;
+    answered = true;
+    document.querySelectorAll("#answers button, #answers input").forEach((b) => { b.disabled = true; });
+    $("phase").textContent = `answered “${label}”: signing and submitting…`;
+    try { await api("POST", "/api/answer", { task: shownTask.id, label }); }
+    catch (err) { $("phase").textContent = `could not answer: ${err.message}`; }
+  }
+
+  function show(task) {
+    shownTask = task; answered = false;
+    $("task-id").textContent = `#${task.id}`;
+    const stimulus = $("stimulus");
+    stimulus.classList.remove("muted");
+    const report = () => requestAnimationFrame(() => requestAnimationFrame(async () => {
+      // two frames: the task has been painted when this runs
+      try {
+        await api("POST", "/api/shown", { task: task.id });
+        document.querySelectorAll("#answers button, #answers input").forEach((b) => { b.disabled = false; });
+        $("phase").textContent = "answer with a button or its key";
+      } catch (err) { $("phase").textContent = err.message; }
+    }));
+    if (task.content.image_cid) {
+      stimulus.innerHTML = "";
+      const img = new Image();
+      img.alt = `task ${task.id}`;
+      img.onload = report;
+      img.src = `/images/${encodeURIComponent(task.content.image_cid)}`;
+      stimulus.appendChild(img);
+    } else {
+      stimulus.textContent = task.content.text;
+    }
+    options = choices(task.label_schema);
+    const box = $("answers");
+    if (options) {
+      box.innerHTML = options.map((o, i) => `<button disabled data-label="${escapeHtml(o)}"><kbd>${i + 1}</kbd>${escapeHtml(o)}</button>`).join("");
+      box.querySelectorAll("button").forEach((b, i) => b.addEventListener("click", () => answer(options[i])));
+    } else {
+      box.innerHTML = '<input id="free" disabled placeholder="type your answer, then Enter" size="40">';
+      $("free").addEventListener("keydown", (e) => { if (e.key === "Enter" && e.target.value.trim()) answer(e.target.value.trim()); });
+    }
+    if (!task.content.image_cid) report();
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (!options || !shownTask || answered || event.target.tagName === "INPUT") return;
+    const n = Number(event.key);
+    if (n >= 1 && n <= options.length) answer(options[n - 1]);
+  });
+
+  function renderTrials(trials) {
+    $("trials").querySelector("tbody").innerHTML = trials.slice().reverse().map((t) => `<tr class="trial">
+      <td>${t.task}</td><td>${escapeHtml(t.label)}</td><td>${t.response_time.toFixed(2)} s</td>
+      <td><span class="badge ${t.status}">${t.status}</span></td>
+      ${["authenticity", "liveness", "attention"].map((s) => `<td class="num">${t.scores[s] !== undefined ? t.scores[s].toFixed(2) : "–"}</td>`).join("")}
+      <td>${t.reasons.length ? t.reasons.map(escapeHtml).join("<br>") : '<span class="muted">every check passed</span>'}</td>
+      <td><code title="${t.sample_cid || ""}">${t.sample_cid ? t.sample_cid.slice(0, 12) + "…" : ""}</code></td></tr>`).join("");
+  }
+
+  async function poll() {
+    try {
+      const state = await api("GET", "/api/state");
+      $("progress").textContent = `(${state.trials.length} of ${state.count} done)`;
+      if (state.trials.length !== trialsSeen) { trialsSeen = state.trials.length; renderTrials(state.trials); loadRewards(); }
+      if (state.phase === "showing" && state.task && (!shownTask || shownTask.id !== state.task.id)) show(state.task);
+      if (state.phase === "waiting") { $("phase").textContent = "next task in a moment (recording the EEG before it)…"; $("stimulus").textContent = "+"; $("answers").innerHTML = ""; }
+      if (state.phase === "done") { $("phase").textContent = "all done: thank you."; $("stimulus").textContent = "✓"; $("answers").innerHTML = ""; return; }
+      if (state.phase === "failed") { $("phase").textContent = `stopped: ${state.error}`; return; }
+    } catch (err) { $("phase").textContent = `companion unreachable: ${err.message}`; }
+    setTimeout(poll, 250);
+  }
+
+  async function live() {
+    try {
+      const data = await api("GET", "/api/eeg");
+      if (data.ready) {
+        const { spacing, rows } = stacked(data);
+        const n = data.names.length;
+        if (!livePlot) {
+          const el = $("live");
+          livePlot = new uPlot({
+            width: width(el), height: Math.max(200, 28 * n + 50), legend: { show: false },
+            series: [{}, ...data.names.map((name, i) => ({ label: name, stroke: COLOURS[i % COLOURS.length], width: 1 }))],
+            scales: { x: { time: false }, y: { range: [-spacing, n * spacing] } },
+            axes: [{ label: "seconds" }, { splits: () => data.names.map((_, i) => i * spacing), values: (u, ticks) => ticks.map((v) => data.names[n - 1 - Math.round(v / spacing)] || "") }],
+          }, [data.t, ...rows], el);
+        } else {
+          livePlot.setScale("y", { min: -spacing, max: n * spacing });
+          livePlot.setData([data.t, ...rows]);
+        }
+        renderQuality($("live-quality"), data.names, data.quality);
+        $("bands").innerHTML = Object.entries(data.bands).map(([b, v]) => `<div style="height:${Math.max(8, 100 * v)}%" title="${b} ${(100 * v).toFixed(0)} %">${b}<br>${(100 * v).toFixed(0)}%</div>`).join("");
+      }
+    } catch (err) { /* the recording may be starting */ }
+    setTimeout(live, 500);
+  }
+
+  async function loadRewards() {
+    try {
+      const r = await api("GET", "/api/rewards");
+      const total = r.claims.reduce((s, c) => s + Number(c.amount) / 1e18, 0);
+      $("rewards").textContent = `${r.accepted_samples} accepted samples · ${r.claims.length} closed reward epochs · ${total.toFixed(4)} MIND to claim`;
+      $("claim").disabled = !(r.can_claim && r.claims.length);
+      if (!r.can_claim) $("claim-status").textContent = "claims need a chain endpoint (start with --rpc-url)";
+    } catch (err) { $("rewards").textContent = err.message; }
+  }
+
+  $("claim").addEventListener("click", async () => {
+    $("claim").disabled = true;
+    try { const r = await api("POST", "/api/claim", {}); $("claim-status").textContent = `claimed epoch ${r.epoch} in ${r.tx_hash}`; }
+    catch (err) { $("claim-status").textContent = err.message; $("claim").disabled = false; }
+  });
+
+  poll(); live();
+})();

@@ -1,0 +1,317 @@
+"""The web app in a real browser: Debian's chromium driven by Playwright against a real
+uvicorn server with its worker and embedded chain, and the companion's labeling page while
+real EEG replays.
+
+Sign-in goes through an EIP-1193 provider injected into the page and backed by a test key
+(the wallet signs in Python, as an extension would). Screenshots of every page go to
+``$MINDPRINT_SCREENSHOTS`` (``docs/screenshots`` refreshes the README's pictures), else to
+the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+
+from playwright.sync_api import expect
+
+from mindprint.api.server import ServerThread, free_port, start_platform
+from mindprint.api.settings import ApiSettings
+from mindprint.companion.client import PlatformClient
+from mindprint.companion.run import LabelingRun
+from mindprint.companion.ui import LabelingPage
+from mindprint.device.boards import BoardSpec
+from mindprint.device.bridge import BrainFlowSource
+from mindprint.device.keys import DeviceKey
+from mindprint.device.openbci import import_recording
+
+from .conftest import CYTON_CSV, require
+
+OPERATOR = Account.create()
+REQUESTER = Account.create()
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: as the machine's probe starts it: no sandbox as root, nothing that reaches off the machine
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+PROVIDER = """
+window.ethereum = {
+  isMindprintTest: true,
+  async request({ method, params }) {
+    if (method === "eth_requestAccounts" || method === "eth_accounts") return [ADDRESS];
+    if (method === "eth_chainId") return "0x1";
+    if (method === "personal_sign") return await window.__walletSign(params[0], params[1]);
+    throw Object.assign(new Error(`unsupported method ${method}`), { code: 4200 });
+  },
+};
+"""
+
+
+def _shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("MINDPRINT_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _token(http: httpx.Client, account: Any) -> str:
+    issued = http.post("/auth/nonce", json={"address": account.address}).json()
+    signature = account.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()
+    answer = http.post("/auth/verify", json={"message": issued["message"], "signature": signature})
+    return str(answer.json()["access_token"])
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    tmp = tmp_path_factory.mktemp("web")
+    settings = ApiSettings(
+        database_url=f"sqlite:///{tmp / 'platform.db'}",
+        operators=(OPERATOR.address.lower(),),
+        data_dir=tmp / "platform",
+        token_seconds=3600,
+    )
+    running = start_platform(settings, worker_interval=0.2)
+    try:
+        with ServerThread(running.app) as server, httpx.Client(base_url=server.url, timeout=60) as http:
+            operator = {"Authorization": f"Bearer {_token(http, OPERATOR)}"}
+            answer = http.put(f"/accounts/{REQUESTER.address}/role", json={"role": "requester"}, headers=operator)
+            assert answer.status_code == 200, answer.text
+            yield server.url, running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"Debian's chromium is needed ({CHROMIUM}): `make test` installs it"
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _wallet_page(browser: Any, account: Any, base_url: str) -> Any:
+    """A browser context whose page has an EIP-1193 wallet holding ``account``."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1360, "height": 900}, accept_downloads=True)
+
+    def sign(message_hex: str, address: str) -> str:
+        assert address.lower() == account.address.lower()
+        text = bytes.fromhex(message_hex.removeprefix("0x")).decode()
+        return str(account.sign_message(encode_defunct(text=text)).signature.to_0x_hex())
+
+    context.expose_function("__walletSign", sign)
+    context.add_init_script(PROVIDER.replace("ADDRESS", repr(account.address)))
+    return context.new_page()
+
+
+def _sign_in(page: Any, path: str, shots: Path | None = None) -> None:
+    page.goto(path)
+    page.wait_for_url("**/ui/signin**")
+    if shots is not None:
+        page.screenshot(path=str(shots / "signin.png"))
+    page.click("#signin")
+    page.wait_for_url(f"**{path}")
+
+
+def test_requester_contributor_researcher_in_a_browser(
+    platform: tuple[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    url, running = platform
+    shots = _shots(tmp_path)
+    requester = _wallet_page(browser, REQUESTER, url)
+
+    # 1. Sign-In with Ethereum through the injected wallet
+    _sign_in(requester, "/ui/projects", shots)
+    assert requester.locator(".role").inner_text() == "requester"
+
+    # 2. a project with three items and one gold item, from the console
+    requester.fill("#new-project input[name=name]", "Shapes")
+    requester.fill("#new-project textarea[name=description]", "Is the shape on screen a square?")
+    requester.fill("#new-project input[name=classes]", "square, other")
+    requester.fill("#new-project input[name=redundancy]", "1")
+    requester.fill("#new-project input[name=reward_pool]", "25")
+    requester.click("#new-project button")
+    requester.wait_for_url("**/ui/projects/*")
+    project_id = int(requester.url.rsplit("/", 1)[1])
+    csv = 'text,gold\n"Item 1: a square, drawn in blue",\nItem 2: a square,\nItem 3: a square,\nGold: a square,square\n'
+    requester.set_input_files(
+        "#items-upload input[name=file]", {"name": "items.csv", "mimeType": "text/csv", "buffer": csv.encode()}
+    )
+    requester.click("#items-upload button")
+    expect(requester.locator("#items-total")).to_have_text("4")
+    expect(requester.locator("#gold-count")).to_have_text("1")
+
+    # 3. a contributor labels them on the companion's page while real EEG replays
+    wallet, key = Account.create(), DeviceKey.generate()
+    client = PlatformClient(url, wallet)
+    client.sign_in()
+    client.bind_device(key)
+    client.consent(True)
+    playback = tmp_path / "cyton.csv"
+    import_recording(require(CYTON_CSV), playback, start_seconds=28, seconds=90)
+    source = BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton"))
+    with LabelingRun(client, source, key, tmp_path / "session", chain_id=client.config()["chain_id"]) as run:
+        page = LabelingPage(client, run, count=4, project=project_id, answer_timeout=120)
+        port = free_port()
+        with ServerThread(page.app(f"127.0.0.1:{port}"), port) as companion:
+            labeling = threading.Thread(target=page.loop, daemon=True)
+            labeling.start()
+            contributor = browser.new_page(viewport={"width": 1360, "height": 1000})
+            contributor.goto(companion.url + "/")
+            for n in range(4):
+                contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
+                time.sleep(0.4)  # a human's response time
+                contributor.keyboard.press("1")  # hotkey of the first class: "square"
+                expect(contributor.locator("#trials tbody tr")).to_have_count(n + 1, timeout=60_000)
+            contributor.wait_for_selector("#live canvas")
+            contributor.wait_for_selector("#live-quality .q")
+            contributor.screenshot(path=str(shots / "labeling.png"), full_page=True)
+            verdicts = contributor.locator("#trials tbody .badge").all_inner_texts()
+            assert labeling.join(30) is None and page.state.phase == "done", page.state.error
+            contributor.close()
+    trials = page.state.trials
+    assert len(trials) == 4 and verdicts.count("accepted") == sum(t["status"] == "accepted" for t in trials)
+    assert sum(t["status"] == "accepted" for t in trials) >= 3, trials
+    # markers come from the page: the response follows the stimulus by the wait above
+    assert all(0.3 < t["response_time"] < 10 for t in trials), trials
+
+    # 4. the explorer: the plotted epoch and its Merkle proof, once anchored
+    requester.goto(f"/ui/explorer?project={project_id}")
+    assert requester.locator("table.samples tbody tr").count() == 4
+    requester.screenshot(path=str(shots / "explorer.png"), full_page=True)
+    accepted = next(t["sample_cid"] for t in trials if t["status"] == "accepted")
+    deadline = time.monotonic() + 60
+    while True:
+        requester.goto(f"/ui/samples/{accepted}")
+        if requester.locator("#proof-check").count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert requester.locator("#proof-check").inner_text() == "valid"
+    assert requester.locator("#tx").inner_text().startswith("0x")
+    requester.wait_for_selector("#epoch[data-plotted=true] canvas")
+    requester.wait_for_selector("#psd canvas")
+    assert requester.locator("#quality .q").count() == 8
+    requester.screenshot(path=str(shots / "sample.png"), full_page=True)
+
+    # 5. agreement and review: override one item's consensus
+    requester.goto(f"/ui/projects/{project_id}/agreement")
+    assert requester.locator("text=Dawid–Skene").first.is_visible()
+    requester.screenshot(path=str(shots / "agreement.png"), full_page=True)
+    requester.goto(f"/ui/projects/{project_id}/review")
+    first = requester.locator("table.review tbody tr").first
+    first.locator("select").select_option("other")
+    first.locator("button").click()
+    requester.wait_for_selector("text=reviewer's label: other")
+    requester.screenshot(path=str(shots / "review.png"), full_page=True)
+
+    # 6. export as a background job, with progress, then download
+    requester.goto(f"/ui/projects/{project_id}")
+    requester.click("#start-export")
+    requester.wait_for_selector("a.download", timeout=120_000)
+    requester.screenshot(path=str(shots / "project.png"), full_page=True)
+    with requester.expect_download() as download:
+        requester.click("a.download")
+    archive = download.value.path()
+    with zipfile.ZipFile(archive) as bundle:
+        names = bundle.namelist()
+        assert "dataset/dataset_description.json" in names
+        assert any(n.endswith("_events.tsv") for n in names)
+    assert len(io.BytesIO(Path(archive).read_bytes()).getvalue()) > 1000
+
+    # 7. the operator page
+    operator = _wallet_page(browser, OPERATOR, url)
+    _sign_in(operator, "/ui/operator")
+    assert "chain up" in operator.locator(".stats").inner_text()
+    operator.screenshot(path=str(shots / "operator.png"), full_page=True)
+    requester.context.close()
+    operator.context.close()
+
+
+def test_browser_session_rules(platform: tuple[str, Any]) -> None:
+    """Cookie sessions: pages redirect to sign-in, writes need X-Requested-With, bad input is a 4xx."""
+    url, _ = platform
+    with httpx.Client(base_url=url, timeout=30) as http:
+        page = http.get("/ui/projects", follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/ui/signin?next=/ui/projects"
+        issued = http.post("/auth/nonce", json={"address": REQUESTER.address}).json()
+        signature = REQUESTER.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()
+        assert http.post("/ui/session", json={"message": issued["message"], "signature": signature}).status_code == 200
+        assert http.post("/ui/session", json={"message": issued["message"], "signature": signature}).status_code == 401
+        cookie = http.cookies.jar
+        assert any(c.name == "mindprint_session" and c.has_nonstandard_attr("HttpOnly") for c in cookie)
+        body = {"name": "x", "label_schema": {"kind": "classes", "classes": ["a", "b"]}}
+        assert http.post("/projects", json=body).status_code == 403  # a cross-site form could do this
+        xrw = {"X-Requested-With": "mindprint"}
+        created = http.post("/projects", json=body, headers=xrw)
+        assert created.status_code == 201
+        pid = created.json()["id"]
+        assert http.get(f"/ui/projects/{pid}").status_code == 200
+        assert "Server-Timing" in http.get("/ui/explorer").headers
+        # overrides are checked against the label schema; unknown items are 404
+        item = http.post(f"/projects/{pid}/items", json={"items": [{"content": {"text": "?"}}]}, headers=xrw)
+        task = item.json()["ids"][0]
+        form = {"Content-Type": "application/x-www-form-urlencoded", **xrw}
+        assert http.post(f"/ui/projects/{pid}/overrides", content=f"task={task}&label=c", headers=form).status_code == 422
+        assert http.post(f"/ui/projects/{pid}/overrides", content="task=999999&label=a", headers=form).status_code == 404
+        assert http.post(f"/ui/projects/{pid}/overrides", content=f"task={task}&label=a", headers=form).status_code == 200
+        # images: type and size are checked, the CID serves the same bytes
+        png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+        image = http.post(f"/projects/{pid}/images", content=png, headers={"Content-Type": "image/png", **xrw})
+        assert image.status_code == 201
+        assert http.get(f"/images/{image.json()['cid']}").content == png
+        assert http.post(f"/projects/{pid}/images", content=b"x", headers={"Content-Type": "text/html", **xrw}).status_code == 415
+        big = b"\x89PNG" + b"\x00" * (2 * 2**20 + 1)
+        assert http.post(f"/projects/{pid}/images", content=big, headers={"Content-Type": "image/png", **xrw}).status_code == 413
+        # an export of a project with nothing anchored fails with its reason, not a crash
+        job = http.post(f"/ui/projects/{pid}/exports", content="format=EDF", headers=form)
+        assert job.status_code == 200
+        job_id = int(job.text.split('id="export-')[1].split('"')[0])
+        deadline = time.monotonic() + 30
+        while "failed" not in (state := http.get(f"/ui/exports/{job_id}").text) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "nothing to export" in state
+        assert http.get(f"/ui/exports/{job_id}/download").status_code == 409
+        assert http.get("/ui/operator").status_code == 403
+        assert http.get("/ui/samples/bafynotasample").status_code == 404
+        assert http.post("/ui/signout", headers=xrw).status_code == 204
+        http.cookies.clear()
+        assert http.get("/ui/explorer", follow_redirects=False).status_code == 303
+
+
+def test_companion_page_refuses_other_origins(platform: tuple[str, Any], tmp_path: Path) -> None:
+    """The labeling page answers only to its own Host and to JSON with X-Requested-With."""
+    url, _ = platform
+    client = PlatformClient(url, Account.create())
+    client.sign_in()
+    page = LabelingPage(client, run=None, count=1)  # type: ignore[arg-type]
+    port = free_port()
+    with ServerThread(page.app(f"127.0.0.1:{port}"), port) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/api/state").json()["phase"] == "starting"
+        assert http.get("/api/state", headers={"Host": f"evil.example:{port}"}).status_code == 421
+        assert http.post("/api/answer", data={"task": "1", "label": "a"}).status_code == 403
+        xrw = {"X-Requested-With": "mindprint"}
+        assert http.post("/api/answer", json={"task": 1, "label": "a"}, headers=xrw).status_code == 409
+        assert http.post("/api/shown", json={"task": -1}, headers=xrw).status_code == 422
+        assert http.post("/api/claim", json={}, headers=xrw).status_code == 409
+        assert http.get("/").status_code == 200
