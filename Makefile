@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 TOOLS  := tools/node_modules/.installed
 
-.PHONY: install tools postgres demo test lint bench clean
+.PHONY: install tools postgres chromium demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "installing pinned Python dependencies into $(VENV) (a few minutes the first time)…"
@@ -40,6 +40,14 @@ postgres:
 	  STATUS=$$?; [ -n "$$CREATED" ] && $$SUDO rm -f $$POLICY; exit $$STATUS; \
 	fi
 
+# Debian's chromium for the browser tests (Playwright drives it through executable_path;
+# no browser is downloaded)
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/mindprint demo --workdir .demo
 
@@ -47,7 +55,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check mindprint tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) $(TOOLS) postgres
+test: $(STAMP) $(TOOLS) postgres chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -199,3 +199,47 @@ def create_database(base_url: str, name: str) -> str:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return f"{base_url}/{name}"
+
+
+@contextlib.contextmanager
+def mindprint_server(home: Path, operator: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``mindprint serve`` in its own process on a free loopback port, SQLite in ``home``
+    unless ``env`` names another database; yields its URL and stops it by its PID."""
+    import sys
+
+    port = free_port()
+    environment = {
+        **os.environ,
+        "MINDPRINT_HOME": str(home),
+        "MINDPRINT_DATABASE_URL": f"sqlite:///{home / 'platform.db'}",
+        "MINDPRINT_OPERATORS": operator.lower(),
+        **(env or {}),
+    }
+    log = home / "serve.log"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as sink:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port)],
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until(lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200, "mindprint serve", server, log, 120)
+        yield base
+    finally:
+        _stop(server)
+
+
+def sign_in(base: str, account: object) -> str:
+    """A bearer token for ``account`` (an eth-account LocalAccount), by Sign-In with Ethereum."""
+    from eth_account.messages import encode_defunct
+
+    issued = httpx.post(f"{base}/auth/nonce", json={"address": account.address}).json()  # type: ignore[attr-defined]
+    signed = account.sign_message(encode_defunct(text=issued["message"]))  # type: ignore[attr-defined]
+    answer = httpx.post(
+        f"{base}/auth/verify", json={"message": issued["message"], "signature": signed.signature.to_0x_hex()}
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])

@@ -32,6 +32,8 @@ ROUTES: dict[tuple[str, str], object] = {
     ("POST", "/projects"): REQUESTER,
     ("GET", "/projects"): ANY,
     ("POST", "/projects/{project_id}/items"): REQUESTER,
+    ("POST", "/projects/{project_id}/images"): REQUESTER,
+    ("GET", "/images/{cid}"): ANY,
     ("GET", "/tasks/next"): CONTRIBUTOR,
     ("GET", "/projects/{project_id}/consensus"): REQUESTER,
     ("GET", "/projects/{project_id}/export"): REQUESTER,

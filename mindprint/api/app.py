@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mindprint import __version__
@@ -50,7 +50,12 @@ __all__ = ["create_app"]
 
 def _problem(
     status: int, title: str, detail: object, request: Request, headers: dict[str, str] | None = None
-) -> JSONResponse:
+) -> Response:
+    from mindprint.web.pages import error_page
+
+    page = error_page(request, status, title, detail)
+    if page is not None:
+        return page
     body = {
         "type": "about:blank",
         "title": title,
@@ -86,22 +91,22 @@ def create_app(*, max_body: int | None = None, sign_ins_per_minute: float | None
         return {"status": "ok", "version": __version__}
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> Response:
         return _problem(
             exc.status_code, TITLES.get(exc.status_code, "Error"), exc.detail, request, getattr(exc, "headers", None)
         )
 
     @app.exception_handler(RequestValidationError)
-    async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_problem(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         return _problem(422, "Unprocessable Content", errors, request)
 
     @app.exception_handler(RecursionError)
-    async def too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+    async def too_deep(request: Request, exc: RecursionError) -> Response:
         return _problem(400, "Bad Request", "input nested too deeply", request)
 
     @app.exception_handler(MindprintError)
-    async def mindprint_problem(request: Request, exc: MindprintError) -> JSONResponse:
+    async def mindprint_problem(request: Request, exc: MindprintError) -> Response:
         status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, TooManyRequests) else None
         return _problem(status, TITLES.get(status, type(exc).__name__), str(exc), request, headers)

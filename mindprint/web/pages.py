@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from html import escape
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -133,9 +134,8 @@ def agreement_page(
     request: Request, project_id: ProjectId, account: PageAccount, db: DbDep, settings: SettingsDep
 ) -> HTMLResponse:
     project = tasks.own_project(db, project_id, account)
-    return _page(
-        request, "agreement.html", account, project=project, agreement=views.agreement(db, project, _key(settings))
-    )
+    result, fresh = views.agreement(db, project, _key(settings))
+    return _page(request, "agreement.html", account, project=project, agreement=result, fresh=fresh)
 
 
 @router.get("/projects/{project_id}/review", response_class=HTMLResponse)
@@ -288,8 +288,8 @@ def sample_page(
         if override is not None:
             consensus = {"label": override.label, "source": "reviewer"}
         else:
-            agreed = views.agreement(db, project, _key(settings))
-            item = next((i for i in agreed["items"] if i["task"] == task.id), None)
+            agreed, _ = views.agreement(db, project, _key(settings))
+            item = next((i for i in agreed["items"] if i["task"] == task.id), None) if agreed else None
             if item is not None:
                 consensus = {"label": item["dawid_skene"], "source": "Dawid–Skene", "majority": item["majority"]}
     proof, proof_error = None, None
@@ -333,6 +333,18 @@ def operator_page(
 ) -> HTMLResponse:
     _needs(account, "operator")
     return _page(request, "operator.html", account, status=views.operator_status(db, platform, settings))
+
+
+def error_page(request: Request, status: int, title: str, detail: object) -> HTMLResponse | None:
+    """An HTML error page for a browser navigating the app (API clients keep problem+json)."""
+    path = request.url.path
+    if not path.startswith("/ui") or "text/html" not in request.headers.get("accept", ""):
+        return None
+    if request.headers.get("hx-request"):  # an htmx swap shows the detail in place
+        return HTMLResponse(f'<span class="error">{status}: {escape(str(detail))}</span>', status_code=status)
+    return templates.TemplateResponse(
+        request, "error.html", {"account": None, "status": status, "title": title, "detail": detail}, status_code=status
+    )
 
 
 def mount(app: FastAPI) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, case, cast, func, select
+from sqlalchemy import Integer, String, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from mindprint.core.ipld import decode_block
@@ -54,8 +54,11 @@ def visible_projects(db: Session, account: Account) -> list[Project]:
     return list(db.scalars(query.limit(200)))
 
 
-def _bucket(moment: dt.datetime, width: int) -> int:
-    return int(aware(moment).timestamp()) // width * width
+def _bucket_sql(db: Session, width: int) -> Any:
+    """``created`` as whole ``width``-second buckets since the epoch, computed by the database."""
+    if db.get_bind().dialect.name == "sqlite":
+        return cast(func.strftime("%s", Submission.created), Integer) / width
+    return func.floor(func.extract("epoch", Submission.created) / width)
 
 
 def progress(db: Session, project: Project) -> dict[str, Any]:
@@ -90,24 +93,30 @@ def progress(db: Session, project: Project) -> dict[str, Any]:
         .where(TaskItem.project_id == project.id)
     )
     width = 3600 if first is not None and (dt.datetime.now(dt.UTC) - aware(first)).total_seconds() > 6 * 3600 else 60
+    bucket = _bucket_sql(db, width)
     series: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    reasons: Counter[str] = Counter()
-    rows = db.execute(
-        select(Submission.created, Submission.status, Submission.reasons)
+    of_project = (
+        select(bucket.label("t"), Submission.status, func.count())
         .join(TaskItem, TaskItem.id == Submission.task_id)
         .where(TaskItem.project_id == project.id)
-        .order_by(Submission.created.desc())
-        .limit(20_000)  # the recent history; the counters above cover everything
+        .group_by("t", Submission.status)
     )
+    for t, status, n in db.execute(of_project):
+        series[int(t) * width][0 if status == "accepted" else 1] += n
+    reasons: Counter[str] = Counter()
     by_reason: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for created, status, why in rows:
-        bucket = _bucket(created, width)
-        series[bucket][0 if status == "accepted" else 1] += 1
-        if status == "rejected":
-            for reason in (why or {}).get("reasons", [])[:3]:
-                short = _short_reason(reason)
-                reasons[short] += 1
-                by_reason[short][bucket] += 1
+    recent = db.execute(
+        select(bucket.label("t"), Submission.reasons)
+        .join(TaskItem, TaskItem.id == Submission.task_id)
+        .where(TaskItem.project_id == project.id, Submission.status == "rejected")
+        .order_by(Submission.created.desc())
+        .limit(2_000)  # the reasons of the recent rejections; the counts above cover everything
+    )
+    for t, why in recent:
+        for reason in (why or {}).get("reasons", [])[:3]:
+            short = _short_reason(reason)
+            reasons[short] += 1
+            by_reason[short][int(t) * width] += 1
     times = sorted(series)
     top = [r for r, _ in reasons.most_common(5)]
     total = accepted + rejected
@@ -139,35 +148,62 @@ def _short_reason(reason: str) -> str:
 @dataclass
 class _AgreementCache:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    entries: OrderedDict[tuple[int, int, str], dict[str, Any]] = field(default_factory=OrderedDict)
+    #: project → (stamp of the accepted samples it covers, result)
+    entries: OrderedDict[int, tuple[tuple[int, str], dict[str, Any]]] = field(default_factory=OrderedDict)
+    running: set[int] = field(default_factory=set)
 
 
 _agreements = _AgreementCache()
 
 
-def agreement(db: Session, project: Project, key: bytes) -> dict[str, Any]:
+def _stamp(db: Session, project_id: int) -> tuple[int, str]:
+    count, latest = db.execute(
+        select(func.count(), func.max(Submission.created))
+        .join(TaskItem, TaskItem.id == Submission.task_id)
+        .where(TaskItem.project_id == project_id, Submission.status == "accepted")
+    ).one()
+    overrides = db.scalar(
+        select(func.max(LabelOverride.created))
+        .join(TaskItem, TaskItem.id == LabelOverride.task_id)
+        .where(TaskItem.project_id == project_id)
+    )
+    return int(count), f"{latest}|{overrides}"
+
+
+def agreement(db: Session, project: Project, key: bytes) -> tuple[dict[str, Any] | None, bool]:
     """Dawid–Skene against (reputation-weighted) majority per item, each item's votes, and each
     contributor's reliability (agreement with the consensus, gold accuracy, reputation).
 
-    Cached per project until its accepted samples change (EM over every label is the one
-    cost here that grows with the project).
+    Returns ``(result, fresh)``. EM over every label of a project is the one cost here that
+    grows with the project, so no request pays it: a stale or missing result starts a
+    background computation, and the page shows the last result (or "computing") meanwhile.
     """
-    stamp = db.execute(
-        select(func.count(), func.max(Submission.created))
-        .join(TaskItem, TaskItem.id == Submission.task_id)
-        .where(TaskItem.project_id == project.id, Submission.status == "accepted")
-    ).one()
-    cache_key = (project.id, int(stamp[0]), str(stamp[1]))
+    stamp = _stamp(db, project.id)
     with _agreements.lock:
-        if cache_key in _agreements.entries:
-            _agreements.entries.move_to_end(cache_key)
-            return _agreements.entries[cache_key]
-    result = _agreement(db, project, key)
-    with _agreements.lock:
-        _agreements.entries[cache_key] = result
-        while len(_agreements.entries) > 32:
-            _agreements.entries.popitem(last=False)
-    return result
+        held = _agreements.entries.get(project.id)
+        fresh = held is not None and held[0] == stamp
+        if fresh or project.id in _agreements.running:
+            return (held[1] if held else None), fresh
+        _agreements.running.add(project.id)
+    engine = db.get_bind()
+
+    def compute() -> None:
+        try:
+            with Session(engine) as own:
+                target = own.get(Project, project.id)
+                assert target is not None
+                result = _agreement(own, target, key)
+            with _agreements.lock:
+                _agreements.entries[project.id] = (stamp, result)
+                _agreements.entries.move_to_end(project.id)
+                while len(_agreements.entries) > 64:
+                    _agreements.entries.popitem(last=False)
+        finally:
+            with _agreements.lock:
+                _agreements.running.discard(project.id)
+
+    threading.Thread(target=compute, name=f"mindprint-agreement-{project.id}", daemon=True).start()
+    return (held[1] if held else None), False
 
 
 def _agreement(db: Session, project: Project, key: bytes) -> dict[str, Any]:
@@ -298,11 +334,20 @@ class Filters:
 
 
 def explore(db: Session, account: Account, key: bytes, filters: Filters) -> dict[str, Any]:
-    """One page of samples (newest first) that this account may see, filtered."""
+    """One page of samples (newest first) that this account may see, filtered in SQL (keyset paging)."""
     query = (
-        select(Submission, TaskItem.project_id)
+        select(
+            Submission.cid,
+            Submission.task_id,
+            Submission.contributor,
+            Submission.label,
+            Submission.status,
+            Submission.scores,
+            Submission.created,
+            TaskItem.project_id,
+        )
         .join(TaskItem, TaskItem.id == Submission.task_id)
-        .order_by(Submission.created.desc(), Submission.cid.desc())
+        .order_by(Submission.created.desc())
     )
     if account.role == "requester":
         query = query.join(Project, Project.id == TaskItem.project_id).where(Project.owner == account.address)
@@ -312,39 +357,44 @@ def explore(db: Session, account: Account, key: bytes, filters: Filters) -> dict
         query = query.where(TaskItem.project_id == filters.project)
     if filters.verdict in {"accepted", "rejected"}:
         query = query.where(Submission.status == filters.verdict)
+    if filters.min_liveness is not None:
+        query = query.where(Submission.scores["liveness"].as_float() >= filters.min_liveness)
     if filters.contributor:
-        addresses = [
-            a
-            for a in db.scalars(select(Submission.contributor).distinct().limit(100_000))
-            if pseudonym(key, a) == filters.contributor
-        ]
-        query = query.where(Submission.contributor.in_(addresses or [""]))
+        query = query.where(Submission.contributor.in_(_addresses_of(db, key, filters.contributor) or [""]))
     if filters.before:
         with contextlib.suppress(ValueError):
             query = query.where(Submission.created < dt.datetime.fromisoformat(filters.before))
-    rows: list[dict[str, Any]] = []
-    scanned = 0
-    for submission, project in db.execute(query.limit(PAGE * 20)):
-        scanned += 1
-        liveness = float(submission.scores.get("liveness", 0.0))
-        if filters.min_liveness is not None and liveness < filters.min_liveness:
-            continue
-        rows.append(
-            {
-                "cid": submission.cid,
-                "project": project,
-                "task": submission.task_id,
-                "pseudonym": pseudonym(key, submission.contributor),
-                "label": str(submission.label.get("value")),
-                "status": submission.status,
-                "scores": {k: float(v) for k, v in submission.scores.items() if isinstance(v, int | float)},
-                "created": aware(submission.created),
-            }
-        )
-        if len(rows) == PAGE:
-            break
-    more = len(rows) == PAGE or scanned == PAGE * 20
-    return {"rows": rows, "next": rows[-1]["created"].isoformat() if rows and more else None}
+    rows = [
+        {
+            "cid": r.cid,
+            "project": r.project_id,
+            "task": r.task_id,
+            "pseudonym": pseudonym(key, r.contributor),
+            "label": str(r.label.get("value")),
+            "status": r.status,
+            "scores": {k: float(v) for k, v in r.scores.items() if isinstance(v, int | float)},
+            "created": aware(r.created),
+        }
+        for r in db.execute(query.limit(PAGE + 1))
+    ]
+    more = len(rows) > PAGE
+    rows = rows[:PAGE]
+    return {"rows": rows, "next": rows[-1]["created"].isoformat() if more else None}
+
+
+_pseudonyms: dict[tuple[bytes, str], list[str]] = {}
+
+
+def _addresses_of(db: Session, key: bytes, wanted: str) -> list[str]:
+    """The addresses behind a pseudonym: one pass over the accounts (HMAC each), cached."""
+    found = _pseudonyms.get((key, wanted))
+    if found is None:
+        found = [a for a in db.scalars(select(Account.address)) if pseudonym(key, a) == wanted]
+        if found:  # a new account could still take an unknown pseudonym: only hits are kept
+            _pseudonyms[(key, wanted)] = found
+            if len(_pseudonyms) > 10_000:
+                _pseudonyms.clear()
+    return found
 
 
 def epoch_payload(db: Session, platform: Any, row: Submission, *, max_points: int = 1000) -> dict[str, Any]:

@@ -105,7 +105,7 @@
             width: width(el), height: Math.max(200, 28 * n + 50), legend: { show: false },
             series: [{}, ...data.names.map((name, i) => ({ label: name, stroke: COLOURS[i % COLOURS.length], width: 1 }))],
             scales: { x: { time: false }, y: { range: [-spacing, n * spacing] } },
-            axes: [{ label: "seconds" }, { splits: () => data.names.map((_, i) => i * spacing), values: (u, ticks) => ticks.map((v) => data.names[n - 1 - Math.round(v / spacing)] || "") }],
+            axes: [{ label: "seconds" }, { space: 8, splits: () => data.names.map((_, i) => i * spacing), values: (u, ticks) => ticks.map((v) => data.names[n - 1 - Math.round(v / spacing)] || "") }],
           }, [data.t, ...rows], el);
         } else {
           livePlot.setScale("y", { min: -spacing, max: n * spacing });

@@ -4,6 +4,11 @@
 
 const HEADERS = { "X-Requested-With": "mindprint" };
 
+// htmx swaps error answers too (the server sends a short HTML reason for them)
+if (window.htmx) {
+  window.htmx.config.responseHandling = [{ code: "204", swap: false }, { code: "...", swap: true }];
+}
+
 async function api(method, path, body, contentType = "application/json") {
   const init = { method, headers: { ...HEADERS }, credentials: "same-origin" };
   if (body !== undefined) {
@@ -186,8 +191,8 @@ async function epochPlots(el) {
   const n = data.names.length;
   new uPlot({
     width: width(el), height: Math.max(240, 40 * n + 60), series, legend: { show: true },
-    scales: { y: { range: [-spacing, n * spacing] } },
-    axes: [{ label: "seconds from stimulus" }, {
+    scales: { x: { time: false }, y: { range: [-spacing, n * spacing] } },
+    axes: [{ label: "seconds from stimulus" }, { space: 8,
       values: (u, ticks) => ticks.map((v) => { const i = n - 1 - Math.round(v / spacing); return Math.abs(v - Math.round(v / spacing) * spacing) < 1e-6 && i >= 0 && i < n ? data.names[i] : ""; }),
       splits: () => data.names.map((_, i) => i * spacing),
     }],
@@ -196,7 +201,7 @@ async function epochPlots(el) {
   el.dataset.plotted = "true";
   const psd = document.getElementById("psd");
   if (psd) {
-    new uPlot({ width: width(psd), height: 240, series: [{ label: "Hz" }, ...data.names.map((name, i) => ({ label: name, stroke: COLOURS[i % COLOURS.length] }))],
+    new uPlot({ width: width(psd), height: 240, scales: { x: { time: false } }, series: [{ label: "Hz" }, ...data.names.map((name, i) => ({ label: name, stroke: COLOURS[i % COLOURS.length] }))],
       axes: [{ label: "Hz" }, { label: "log10 µV²/Hz" }] }, [data.psd.f, ...data.psd.p], psd);
   }
   const quality = document.getElementById("quality");
