@@ -37,9 +37,9 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mindprint.labeling.store import Account as AccountRow  # noqa: E402
-from mindprint.labeling.store import Job, Project, Submission, TaskItem, make_engine, migrate  # noqa: E402
-from tests.services import create_database, mindprint_server, postgres_server, sign_in  # noqa: E402
+from mindprint.labeling.store import Account as AccountRow
+from mindprint.labeling.store import Job, Project, Submission, TaskItem, make_engine, migrate
+from tests.services import create_database, mindprint_server, postgres_server, sign_in
 
 TARGET_MS = 300.0
 REASONS = [

@@ -1054,7 +1054,12 @@ def label(
             claim = claim_with(rpc_url, _private_key(wallet_key_file, "MINDPRINT_WALLET_KEY"), config["distributor"])
         with LabelingRun(client, source, key, session_dir, chain_id=config["chain_id"], model=model, keep=keep) as run:
             page = LabelingPage(client, run, count=count, project=project, claim=claim)
-            run_page(page, ui_port or None, lambda url: console.print(f"labeling page: [bold]{url}/[/] (Ctrl-C stops)"))
+            run_page(
+                page,
+                ui_port or None,
+                lambda url: console.print(f"labeling page: [bold]{url}/[/] (Ctrl-C stops)"),
+                lambda: console.print("all tasks done: the page stays up for verdicts and rewards; Ctrl-C closes it"),
+            )
         console.print(f"{len(page.state.trials)} samples labelled; session kept in {session_dir}")
         return
     with LabelingRun(

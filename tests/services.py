@@ -226,7 +226,8 @@ def mindprint_server(home: Path, operator: str, env: dict[str, str] | None = Non
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200, "mindprint serve", server, log, 120)
+        up = lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200  # noqa: E731
+        _wait_until(up, "mindprint serve", server, log, 120)
         yield base
     finally:
         _stop(server)

@@ -24,18 +24,18 @@ import httpx
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
-
 from playwright.sync_api import expect
 
 from mindprint.api.server import ServerThread, free_port, start_platform
 from mindprint.api.settings import ApiSettings
 from mindprint.companion.client import PlatformClient
 from mindprint.companion.run import LabelingRun
-from mindprint.companion.ui import LabelingPage
+from mindprint.companion.ui import LabelingPage, claim_on, run_page
 from mindprint.device.boards import BoardSpec
 from mindprint.device.bridge import BrainFlowSource
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import import_recording
+from mindprint.ledger.chain import ChainClient
 
 from .conftest import CYTON_CSV, require
 
@@ -171,25 +171,40 @@ def test_requester_contributor_researcher_in_a_browser(
     playback = tmp_path / "cyton.csv"
     import_recording(require(CYTON_CSV), playback, start_seconds=28, seconds=90)
     source = BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton"))
+    running.chain.fund(wallet.address, 10**17)  # gas for the claim
+    claim = claim_on(ChainClient(running.chain.w3, wallet), running.deployment.distributor)
     with LabelingRun(client, source, key, tmp_path / "session", chain_id=client.config()["chain_id"]) as run:
-        page = LabelingPage(client, run, count=4, project=project_id, answer_timeout=120)
-        port = free_port()
-        with ServerThread(page.app(f"127.0.0.1:{port}"), port) as companion:
-            labeling = threading.Thread(target=page.loop, daemon=True)
-            labeling.start()
-            contributor = browser.new_page(viewport={"width": 1360, "height": 1000})
-            contributor.goto(companion.url + "/")
-            for n in range(4):
-                contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
-                time.sleep(0.4)  # a human's response time
-                contributor.keyboard.press("1")  # hotkey of the first class: "square"
-                expect(contributor.locator("#trials tbody tr")).to_have_count(n + 1, timeout=60_000)
-            contributor.wait_for_selector("#live canvas")
-            contributor.wait_for_selector("#live-quality .q")
-            contributor.screenshot(path=str(shots / "labeling.png"), full_page=True)
-            verdicts = contributor.locator("#trials tbody .badge").all_inner_texts()
-            assert labeling.join(30) is None and page.state.phase == "done", page.state.error
-            contributor.close()
+        page = LabelingPage(client, run, count=4, project=project_id, claim=claim, answer_timeout=120)
+        ready: list[str] = []
+        serving = threading.Thread(target=run_page, args=(page, free_port(), ready.append), daemon=True)
+        serving.start()
+        contributor = browser.new_page(viewport={"width": 1360, "height": 1000})
+        deadline = time.monotonic() + 30
+        while not ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        contributor.goto(ready[0] + "/")
+        for n in range(4):
+            contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
+            time.sleep(0.4)  # a human's response time
+            contributor.keyboard.press("1")  # hotkey of the first class: "square"
+            expect(contributor.locator("#trials tbody tr")).to_have_count(n + 1, timeout=60_000)
+        contributor.wait_for_selector("#live canvas")
+        contributor.wait_for_selector("#live-quality .q")
+        verdicts = contributor.locator("#trials tbody .badge").all_inner_texts()
+        # the operator closes a reward epoch; the contributor claims it from the page
+        with httpx.Client(base_url=url, timeout=60) as http:
+            closed = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {_token(http, OPERATOR)}"})
+            assert closed.status_code == 201, closed.text
+        contributor.reload()
+        expect(contributor.locator("#claim")).to_be_enabled(timeout=10_000)
+        contributor.click("#claim")
+        expect(contributor.locator("#claim-status")).to_contain_text("claimed epoch 1 in 0x", timeout=30_000)
+        contributor.screenshot(path=str(shots / "labeling.png"), full_page=True)
+        assert page.finished.is_set()
+        page.close()
+        serving.join(30)
+        assert not serving.is_alive() and page.state.phase == "done", page.state.error
+        contributor.close()
     trials = page.state.trials
     assert len(trials) == 4 and verdicts.count("accepted") == sum(t["status"] == "accepted" for t in trials)
     assert sum(t["status"] == "accepted" for t in trials) >= 3, trials
@@ -274,17 +289,20 @@ def test_browser_session_rules(platform: tuple[str, Any]) -> None:
         item = http.post(f"/projects/{pid}/items", json={"items": [{"content": {"text": "?"}}]}, headers=xrw)
         task = item.json()["ids"][0]
         form = {"Content-Type": "application/x-www-form-urlencoded", **xrw}
-        assert http.post(f"/ui/projects/{pid}/overrides", content=f"task={task}&label=c", headers=form).status_code == 422
-        assert http.post(f"/ui/projects/{pid}/overrides", content="task=999999&label=a", headers=form).status_code == 404
-        assert http.post(f"/ui/projects/{pid}/overrides", content=f"task={task}&label=a", headers=form).status_code == 200
+        overrides = f"/ui/projects/{pid}/overrides"
+        assert http.post(overrides, content=f"task={task}&label=c", headers=form).status_code == 422
+        assert http.post(overrides, content="task=999999&label=a", headers=form).status_code == 404
+        assert http.post(overrides, content=f"task={task}&label=a", headers=form).status_code == 200
         # images: type and size are checked, the CID serves the same bytes
         png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
         image = http.post(f"/projects/{pid}/images", content=png, headers={"Content-Type": "image/png", **xrw})
         assert image.status_code == 201
         assert http.get(f"/images/{image.json()['cid']}").content == png
-        assert http.post(f"/projects/{pid}/images", content=b"x", headers={"Content-Type": "text/html", **xrw}).status_code == 415
+        html = {"Content-Type": "text/html", **xrw}
+        assert http.post(f"/projects/{pid}/images", content=b"x", headers=html).status_code == 415
         big = b"\x89PNG" + b"\x00" * (2 * 2**20 + 1)
-        assert http.post(f"/projects/{pid}/images", content=big, headers={"Content-Type": "image/png", **xrw}).status_code == 413
+        image_type = {"Content-Type": "image/png", **xrw}
+        assert http.post(f"/projects/{pid}/images", content=big, headers=image_type).status_code == 413
         # an export of a project with nothing anchored fails with its reason, not a crash
         job = http.post(f"/ui/projects/{pid}/exports", content="format=EDF", headers=form)
         assert job.status_code == 200

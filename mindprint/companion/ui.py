@@ -85,6 +85,7 @@ class LabelingPage:
         self._answers: queue.Queue[tuple[int, Any]] = queue.Queue()
         self._stop = threading.Event()
         self.finished = threading.Event()
+        self.closed = threading.Event()
 
     # -- the labeling loop (its own thread) ---------------------------------------------
     def loop(self) -> None:
@@ -118,7 +119,12 @@ class LabelingPage:
         finally:
             self.finished.set()
 
+    def close(self) -> None:
+        """Stop serving the page (after its tasks are done)."""
+        self.closed.set()
+
     def stop(self) -> None:
+        self.closed.set()
         self._stop.set()
         self._shown.set()
         self._answers.put((-1, None))
@@ -274,21 +280,34 @@ class LabelingPage:
         return app
 
 
-def claim_with(rpc_url: str, wallet_key: str, distributor: str) -> Any:
-    """A claim callable for the page: sends the claim from the contributor's wallet."""
+def claim_on(chain: Any, distributor: str) -> Any:
+    """A claim callable for the page: sends a claim (as ``GET /rewards`` lists it) from ``chain``'s account."""
 
     def send(claim: dict[str, Any]) -> str:
-        from mindprint.ledger.chain import ChainClient
         from mindprint.ledger.rewards import Claim, claim_reward
 
-        chain = ChainClient.connect(rpc_url, wallet_key)
-        return claim_reward(chain, distributor, Claim(**claim)).tx_hash
+        parsed = Claim(
+            epoch=int(claim["epoch"]),
+            account=str(claim["account"]),
+            amount=int(claim["amount"]),
+            proof=list(claim["proof"]),
+            root=str(claim["root"]),
+        )
+        return str(claim_reward(chain, distributor, parsed).tx_hash)
 
     return send
 
 
-def run_page(page: LabelingPage, port: int | None = None, on_ready: Any = None) -> None:
-    """Serve ``page`` on 127.0.0.1 and label until its tasks are done (or Ctrl-C)."""
+def claim_with(rpc_url: str, wallet_key: str, distributor: str) -> Any:
+    """:func:`claim_on` a JSON-RPC chain, as the contributor's wallet."""
+    from mindprint.ledger.chain import ChainClient
+
+    return claim_on(ChainClient.connect(rpc_url, wallet_key), distributor)
+
+
+def run_page(page: LabelingPage, port: int | None = None, on_ready: Any = None, on_done: Any = None) -> None:
+    """Serve ``page`` on 127.0.0.1 and label until its tasks are done; the page stays up
+    (verdicts, rewards, the claim button) until :meth:`LabelingPage.close` or Ctrl-C."""
     from mindprint.api.server import ServerThread, free_port
 
     port = port or free_port()
@@ -301,7 +320,10 @@ def run_page(page: LabelingPage, port: int | None = None, on_ready: Any = None) 
         try:
             while not page.finished.wait(0.5):
                 pass
-            time.sleep(2.0)  # the page polls once more and shows the last verdict
+            if on_done is not None:
+                on_done()
+            while not page.closed.wait(0.5):
+                pass
         except KeyboardInterrupt:
             page.stop()
             worker.join(timeout=10)
