@@ -293,6 +293,7 @@ def test_browser_session_rules(platform: tuple[str, Any]) -> None:
         assert http.post(overrides, content=f"task={task}&label=c", headers=form).status_code == 422
         assert http.post(overrides, content="task=999999&label=a", headers=form).status_code == 404
         assert http.post(overrides, content=f"task={task}&label=a", headers=form).status_code == 200
+        assert http.get(f"/ui/projects/{pid}/review").text.count("reviewer's label: <b>a</b>") == 1
         # images: type and size are checked, the CID serves the same bytes
         png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
         image = http.post(f"/projects/{pid}/images", content=png, headers={"Content-Type": "image/png", **xrw})

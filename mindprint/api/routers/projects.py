@@ -119,12 +119,29 @@ def next_task(
 
 @router.get("/projects/{project_id}/consensus", dependencies=[require_role("requester", "operator")])
 def consensus(project_id: ProjectId, account: AccountDep, db: DbDep) -> list[dict[str, object]]:
-    """Consensus labels (Dawid–Skene + reputation-weighted vote) of accepted samples."""
+    """Consensus labels (Dawid–Skene + reputation-weighted vote) of accepted samples; a reviewer's
+    override (set in the web console) replaces ``label`` and sets ``reviewed``."""
     from mindprint.labeling.consensus import aggregate
 
+    from mindprint.labeling.store import LabelOverride, TaskItem
+
     tasks.own_project(db, project_id, account)
+    overrides = dict(
+        db.execute(
+            select(LabelOverride.task_id, LabelOverride.label)
+            .join(TaskItem, TaskItem.id == LabelOverride.task_id)
+            .where(TaskItem.project_id == project_id)
+        ).all()
+    )
     return [
-        {"task_id": c.task_id, "label": c.label, "confidence": c.confidence, "annotators": c.annotators}
+        {
+            "task_id": c.task_id,
+            "label": overrides.get(c.task_id, c.label),
+            "computed": c.label,
+            "reviewed": c.task_id in overrides,
+            "confidence": c.confidence,
+            "annotators": c.annotators,
+        }
         for c in aggregate(db, project_id)
     ]
 
