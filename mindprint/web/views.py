@@ -117,6 +117,11 @@ def progress(db: Session, project: Project) -> dict[str, Any]:
             short = _short_reason(reason)
             reasons[short] += 1
             by_reason[short][int(t) * width] += 1
+    if series:  # contiguous buckets (zeros where nothing happened), one empty bucket either side
+        first_t, last_t = min(series), max(series)
+        if (last_t - first_t) // width <= 1000:
+            for t in range(first_t - width, last_t + 2 * width, width):
+                series.setdefault(t, [0, 0])
     times = sorted(series)
     top = [r for r, _ in reasons.most_common(5)]
     total = accepted + rejected
@@ -235,7 +240,8 @@ def _agreement(db: Session, project: Project, key: bytes) -> dict[str, Any]:
     votes: dict[int, Counter[str]] = defaultdict(Counter)
     for task, label in zip(frame["task"], frame["label"], strict=True):
         votes[int(task)][label] += 1
-    classes = sorted(set(frame["label"]))
+    schema = project.label_schema.get("classes") if project.label_schema.get("kind") == "classes" else None
+    classes = list(schema or []) + sorted(set(frame["label"]) - set(schema or []))
     items = []
     for task in sorted(votes):
         ds, mv = str(learned.get(task, "")), str(majority.get(task, ""))

@@ -122,7 +122,6 @@ def consensus(project_id: ProjectId, account: AccountDep, db: DbDep) -> list[dic
     """Consensus labels (Dawid–Skene + reputation-weighted vote) of accepted samples; a reviewer's
     override (set in the web console) replaces ``label`` and sets ``reviewed``."""
     from mindprint.labeling.consensus import aggregate
-
     from mindprint.labeling.store import LabelOverride, TaskItem
 
     tasks.own_project(db, project_id, account)
