@@ -997,6 +997,9 @@ def label(
         ),
     ] = False,
     ui_port: Annotated[int, typer.Option(min=0, max=65535, help="Port of the labeling page (0: a free one).")] = 0,
+    ui_keep_open: Annotated[
+        bool, typer.Option("--ui-keep-open/--no-ui-keep-open", help="Keep the page up after the last task.")
+    ] = True,
     rpc_url: Annotated[
         str | None, typer.Option(help="EVM JSON-RPC endpoint, for the page's claim button.")
     ] = None,
@@ -1058,7 +1061,12 @@ def label(
                 page,
                 ui_port or None,
                 lambda url: console.print(f"labeling page: [bold]{url}/[/] (Ctrl-C stops)"),
-                lambda: console.print("all tasks done: the page stays up for verdicts and rewards; Ctrl-C closes it"),
+                lambda: console.print(
+                    "all tasks done: the page stays up for verdicts and rewards; Ctrl-C closes it"
+                    if ui_keep_open
+                    else "all tasks done"
+                ),
+                keep_open=ui_keep_open,
             )
         console.print(f"{len(page.state.trials)} samples labelled; session kept in {session_dir}")
         return

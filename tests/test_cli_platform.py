@@ -103,3 +103,69 @@ def test_recording_into_an_existing_session_is_refused_before_the_board_opens(tm
     result = runner.invoke(app, ["record", "--board", "cyton", "--serial-port", "/dev/nonexistent",
                                  "--duration", "1", "--out", str(tmp_path / "s")])  # fmt: skip
     assert result.exit_code == 4 and "already exists" in result.output  # not a device error (3)
+
+
+def test_label_ui_from_the_cli(server: str, tmp_path: Path) -> None:
+    """`mindprint label --ui`: the page the CLI serves drives the run (shown → stimulus,
+    answer → response), over real replayed EEG; the verdicts come back to the page."""
+    import threading
+    import time
+
+    from mindprint.api.server import free_port
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.openbci import import_recording
+
+    from .conftest import CYTON_CSV, require
+
+    requester = Account.create()
+    admin = PlatformClient(server, OPERATOR)
+    admin.sign_in()
+    admin.call("PUT", f"/accounts/{requester.address}/role", json={"role": "requester"})
+    owner = PlatformClient(server, requester)
+    owner.sign_in()
+    project = owner.call(
+        "POST", "/projects", json={"name": "ui", "label_schema": {"kind": "classes", "classes": ["a", "b"]}}
+    )
+    owner.call("POST", f"/projects/{project['id']}/items", json={"items": [{"content": {"text": "x"}}] * 2})
+    wallet_file, key_file = tmp_path / "wallet.key", tmp_path / "device.pem"
+    wallet_file.write_text(Account.create().key.hex())
+    DeviceKey.generate().save(key_file)
+    playback = tmp_path / "cyton.csv"
+    import_recording(require(CYTON_CSV), playback, start_seconds=28, seconds=40)
+    port = free_port()
+    args = ["label", "--api", server, "--ui", "--ui-port", str(port), "--no-ui-keep-open", "--count", "2",
+            "--project", str(project["id"]), "--board", "playback", "--file", str(playback), "--master-board",
+            "cyton", "--wallet-key-file", str(wallet_file), "--key-file", str(key_file), "--out",
+            str(tmp_path / "session"), "--no-keep-epochs"]  # fmt: skip
+    outcome: list[object] = []
+    cli = threading.Thread(target=lambda: outcome.append(runner.invoke(app, args)), daemon=True)
+    cli.start()
+    page = f"http://127.0.0.1:{port}"
+    headers = {"X-Requested-With": "mindprint"}
+    answered: set[int] = set()
+    deadline = time.monotonic() + 120
+    with httpx.Client(base_url=page, timeout=10) as http:
+        while cli.is_alive() and time.monotonic() < deadline:
+            try:
+                state = http.get("/api/state").json()
+            except httpx.TransportError:  # the page is not up yet
+                time.sleep(0.2)
+                continue
+            task = state["task"]
+            if state["phase"] == "showing" and task and task["id"] not in answered:
+                assert http.post("/api/shown", json={"task": task["id"]}, headers=headers).status_code == 200
+                time.sleep(0.3)
+                answer = {"task": task["id"], "label": "a"}
+                assert http.post("/api/answer", json=answer, headers=headers).status_code == 200
+                answered.add(task["id"])
+            if state["phase"] in ("done", "failed"):
+                assert state["phase"] == "done", state["error"]
+                assert [t["label"] for t in state["trials"]] == ["a", "a"]
+                assert all(t["status"] in ("accepted", "rejected") for t in state["trials"])
+                break
+            time.sleep(0.2)
+    cli.join(30)
+    assert outcome, "the CLI did not return"
+    result = outcome[0]
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "2 samples labelled" in result.output  # type: ignore[attr-defined]

@@ -305,9 +305,17 @@ def claim_with(rpc_url: str, wallet_key: str, distributor: str) -> Any:
     return claim_on(ChainClient.connect(rpc_url, wallet_key), distributor)
 
 
-def run_page(page: LabelingPage, port: int | None = None, on_ready: Any = None, on_done: Any = None) -> None:
-    """Serve ``page`` on 127.0.0.1 and label until its tasks are done; the page stays up
-    (verdicts, rewards, the claim button) until :meth:`LabelingPage.close` or Ctrl-C."""
+def run_page(
+    page: LabelingPage,
+    port: int | None = None,
+    on_ready: Any = None,
+    on_done: Any = None,
+    *,
+    keep_open: bool = True,
+) -> None:
+    """Serve ``page`` on 127.0.0.1 and label until its tasks are done; the page then stays
+    up (verdicts, rewards, the claim button) until :meth:`LabelingPage.close` or Ctrl-C,
+    or, without ``keep_open``, a few seconds (for the page's last poll)."""
     from mindprint.api.server import ServerThread, free_port
 
     port = port or free_port()
@@ -322,7 +330,9 @@ def run_page(page: LabelingPage, port: int | None = None, on_ready: Any = None, 
                 pass
             if on_done is not None:
                 on_done()
-            while not page.closed.wait(0.5):
+            if not keep_open:
+                page.closed.wait(3.0)
+            while keep_open and not page.closed.wait(0.5):
                 pass
         except KeyboardInterrupt:
             page.stop()
