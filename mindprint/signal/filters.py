@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from dataclasses import dataclass
 
@@ -76,6 +78,7 @@ def _check_data(data: NDArray[np.floating], name: str = "data") -> NDArray[np.fl
     return np.ascontiguousarray(array, dtype=np.float64)
 
 
+@functools.lru_cache(maxsize=256)
 def design_filter(
     sfreq: float,
     l_freq: float | None = 1.0,
@@ -123,11 +126,19 @@ def design_filter(
     if not sections:
         raise SignalError("nothing to filter: give l_freq, h_freq or notch")
     sos = np.ascontiguousarray(np.vstack(sections), dtype=np.float64)
+    # designs are cached and shared (every epoch at one rate reuses one): never modify ``sos``
     return FilterDesign(sos, float(sfreq), l_freq, h_freq, notch, order, notch_q)
 
 
 def ringing_samples(sos: NDArray[np.float64], threshold: float = 1e-4, max_samples: int = 1_000_000) -> int:
-    """Samples until the cascade's impulse response stays below ``threshold`` × its peak."""
+    """Samples until the cascade's impulse response stays below ``threshold`` × its peak (cached per filter)."""
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    return _ringing(sos.tobytes(), sos.shape[0], threshold, max_samples)
+
+
+@functools.lru_cache(maxsize=256)
+def _ringing(raw: bytes, sections: int, threshold: float, max_samples: int) -> int:
+    sos = np.frombuffer(raw, dtype=np.float64).reshape(sections, 6)
     n = 1024
     while True:
         impulse = np.zeros((1, n))
@@ -144,8 +155,16 @@ def ringing_samples(sos: NDArray[np.float64], threshold: float = 1e-4, max_sampl
 
 def _steady_state(sos: NDArray[np.float64], first: NDArray[np.float64]) -> NDArray[np.float64]:
     """State (n_sections, 2, n_channels) of the cascade after a constant input ``first``."""
-    zi = sps.sosfilt_zi(sos)  # (n_sections, 2) for a unit step
+    zi = _unit_step_state(np.ascontiguousarray(sos, dtype=np.float64).tobytes(), sos.shape[0])
     return np.ascontiguousarray(zi[:, :, None] * first[None, None, :])
+
+
+@functools.lru_cache(maxsize=256)
+def _unit_step_state(raw: bytes, sections: int) -> NDArray[np.float64]:
+    """``sosfilt_zi`` of a filter (its state for a unit step), computed once per filter."""
+    zi = sps.sosfilt_zi(np.frombuffer(raw, dtype=np.float64).reshape(sections, 6))
+    zi.flags.writeable = False
+    return zi
 
 
 def _odd_extension(edge: NDArray[np.float64], pivot: NDArray[np.float64]) -> NDArray[np.float64]:
