@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import functools
-
 import logging
 from dataclasses import dataclass
 
