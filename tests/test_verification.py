@@ -169,3 +169,33 @@ def test_whole_epoch_decision_checks_every_stretch(model, cyton) -> None:  # typ
         assert model.assess(spliced, 250.0).accepted  # the first version passes every one
         caught.append(not model.assess(spliced, 250.0, whole=True).accepted)
     assert sum(caught) >= 2, caught
+
+
+def test_replays_anywhere_in_the_epoch_and_across_two_stored_samples(cyton) -> None:  # type: ignore[no-untyped-def]
+    """The query covers the whole 4 s epoch: real EEG spliced after 2 s of fresh EEG is
+    caught, and so is a stretch that straddles two stored samples (each indexed alone, as
+    the platform stores accepted samples)."""
+    rng = np.random.default_rng(3)
+    index = FingerprintIndex(hnsw=True)
+    sf = 250
+    stored = {owner: (10 + 4 * owner) * sf for owner in range(1, 7)}  # six consecutive 4 s samples, 14–38 s
+    for owner, start in stored.items():
+        index.add(owner, cyton[:, start : start + 4 * sf], 250.0)
+    fresh = cyton[:, 60 * sf : 64 * sf]  # never stored
+    assert index.query(fresh, 250.0) is None
+    fade = np.linspace(0.0, 1.0, int(0.1 * sf))
+    for owner in (2, 4):
+        start = stored[owner]
+        # fresh EEG for 2 s, then (cross-faded over 0.1 s) a replay of the stored sample's middle
+        replay = cyton[:, start + sf : start + 3 * sf]
+        tail = np.concatenate([fresh[:, : 2 * sf], replay], axis=1)
+        blend = slice(2 * sf - len(fade), 2 * sf)
+        tail[:, blend] = fresh[:, blend] * (1 - fade) + cyton[:, start + sf - len(fade) : start + sf] * fade
+        match = index.query(tail, 250.0)
+        assert match is not None and match.owner == owner, "a replay in the epoch's tail was missed"
+        for split in (1.4, 2.0, 2.6):  # the last `split` s of one stored sample, then the next one
+            at = start + 4 * sf - int(split * sf)
+            clean = cyton[:, at : at + 4 * sf]
+            straddle = clean + rng.normal(0, 0.2 * _band_rms(clean, 250.0), clean.shape)
+            match = index.query(straddle, 250.0)
+            assert match is not None and match.owner in (owner, owner + 1), f"straddle at {split} s missed"

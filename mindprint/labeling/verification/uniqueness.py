@@ -5,10 +5,12 @@ A fingerprint is a 1.5 s stretch of one channel, low-passed at 20 Hz, resampled 
 rescaling, DC offsets, slow drift and broadband noise barely move it, and the same
 stretch gives the same vector whether it was cut from a long recording or submitted on
 its own. Accepted data is indexed per channel every ``hop`` grid samples (faiss
-inner-product index). A query (≥ 2 s) is checked at ``hop`` integer and two fractional
-sub-offsets of the grid (so any time shift lines up within half a grid sample),
-forwards and time-reversed, channel by channel: channel identity is ignored, so permuted
-channels still match.
+inner-product index). A query (≥ 2 s) is checked over its whole length — segments every
+0.5 s from one edge to the other, so a replayed stretch anywhere in the epoch, or one that
+straddles two stored samples (one part is ≥ 2 s of a 4 s epoch and holds a whole segment),
+is seen — each at ``hop`` integer and two fractional sub-offsets of the grid (so any time
+shift lines up within half a grid sample), forwards and time-reversed, channel by channel,
+all in one search: channel identity is ignored, so permuted channels still match.
 
 A replay is declared when at least ``min_channels`` query channels, and at least
 ``min_fraction`` of them, match (similarity ≥ ``threshold``) the *same* stored
@@ -41,7 +43,8 @@ GRID_HZ = 64.0
 SEGMENT = 96  # 1.5 s at 64 Hz
 FRACTIONS = (0.0, 0.5)
 PRE_EMPHASIS = 0.8
-QUERY_START = 16  # grid samples skipped at the start of a query (filter edge)
+QUERY_START = 16  # grid samples skipped at each end of a query (filter edge)
+SPACING = 32  # grid samples (0.5 s) between query segments
 
 __all__ = ["FingerprintIndex", "ReplayMatch", "fingerprints"]
 
@@ -62,12 +65,16 @@ _basis = np.stack([np.ones(SEGMENT), _t, _t**2], axis=1)
 _DETREND = _basis @ np.linalg.pinv(_basis)  # projection onto constant, linear, quadratic
 
 
-def _segments(grid: NDArray[np.float64], hop: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """(n_channels * n_positions, SEGMENT) z-normalised segments and their start positions."""
+def _segments(
+    grid: NDArray[np.float64], hop: int, starts: NDArray[np.int64] | None = None
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """(n_channels * n_positions, SEGMENT) z-normalised segments (channel-major) and their
+    start positions: every ``hop`` grid samples, or at ``starts``."""
     n = grid.shape[1]
     if n < SEGMENT:
         return np.empty((0, SEGMENT), np.float32), np.empty(0, np.int64)
-    starts = np.arange(0, n - SEGMENT + 1, hop)
+    if starts is None:
+        starts = np.arange(0, n - SEGMENT + 1, hop)
     windows = np.lib.stride_tricks.sliding_window_view(grid, SEGMENT, axis=1)[:, starts]
     centred = windows - (windows @ _DETREND)  # remove each segment's quadratic trend
     # pre-emphasis flattens EEG's 1/f spectrum: more independent values per fingerprint,
@@ -101,6 +108,19 @@ def fingerprints(
     grid = _to_grid(x, sfreq)
     vectors, starts = _segments(grid, hop)
     return vectors, starts, x.shape[0]
+
+
+def _query_shifts(n: int, hop: int) -> list[int]:
+    """Start positions of query segments: every SPACING from QUERY_START to the far edge,
+    each at ``hop`` consecutive shifts (short queries: as far in as they allow)."""
+    last = n - QUERY_START - SEGMENT - (hop - 1)
+    if last < QUERY_START:
+        first = min(QUERY_START, max(0, n - SEGMENT - hop))
+        return [first + step for step in range(hop) if first + step + SEGMENT <= n]
+    starts = list(range(QUERY_START, last + 1, SPACING))
+    if last - starts[-1] >= SPACING // 2:
+        starts.append(last)  # the tail of the epoch too
+    return [start + step for start in starts for step in range(hop)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,25 +227,35 @@ class FingerprintIndex:
             return None
         n_ch = x.shape[0]
         owners, positions = self.owners, self.positions
-        votes: dict[tuple[int, int, bool], dict[int, float]] = defaultdict(dict)
+        # query segments across the whole epoch, every SPACING grid samples (each tried at
+        # ``hop`` shifts so that one lines up with the stored grid), all in one search: a
+        # replayed stretch that straddles two stored samples still has a whole segment
+        # inside one of them, as long as that part is ≥ SEGMENT + SPACING grid samples
+        batches, meta = [], []
         for fraction in FRACTIONS:
             grid = _to_grid(x, sfreq, fraction)
             for direction in (False, True):
                 series = grid[:, ::-1] if direction else grid
-                start = min(QUERY_START, max(0, series.shape[1] - SEGMENT - self.hop))
-                for step in range(self.hop):
-                    shift = start + step
-                    vectors, _ = _segments(series[:, shift : shift + SEGMENT], 1)
-                    if not len(vectors):
-                        continue
-                    sims, ids = self.index.search(vectors, k)
-                    for channel in range(n_ch):
-                        for sim, idx in zip(sims[channel], ids[channel], strict=True):
-                            if idx < 0 or sim < self.threshold:
-                                continue
-                            key = (int(owners[idx]), int(positions[idx]) - shift, direction)
-                            best = votes[key]
-                            best[channel] = max(best.get(channel, 0.0), float(sim))
+                shifts = np.asarray(_query_shifts(series.shape[1], self.hop), dtype=np.int64)
+                if not len(shifts):
+                    continue
+                vectors, _ = _segments(series, 1, shifts)
+                batches.append(vectors)
+                # rows are channel-major: row = channel * len(shifts) + j
+                meta.append((np.repeat(np.arange(n_ch), len(shifts)), np.tile(shifts, n_ch), direction))
+        if not batches:
+            return None
+        sims, ids = self.index.search(np.concatenate(batches), k)
+        channels_of = np.concatenate([m[0] for m in meta])
+        shifts_of = np.concatenate([m[1] for m in meta])
+        reversed_of = np.concatenate([np.full(len(m[0]), m[2]) for m in meta])
+        rows, cols = np.nonzero((sims >= self.threshold) & (ids >= 0))
+        votes: dict[tuple[int, int, bool], dict[int, float]] = defaultdict(dict)
+        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+            idx, channel = int(ids[row, col]), int(channels_of[row])
+            key = (int(owners[idx]), int(positions[idx]) - int(shifts_of[row]), bool(reversed_of[row]))
+            best = votes[key]
+            best[channel] = max(best.get(channel, 0.0), float(sims[row, col]))
         # a real replay moves every channel; a chance match among correlated scalp
         # channels moves a few neighbours: ask for a share of the channels too
         needed = max(min(self.min_channels, n_ch), int(np.ceil(self.min_fraction * n_ch)))
