@@ -336,3 +336,31 @@ def test_companion_page_refuses_other_origins(platform: tuple[str, Any], tmp_pat
         assert http.post("/api/shown", json={"task": -1}, headers=xrw).status_code == 422
         assert http.post("/api/claim", json={}, headers=xrw).status_code == 409
         assert http.get("/").status_code == 200
+
+
+def test_an_export_whose_process_died_is_marked_failed(tmp_path: Path) -> None:
+    """A job left "running" by a killed API process is failed at the next start, not kept running."""
+    import subprocess
+    import sys
+
+    from mindprint.labeling.store import Account as AccountRow
+    from mindprint.labeling.store import ExportJob, Project, make_engine, migrate, sessions
+    from mindprint.web.exports import fail_interrupted, runner_id
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = runner_id().rpartition(":")[0]
+    with sessions(engine)() as db:
+        db.add(AccountRow(address=REQUESTER.address, role="requester"))
+        db.add(Project(owner=REQUESTER.address, name="p", label_schema={"kind": "text"}, redundancy=1))
+        db.flush()
+        db.add(ExportJob(project_id=1, requester=REQUESTER.address, format="EDF", state="running",
+                         runner=f"{host}:{dead.stdout.strip()}"))  # fmt: skip
+        db.add(ExportJob(project_id=1, requester=REQUESTER.address, format="EDF", state="running", runner=runner_id()))
+        db.commit()
+    assert fail_interrupted(engine) == 1
+    with sessions(engine)() as db:
+        states = [(j.state, j.error) for j in db.query(ExportJob).order_by(ExportJob.id)]
+    assert states[0] == ("failed", "interrupted: its API process stopped")
+    assert states[1] == ("running", None)  # this process is alive: its job stays

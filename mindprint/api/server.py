@@ -69,6 +69,10 @@ def start_platform(
     platform = connect_chain(platform_for(settings), settings, operator_key=operator_key)
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
     chain, deployment = platform.chain, platform.deployment
+    from mindprint.web.exports import fail_interrupted
+
+    if fail_interrupted(platform.engine):
+        logger.warning("export jobs of a stopped API process marked failed")
     requeued = requeue_accepted(platform.engine)
     if requeued:
         logger.warning("queued pin/anchor jobs for %d accepted samples that had none", requeued)

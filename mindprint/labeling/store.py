@@ -324,5 +324,6 @@ class ExportJob(Base):
     samples: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    runner: Mapped[str | None] = mapped_column(String(80), nullable=True)  # host:pid running it
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

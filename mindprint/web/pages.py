@@ -206,7 +206,11 @@ async def start_export(
     fmt = (await _form(request)).get("format", "EDF")
     if fmt not in {"EDF", "BrainVision"}:
         raise HTTPException(422, "format must be EDF or BrainVision")
-    job = ExportJob(project_id=project.id, requester=account.address, format=fmt, state="queued")
+    from mindprint.web.exports import runner_id
+
+    job = ExportJob(
+        project_id=project.id, requester=account.address, format=fmt, state="queued", runner=runner_id()
+    )
     db.add(job)
     db.commit()
     assert platform.engine is not None

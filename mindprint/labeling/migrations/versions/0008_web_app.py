@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("samples", sa.Integer, nullable=False, server_default="0"),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("path", sa.Text, nullable=True),
+        sa.Column("runner", sa.String(80), nullable=True),  # host:pid of the process running it
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished", sa.DateTime(timezone=True), nullable=True),
     )
