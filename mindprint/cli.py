@@ -539,6 +539,35 @@ def session_export(
 
 # ------------------------------------------------------------------------- chain / rewards
 chain_app = typer.Typer(help="Contracts on an EVM chain (JSON-RPC).", no_args_is_help=True)
+platform_app = typer.Typer(help="Operators: set up a platform.", no_args_is_help=True)
+app.add_typer(platform_app, name="platform")
+
+
+@platform_app.command("init")
+@_handle_errors
+def platform_init(
+    secrets_file: Annotated[
+        Path | None,
+        typer.Option(help="Where to write the secrets (default: $MINDPRINT_HOME/platform-secrets.json)."),
+    ] = None,
+) -> None:
+    """Create the platform's shared secrets once: token key, platform X25519 key, pseudonym key.
+
+    Every API process and worker of the platform reads them (MINDPRINT_SECRETS_FILE), so a
+    token issued by one is accepted by all and a restart signs nobody out. Never overwrites.
+    """
+    from mindprint.platform.secrets import PlatformSecrets
+
+    path = secrets_file or _settings().home / "platform-secrets.json"
+    created = PlatformSecrets.generate()
+    created.save(path)
+    from mindprint.ledger.crypto import RecipientKey
+
+    public = RecipientKey.from_private_bytes(created.platform_key).public_key.hex()
+    console.print(f"platform secrets written to {path} (mode 0600); platform public key {public}")
+    console.print(f"give every API process and worker: [bold]MINDPRINT_SECRETS_FILE={path}[/]")
+
+
 rewards_app = typer.Typer(help="Contributor rewards.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
 app.add_typer(rewards_app, name="rewards")
@@ -814,6 +843,7 @@ def _export_source(researcher_key: Path | None, chain_id: int | None) -> Any:
         platform.keys,
         recipient,
         chain_id=chain_id,
+        pseudonym_secret=platform.pseudonym_key,
     )
 
 

@@ -607,8 +607,12 @@ def platform_source(
     *,
     deployment: Deployment | None = None,
     chain_id: int | None = None,
+    pseudonym_secret: bytes | None = None,
 ) -> ExportSource:
-    """An :class:`ExportSource` over a platform data directory (``MINDPRINT_HOME/platform``)."""
+    """An :class:`ExportSource` over a platform data directory (``MINDPRINT_HOME/platform``).
+
+    ``pseudonym_secret`` is the platform's (``Platform.pseudonym_key``); without it, the
+    one created in the data directory."""
     from mindprint.ledger.anchoring import open_journal
 
     platform_dir = Path(platform_dir)
@@ -628,7 +632,7 @@ def platform_source(
         recipient=recipient,
         journal=open_journal(platform_dir / "anchoring.sqlite"),
         deployment=deployment,
-        pseudonym_key=pseudonym_key(platform_dir),
+        pseudonym_key=pseudonym_secret or pseudonym_key(platform_dir),
         chain_id=deployment.chain_id,
     )
 

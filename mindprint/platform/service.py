@@ -10,7 +10,6 @@ the chain, the contracts and the anchoring journal. The API (``api/deps.py``), `
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 
 from mindprint.core.ratelimit import RateLimiter
-from mindprint.core.secret_files import load_or_create_secret
 from mindprint.labeling.store import make_engine, migrate
 from mindprint.labeling.verification.model import LivenessModel
 from mindprint.labeling.verification.uniqueness import FingerprintIndex, FingerprintStore
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import KeyStore, RecipientKey
+from mindprint.platform.secrets import resolve_secrets
 from mindprint.platform.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +59,7 @@ class Platform:
     deployment: Deployment | None = None
     engine: Engine | None = None
     token_secret: bytes = b""
+    pseudonym_key: bytes = field(default=b"", repr=False)
     nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
@@ -120,14 +120,9 @@ def _build(settings: Settings) -> Platform:
 
     root = settings.platform_dir
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    recipient = RecipientKey.from_private_bytes(
-        load_or_create_secret(
-            root / "platform_x25519.key", lambda: RecipientKey.generate().private_bytes(), "platform key"
-        )
-    )
-    secret = settings.token_secret or load_or_create_secret(
-        root / "token.secret", lambda: secrets.token_bytes(32), "token secret"
-    )
+    shared = resolve_secrets(settings)
+    recipient = RecipientKey.from_private_bytes(shared.platform_key)
+    secret = shared.token_secret
     liveness = LivenessModel.load(settings.liveness_model) if settings.liveness_model else load_default_model()
     fingerprints = FingerprintStore(root / "fingerprints")
     platform = Platform(
@@ -139,6 +134,7 @@ def _build(settings: Settings) -> Platform:
         fingerprints=fingerprints,
         engine=engine_for(settings),
         token_secret=secret,
+        pseudonym_key=shared.pseudonym_secret,
         nonce_limits=RateLimiter(settings.nonces_per_minute, burst=max(1, int(settings.nonces_per_minute // 3))),
         submission_limits=RateLimiter(
             settings.submissions_per_minute, burst=max(1, int(settings.submissions_per_minute // 4))

@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     database_url: str = ""
     domain: str = "localhost"
     token_secret: bytes | None = Field(default=None, repr=False)
+    # shared by every process of one platform (see mindprint.platform.secrets): hex values,
+    # or a file written once by `mindprint platform init`
+    platform_key: str | None = Field(default=None, repr=False)
+    pseudonym_secret: str | None = Field(default=None, repr=False)
+    secrets_file: Path | None = None
     operators: Annotated[tuple[str, ...], NoDecode] = ()
     token_seconds: int = Field(default=900, ge=10)
     lease_seconds: int = Field(default=600, ge=10)

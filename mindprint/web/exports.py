@@ -72,6 +72,7 @@ def run_export(engine: Engine, platform: Any, settings: Any, job_id: int, projec
             platform.keys,
             platform.platform_key,
             chain_id=platform.chain_id,
+            pseudonym_secret=platform.pseudonym_key,
         )
 
         def progress(done: int, total: int) -> None:

@@ -26,9 +26,9 @@ from mindprint import __version__
 from mindprint.api.deps import SESSION_COOKIE, DbDep, PlatformDep, SettingsDep, current_account
 from mindprint.api.routers.auth import verify
 from mindprint.api.schemas import VerifyRequest
-from mindprint.export.bids import pseudonym_key
 from mindprint.labeling.store import Account, ExportJob, LabelOverride, Project, Submission, TaskItem, aware, utcnow
 from mindprint.platform import tasks
+from mindprint.platform.service import platform_for
 from mindprint.web import views
 
 HERE = Path(__file__).parent
@@ -69,7 +69,7 @@ def _page(request: Request, name: str, account: Account | None, **context: Any) 
 
 
 def _key(settings: Any) -> bytes:
-    return pseudonym_key(settings.platform_dir)
+    return platform_for(settings).pseudonym_key
 
 
 # ---------------------------------------------------------------------------- sign-in

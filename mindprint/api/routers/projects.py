@@ -177,6 +177,7 @@ def export_project(
             platform.keys,
             platform.platform_key,
             chain_id=platform.chain_id,
+            pseudonym_secret=platform.pseudonym_key,
         )
         export_dataset(source, work / "dataset", projects=[project_id], fmt=data_format)
         archive = zip_dataset(work / "dataset", work / f"project-{project_id}-bids.zip")
