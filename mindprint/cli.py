@@ -640,6 +640,12 @@ def rewards_claim(
 
 
 # ----------------------------------------------------------------------- serve / label
+IpfsOption = Annotated[
+    str | None,
+    typer.Option(help="Kubo RPC API to pin accepted samples to, e.g. http://127.0.0.1:5001 ($MINDPRINT_IPFS_URL)."),
+]
+
+
 @app.command()
 @_handle_errors
 def serve(
@@ -648,6 +654,7 @@ def serve(
     key_file: Annotated[
         Path | None, typer.Option(help="Operator key file for --rpc-url (else $MINDPRINT_OPERATOR_KEY).")
     ] = None,
+    ipfs_url: IpfsOption = None,
 ) -> None:
     """Run the labeling API with its pinning and anchoring worker (loopback only)."""
     import uvicorn
@@ -656,11 +663,15 @@ def serve(
     from mindprint.api.settings import get_settings
 
     operator_key = _private_key(key_file, "MINDPRINT_OPERATOR_KEY") if rpc_url else None
+    settings = get_settings()
+    if ipfs_url:
+        settings = settings.model_copy(update={"ipfs_url": ipfs_url})
     console.print("starting the platform: database migrations, contracts, replay index…")
     with console.status("starting…"):
-        running = start_platform(get_settings(), rpc_url=rpc_url, operator_key=operator_key)
+        running = start_platform(settings, rpc_url=rpc_url, operator_key=operator_key)
     console.print(
-        f"chain {running.chain.chain_id} · registry {running.deployment.registry} · data {get_settings().platform_dir}"
+        f"chain {running.chain.chain_id} · registry {running.deployment.registry} · data {settings.platform_dir}"
+        + (f" · pinning to {settings.ipfs_url}" if settings.ipfs_url else "")
     )
     console.print(f"API on http://127.0.0.1:{port} (OpenAPI at /docs); Ctrl-C to stop")
     try:
@@ -676,20 +687,24 @@ def worker(
     key_file: Annotated[Path | None, typer.Option(help="Operator key file (else $MINDPRINT_OPERATOR_KEY).")] = None,
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls of the job queue.")] = 1.0,
     once: Annotated[bool, typer.Option(help="Process what is queued, then exit.")] = False,
+    ipfs_url: IpfsOption = None,
 ) -> None:
     """A separate pinning/anchoring worker on the platform's database (scale out with several)."""
     from mindprint.api.server import make_worker
     from mindprint.api.settings import get_settings
     from mindprint.platform.service import connect_chain, platform_for
 
-    settings = get_settings().model_copy(update={"rpc_url": rpc_url})
+    settings = get_settings().model_copy(update={"rpc_url": rpc_url, **({"ipfs_url": ipfs_url} if ipfs_url else {})})
     platform = connect_chain(
         platform_for(settings), settings, operator_key=_private_key(key_file, "MINDPRINT_OPERATOR_KEY"), deploy=False
     )
     assert platform.chain is not None and platform.engine is not None
     chain = platform.chain
     runner = make_worker(platform, settings)
-    console.print(f"worker {runner.name} on {settings.database_url.split('@')[-1]} · chain {chain.chain_id}")
+    console.print(
+        f"worker {runner.name} on {settings.database_url.split('@')[-1]} · chain {chain.chain_id}"
+        + (f" · pinning to {settings.ipfs_url}" if settings.ipfs_url else "")
+    )
     while True:
         stats = runner.run_once()
         if stats.pinned or stats.anchored or stats.failed:
