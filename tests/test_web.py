@@ -228,6 +228,12 @@ def test_requester_contributor_researcher_in_a_browser(
     requester.wait_for_selector("#psd canvas")
     assert requester.locator("#quality .q").count() == 8
     requester.screenshot(path=str(shots / "sample.png"), full_page=True)
+    # EEG is shown to a requester as exports share it: only while the contributor consents
+    client.consent(False)
+    requester.goto(f"/ui/samples/{accepted}")
+    assert requester.locator("#no-consent").is_visible() and requester.locator("#epoch").count() == 0
+    assert requester.request.get(f"/ui/samples/{accepted}/epoch").status == 403
+    client.consent(True)
 
     # 5. agreement and review: override one item's consensus
     requester.goto(f"/ui/projects/{project_id}/agreement")

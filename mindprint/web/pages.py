@@ -273,6 +273,15 @@ def _readable(db: Any, account: Account, cid: str) -> Submission:
     return row
 
 
+def _may_see_eeg(db: Any, account: Account, row: Submission) -> bool:
+    """EEG is shown as exports share it: a requester sees it only where the contributor
+    consented to research use; the contributor and operators always."""
+    if account.role == "operator" or row.contributor == account.address:
+        return True
+    contributor = db.get(Account, row.contributor)
+    return bool(contributor is not None and contributor.consent)
+
+
 @router.get("/samples/{cid}", response_class=HTMLResponse)
 def sample_page(
     request: Request,
@@ -315,6 +324,7 @@ def sample_page(
         proof_ok=proof.verify_offline() if proof is not None else None,
         proof_error=proof_error,
         created=aware(row.created),
+        eeg=_may_see_eeg(db, account, row),
     )
 
 
@@ -324,6 +334,8 @@ def sample_epoch(
 ) -> dict[str, Any]:
     """The sample's epoch, PSD and channel quality as JSON, for the plots."""
     row = _readable(db, account, cid)
+    if not _may_see_eeg(db, account, row):
+        raise HTTPException(403, "the contributor has not consented to share their EEG")
     try:
         return views.epoch_payload(db, platform, row)
     except LookupError as err:
