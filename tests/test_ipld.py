@@ -74,3 +74,34 @@ def test_fast_cids_equal_multiformats(codec: str) -> None:
         assert made.codec.name == codec and made.hashfun.name == "sha2-256" and made.version == 1
     v0 = CID("base58btc", 0, "dag-pb", multihash.digest(data, "sha2-256"))
     assert cid_from_bytes(bytes(v0)) == v0 and cid_text(v0) == str(v0)
+
+
+def test_fast_cid_decoding_gives_what_multiformats_gives() -> None:
+    """decode_block's tag-42 links are built without multiformats' validation: the same CIDs,
+    for the fast path (CIDv1, sha2-256, dag-cbor/raw) and everything else (CIDv0, other
+    codecs and hashes), and malformed links are still refused."""
+    import dag_cbor
+    from multiformats import multihash
+
+    from mindprint.core.errors import SessionFormatError
+    from mindprint.core.ipld import cid_for_block, decode_block, encode_block
+
+    links = [
+        cid_for_block(b"x"),
+        cid_for_block(b"y", "raw"),
+        CID("base32", 1, "dag-json", multihash.digest(b"z", "sha2-512")),
+        CID("base58btc", 0, "dag-pb", multihash.digest(b"w", "sha2-256")),
+    ]
+    block = encode_block({"links": links, "n": 1.5, "nested": {"link": links[0]}})
+    decoded = decode_block(block)
+    assert decoded["links"] == links and decoded["nested"]["link"] == links[0]
+    assert [str(c) for c in decoded["links"]] == [str(CID.decode(bytes(c))) for c in links]
+    for link in decoded["links"]:
+        assert isinstance(link, CID)
+    assert encode_block(decoded) == block
+    bad = bytearray(block)
+    where = bytes(block).index(bytes(links[0]))
+    bad[where] ^= 0xFF  # no longer a CID version
+    with pytest.raises(SessionFormatError):
+        decode_block(bytes(bad))
+    del dag_cbor
