@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["Platform", "connect_chain", "engine_for", "platform_for"]
 
 SESSION_CACHE = 256
+CHUNK_CACHE = 2048  # decoded chunks (~5 KB each for 8 ch × 0.5 s at 250 Hz)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Platform:
     nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
+    _chunks: OrderedDict[bytes, dict[str, Any]] = field(default_factory=OrderedDict, repr=False)
     _models: Any = field(default=None, repr=False)
 
     def models(self, cid: str) -> Any:
@@ -81,6 +83,18 @@ class Platform:
             self._sessions.move_to_end(session)
             while len(self._sessions) > SESSION_CACHE:
                 self._sessions.popitem(last=False)
+
+    def remember_chunk(self, cid: bytes, value: dict[str, Any]) -> None:
+        """Keep a verified chunk's decoded value (bounded LRU): samples cite the chunks just
+        uploaded, so most submissions need no decryption or decoding again."""
+        with self.lock:
+            self._chunks[cid] = value
+            while len(self._chunks) > CHUNK_CACHE:
+                self._chunks.popitem(last=False)
+
+    def verified_chunk(self, cid: bytes) -> dict[str, Any] | None:
+        with self.lock:
+            return self._chunks.get(cid)
 
     def session_context(self, session: str) -> tuple[bytes, SessionHeader] | None:
         with self.lock:
