@@ -8,6 +8,7 @@ accepts (state-changing calls must also send ``X-Requested-With: mindprint``).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict
 from html import escape
@@ -336,10 +337,23 @@ def sample_epoch(
     row = _readable(db, account, cid)
     if not _may_see_eeg(db, account, row):
         raise HTTPException(403, "the contributor has not consented to share their EEG")
+    with _epochs_lock:
+        cached = _epochs.get(cid)
+    if cached is not None:
+        return cached
     try:
-        return views.epoch_payload(db, platform, row)
+        payload = views.epoch_payload(db, platform, row)
     except LookupError as err:
         raise HTTPException(409, str(err)) from err
+    with _epochs_lock:
+        _epochs[cid] = payload
+        while len(_epochs) > 256:  # a sample's epoch never changes: keep the recent ones
+            _epochs.pop(next(iter(_epochs)))
+    return payload
+
+
+_epochs: dict[str, dict[str, Any]] = {}
+_epochs_lock = threading.Lock()
 
 
 # ------------------------------------------------------------------------- operator
