@@ -185,6 +185,8 @@ def test_requester_contributor_researcher_in_a_browser(
         contributor.goto(ready[0] + "/")
         for n in range(4):
             contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
+            if n == 1:  # a task on screen, with the live EEG of the trials before it
+                contributor.screenshot(path=str(shots / "labeling-task.png"), full_page=True)
             time.sleep(0.4)  # a human's response time
             contributor.keyboard.press("1")  # hotkey of the first class: "square"
             expect(contributor.locator("#trials tbody tr")).to_have_count(n + 1, timeout=60_000)

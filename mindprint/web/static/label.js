@@ -6,6 +6,7 @@
   const { api, stacked, renderQuality, COLOURS, width } = window.mindprint;
   const $ = (id) => document.getElementById(id);
   let shownTask = null, answered = false, options = [], trialsSeen = -1, livePlot = null;
+  const axis = { spacing: 1, names: [] };  // the live plot's channel rows, read at every redraw
 
   function escapeHtml(text) {
     return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -99,16 +100,20 @@
       if (data.ready) {
         const { spacing, rows } = stacked(data);
         const n = data.names.length;
+        axis.spacing = spacing; axis.names = data.names;  // read by the axis on every redraw
         if (!livePlot) {
           const el = $("live");
           livePlot = new uPlot({
             width: width(el), height: Math.max(200, 28 * n + 50), legend: { show: false },
             series: [{}, ...data.names.map((name, i) => ({ label: name, stroke: COLOURS[i % COLOURS.length], width: 1 }))],
-            scales: { x: { time: false }, y: { range: [-spacing, n * spacing] } },
-            axes: [{ label: "seconds" }, { space: 8, splits: () => data.names.map((_, i) => i * spacing), values: (u, ticks) => ticks.map((v) => data.names[n - 1 - Math.round(v / spacing)] || "") }],
+            scales: { x: { time: false }, y: { range: () => [-axis.spacing, axis.names.length * axis.spacing] } },
+            axes: [{ label: "seconds" }, {
+              space: 8,
+              splits: () => axis.names.map((_, i) => i * axis.spacing),
+              values: (u, ticks) => ticks.map((v) => axis.names[axis.names.length - 1 - Math.round(v / axis.spacing)] || ""),
+            }],
           }, [data.t, ...rows], el);
         } else {
-          livePlot.setScale("y", { min: -spacing, max: n * spacing });
           livePlot.setData([data.t, ...rows]);
         }
         renderQuality($("live-quality"), data.names, data.quality);
