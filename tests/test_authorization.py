@@ -42,6 +42,7 @@ ROUTES: dict[tuple[str, str], object] = {
     ("GET", "/sessions/{session}"): ANY,
     ("PUT", "/sessions/{session}/chunks/{seq}"): CONTRIBUTOR,
     ("POST", "/submissions"): CONTRIBUTOR,
+    ("GET", "/submissions"): ANY,
     ("GET", "/submissions/{cid}"): ANY,
     ("GET", "/samples/{cid}/proof"): ANY,
     ("POST", "/api-keys"): OPERATOR_ONLY,

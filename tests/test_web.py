@@ -193,6 +193,7 @@ def test_requester_contributor_researcher_in_a_browser(
         contributor.wait_for_selector("#live canvas")
         contributor.wait_for_selector("#live-quality .q")
         verdicts = contributor.locator("#trials tbody .badge").all_inner_texts()
+        expect(contributor.locator("#history tbody tr")).to_have_count(4)  # from the platform, all sessions
         # the operator closes a reward epoch; the contributor claims it from the page
         with httpx.Client(base_url=url, timeout=60) as http:
             closed = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {_token(http, OPERATOR)}"})
@@ -322,6 +323,8 @@ def test_browser_session_rules(platform: tuple[str, Any]) -> None:
         assert "nothing to export" in state
         assert http.get(f"/ui/exports/{job_id}/download").status_code == 409
         assert http.get("/ui/operator").status_code == 403
+        assert http.get("/submissions").json() == []  # a requester has submitted nothing
+        assert http.get("/submissions", params={"before": "not a time"}).status_code == 422
         assert http.get("/ui/samples/bafynotasample").status_code == 404
         assert http.post("/ui/signout", headers=xrw).status_code == 204
         http.cookies.clear()

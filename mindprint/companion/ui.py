@@ -254,6 +254,11 @@ class LabelingPage:
         def eeg() -> dict[str, Any]:
             return self.live()
 
+        @app.get("/api/history")
+        def history() -> list[dict[str, Any]]:
+            """Every sample of this contributor on the platform (the newest 50), all sessions."""
+            return list(self.client.call("GET", "/submissions", params={"limit": 50}))
+
         @app.get("/api/rewards")
         def rewards() -> dict[str, Any]:
             found = self.client.call("GET", "/rewards")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
@@ -138,6 +138,48 @@ def create_submission(
     result = submit(db, platform, account.address, body.model_dump(), idempotency_key=idempotency_key, timings=timings)
     response.headers["Server-Timing"] = ", ".join(f"{step};dur={1000 * s:.2f}" for step, s in timings.items())
     return result
+
+
+class SubmissionListed(SubmissionPublic):
+    label: Any = None
+    created: str
+
+
+@router.get("/submissions", response_model=list[SubmissionListed], responses=ERRORS)
+def list_submissions(
+    account: AccountDep,
+    db: DbDep,
+    before: Annotated[str | None, Query(max_length=40, description="created time of the last row seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> list[SubmissionListed]:
+    """Your own submissions, newest first (keyset paging with ``before``)."""
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    query = (
+        select(Submission)
+        .where(Submission.contributor == account.address)
+        .order_by(Submission.created.desc())
+        .limit(limit)
+    )
+    if before:
+        try:
+            query = query.where(Submission.created < dt.datetime.fromisoformat(before))
+        except ValueError as err:
+            raise HTTPException(422, "before must be an ISO 8601 time") from err
+    return [
+        SubmissionListed(
+            sample_cid=row.cid,
+            task_id=row.task_id,
+            status=row.status,
+            scores=row.scores,
+            reasons=row.reasons["reasons"],
+            label=row.label.get("value"),
+            created=row.created.isoformat(),
+        )
+        for row in db.scalars(query)
+    ]
 
 
 @router.get("/submissions/{cid}", response_model=SubmissionPublic, responses=ERRORS)

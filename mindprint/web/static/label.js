@@ -85,7 +85,7 @@
     try {
       const state = await api("GET", "/api/state");
       $("progress").textContent = `(${state.trials.length} of ${state.count} done)`;
-      if (state.trials.length !== trialsSeen) { trialsSeen = state.trials.length; renderTrials(state.trials); loadRewards(); }
+      if (state.trials.length !== trialsSeen) { trialsSeen = state.trials.length; renderTrials(state.trials); loadRewards(); loadHistory(); }
       if (state.phase === "showing" && state.task && (!shownTask || shownTask.id !== state.task.id)) show(state.task);
       if (state.phase === "waiting") { $("phase").textContent = "next task in a moment (recording the EEG before it)…"; $("stimulus").textContent = "+"; $("answers").innerHTML = ""; }
       if (state.phase === "done") { $("phase").textContent = "all done: thank you."; $("stimulus").textContent = "✓"; $("answers").innerHTML = ""; return; }
@@ -121,6 +121,18 @@
       }
     } catch (err) { /* the recording may be starting */ }
     setTimeout(live, 500);
+  }
+
+  async function loadHistory() {
+    try {
+      const rows = await api("GET", "/api/history");
+      $("history").querySelector("tbody").innerHTML = rows.map((r) => `<tr class="past">
+        <td>${escapeHtml(r.created.replace("T", " ").slice(0, 19))}</td><td>${r.task_id}</td><td>${escapeHtml(r.label)}</td>
+        <td><span class="badge ${r.status}">${r.status}</span></td>
+        <td class="num">${r.scores.liveness !== undefined ? r.scores.liveness.toFixed(2) : "–"}</td>
+        <td class="num">${r.scores.attention !== undefined ? r.scores.attention.toFixed(2) : "–"}</td>
+        <td><code title="${r.sample_cid}">${r.sample_cid.slice(0, 12)}…</code></td></tr>`).join("");
+    } catch (err) { /* shown again at the next verdict */ }
   }
 
   async function loadRewards() {
