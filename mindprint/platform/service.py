@@ -189,6 +189,22 @@ def connect_chain(
     return platform
 
 
+def export_source(platform: Platform, settings: Settings) -> Any:
+    """An export source over this platform (its keys, blockstore, deployment and pseudonyms)."""
+    from mindprint.export.bids import platform_source
+
+    assert platform.engine is not None
+    return platform_source(
+        platform.engine,
+        settings.platform_dir,
+        platform.blockstore,
+        platform.keys,
+        platform.platform_key,
+        chain_id=platform.chain_id,
+        pseudonym_secret=platform.pseudonym_key,
+    )
+
+
 def describe(platform: Platform) -> dict[str, Any]:
     """What ``/config`` tells a companion: chain, device registry, the platform's public key."""
     return {

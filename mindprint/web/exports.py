@@ -60,20 +60,13 @@ def _set(engine: Engine, job_id: int, **values: Any) -> None:
 
 def run_export(engine: Engine, platform: Any, settings: Any, job_id: int, project_id: int, fmt: str) -> None:
     """Export one project's verified samples to ``platform_dir/exports/job-N.zip``."""
-    from mindprint.export.bids import export_dataset, platform_source, zip_dataset
+    from mindprint.export.bids import export_dataset, zip_dataset
+    from mindprint.platform.service import export_source
 
     _set(engine, job_id, state="running")
     work = Path(tempfile.mkdtemp(prefix="mindprint-export-"))
     try:
-        source = platform_source(
-            engine,
-            settings.platform_dir,
-            platform.blockstore,
-            platform.keys,
-            platform.platform_key,
-            chain_id=platform.chain_id,
-            pseudonym_secret=platform.pseudonym_key,
-        )
+        source = export_source(platform, settings)
 
         def progress(done: int, total: int) -> None:
             _set(engine, job_id, done=done, total=total)

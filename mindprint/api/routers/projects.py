@@ -27,7 +27,6 @@ from mindprint.api.schemas import (
 )
 from mindprint.labeling.store import Job, Project, aware
 from mindprint.platform import accounts, tasks
-from mindprint.platform.service import engine_for
 
 router = APIRouter(tags=["projects"])
 
@@ -164,21 +163,14 @@ def export_project(
     Same content as `mindprint export --project ID`; check it with `mindprint verify`.
     """
     from mindprint.core.errors import ConfigurationError, LedgerError
-    from mindprint.export.bids import ExportError, export_dataset, platform_source, zip_dataset
+    from mindprint.export.bids import ExportError, export_dataset, zip_dataset
+    from mindprint.platform.service import export_source
 
     tasks.own_project(db, project_id, account)
     db.commit()  # end the read transaction before the long export
     work = Path(tempfile.mkdtemp(prefix="mindprint-export-"))
     try:
-        source = platform_source(
-            engine_for(settings),
-            settings.platform_dir,
-            platform.blockstore,
-            platform.keys,
-            platform.platform_key,
-            chain_id=platform.chain_id,
-            pseudonym_secret=platform.pseudonym_key,
-        )
+        source = export_source(platform, settings)
         export_dataset(source, work / "dataset", projects=[project_id], fmt=data_format)
         archive = zip_dataset(work / "dataset", work / f"project-{project_id}-bids.zip")
     except (ExportError, ConfigurationError, LedgerError) as err:  # nothing anchored or exportable yet
