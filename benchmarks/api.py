@@ -1,13 +1,29 @@
-"""Labeling API under load: verified submissions per second, latency, nothing lost.
+"""Labeling API under load: verified submissions per second, latency, server CPU, nothing lost.
 
-    .venv/bin/python benchmarks/api.py [--per-level 64]
+    .venv/bin/python benchmarks/api.py [--per-level 128] [--levels 8,32,128] [--backends sqlite,postgresql]
 
-For SQLite and for PostgreSQL (a server started here on loopback), `mindprint serve` runs
-in its own process; 8, 32 and 128 concurrent contributors (threads with their own wallet,
-device key and signed samples of real Cyton EEG) submit. Every submission is fully
-verified (signatures, recomputed features, liveness, replay index, attention) whatever
-its verdict. Afterwards the database must hold exactly the accepted responses, each
-with an anchor job.
+For SQLite and for PostgreSQL (a server started here on loopback), ``mindprint serve`` runs
+in its own process (one uvicorn process: ``serve --workers`` is not built yet). For each
+concurrency level, everything a contributor does before submitting is prepared **before the
+clock starts**: ``--per-level`` new contributors each sign in, bind a device (EIP-712),
+stream a signed session of real Cyton EEG (encrypted chunks), lease a task and sign one
+sample for it. Then a **separate load-generator process** (it has its own interpreter: its
+HTTP work does not share this one's GIL) fires the prebuilt submissions from N client
+threads; nothing is signed while the clock runs. Every submission is fully verified
+(signatures, pipeline re-run, liveness, replay query, attention) whatever its verdict; many
+are rejected as replays because every contributor draws on the same 90 s recording — the
+cost is the same.
+
+Server CPU per submission: the server process's user + system time (``/proc/<pid>/stat``,
+all its threads, the anchoring worker included) across the timed burst, divided by the
+submissions. "Lost": accepted responses that are not accepted rows with an anchor job.
+
+Last line (PostgreSQL, 32 clients)::
+
+    api: verified_per_s=X p99_ms=Y cpu_ms_per_submission=Z after_1e5_ratio=R lost=N
+
+``after_1e5_ratio`` is ``nan``: the run after 10^5 accepted samples needs the scale issue's
+replay index (today's in-process index would be rebuilt by every start from 10^5 files).
 """
 
 from __future__ import annotations
@@ -15,116 +31,138 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+# run as a script, this folder comes first on sys.path and its signal.py would shadow the stdlib's
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
 import base64
+import contextlib
+import multiprocessing as mp
 import os
-import signal
-import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import numpy as np
 import sqlalchemy as sa
 from eth_account import Account
-from eth_account.messages import encode_defunct
 
 from mindprint.companion.client import PlatformClient
 from mindprint.companion.samples import build_sample
 from mindprint.companion.stream import upload_recorded
 from mindprint.device.keys import DeviceKey
-from mindprint.protocol.formats import device_typed_data
-from tests.services import create_database, free_port, postgres_server
+from tests.services import create_database, mindprint_server, postgres_server, sign_in
 from tests.test_samples import T0, real_session
 
-
-def token(http: httpx.Client, account) -> str:  # type: ignore[no-untyped-def]
-    issued = http.post("/auth/nonce", json={"address": account.address}).json()
-    signature = account.sign_message(encode_defunct(text=issued["message"])).signature.to_0x_hex()
-    return str(
-        http.post("/auth/verify", json={"message": issued["message"], "signature": signature}).json()["access_token"]
-    )
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def run_level(url: str, workdir: Path, contributors: int, total: int, operator, requester) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    per = max(1, total // contributors)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def server_pid(port: int) -> int:
+    """The PID of the process listening on 127.0.0.1:``port`` (the `mindprint serve` started here)."""
+    wanted = f"0100007F:{port:04X}"
+    inodes = {
+        line.split()[9]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if line.split()[1] == wanted and line.split()[3] == "0A"
+    }
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
+                    return int(entry.name)
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def prepare(url: str, workdir: Path, count: int, requester: Any, operator: Any) -> list[tuple[str, dict[str, str]]]:
+    """``count`` contributors, each with one signed sample ready to submit (untimed)."""
     with httpx.Client(base_url=url, timeout=300) as http:
-        op = {"Authorization": f"Bearer {token(http, operator)}"}
-        http.put(f"/accounts/{requester.address}/role", json={"role": "requester"}, headers=op)
-        rq = {"Authorization": f"Bearer {token(http, requester)}"}
+        op = {"Authorization": f"Bearer {sign_in(url, operator)}"}
+        http.put(f"/accounts/{requester.address}/role", json={"role": "requester"}, headers=op).raise_for_status()
+        rq = {"Authorization": f"Bearer {sign_in(url, requester)}"}
         project = http.post(
             "/projects",
-            json={
-                "name": f"load {contributors}",
-                "label_schema": {"kind": "classes", "classes": ["a", "b"]},
-                "redundancy": 1,
-            },
+            json={"name": f"load {count}", "label_schema": {"kind": "classes", "classes": ["a", "b"]}, "redundancy": 1},
             headers=rq,
         ).json()
         http.post(
             f"/projects/{project['id']}/items",
-            json={"items": [{"content": {"text": f"item {i}"}} for i in range(contributors * per)]},
+            json={"items": [{"content": {"text": f"item {i}"}} for i in range(count)]},
             headers=rq,
-        )
+        ).raise_for_status()
         config = http.get("/config").json()
-    prepared = []
-    session_cache: dict[int, Path] = {}
-    for c in range(contributors):
-        wallet, key = Account.create(), DeviceKey.generate()
-        session = real_session(workdir / f"c{contributors}-{c}", key, seconds=30, offset_seconds=30 + (c % 3) * 10)
-        session_cache[c] = session
-        prepared.append((wallet, key, session))
 
-    def contributor(index: int) -> list[tuple[float, str]]:
-        wallet, key, session = prepared[index]
-        results: list[tuple[float, str]] = []
+    def one(index: int) -> tuple[str, dict[str, str]]:
+        wallet, key = Account.create(), DeviceKey.generate()
+        session = real_session(workdir / f"c{index}", key, seconds=8, offset_seconds=30 + (index % 40) * 1)
+        client = PlatformClient(url, wallet, timeout=300)
+        client.sign_in()
+        client.bind_device(key)
+        upload_recorded(client, session, bytes.fromhex(config["platform_key"]))
+        task = client.next_task(project["id"])
+        assert task is not None
+        stimulus = T0 + 2 * 1_000_000_000  # the epoch −1…+3 s inside the 8 s session
+        signed = build_sample(
+            session, key, wallet, task=task["id"], label="a", stimulus_ns=stimulus,
+            response_ns=stimulus + 600_000_000, chain_id=config["chain_id"],
+        )  # fmt: skip
+        body = {
+            "sample": base64.b64encode(signed.block).decode(),
+            "device_signature": signed.device_signature.hex(),
+            "wallet_signature": "0x" + signed.wallet_signature.hex(),
+        }
+        assert client.token is not None
+        client.close()
+        return client.token, body
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def fire(url: str, prepared: list[tuple[str, dict[str, str]]], clients: int, out: Any) -> None:
+    """The load generator (its own process): ``clients`` threads submit the prebuilt bodies."""
+    work = list(enumerate(prepared))
+
+    def client(lane: int) -> list[tuple[float, str]]:
+        results = []
         with httpx.Client(base_url=url, timeout=600) as http:
-            try:
-                auth = {"Authorization": f"Bearer {token(http, wallet)}"}
-            except (ValueError, KeyError):
-                return [(0.0, "sign-in failed")] * per  # counted as errors
-            deadline = int(time.time()) + 3600
-            typed = device_typed_data(
-                key.public_key, wallet.address, deadline, config["chain_id"], config["device_registry"]
-            )
-            signature = Account.sign_typed_data(wallet.key, full_message=typed).signature.to_0x_hex()
-            http.post(
-                "/devices", json={"device": key.device_id, "deadline": deadline, "signature": signature}, headers=auth
-            )
-            # the session streams once (encrypted chunks), before the timed submissions
-            companion = PlatformClient(url, wallet, http=http)
-            companion.token = auth["Authorization"].removeprefix("Bearer ")
-            upload_recorded(companion, session, bytes.fromhex(config["platform_key"]))
-            for n in range(per):
-                task = http.get("/tasks/next", params={"project": project["id"]}, headers=auth).json()
-                stimulus = T0 + (3 + 3 * n) * 1_000_000_000  # epochs of -1..+3 s inside the 30 s session
-                signed = build_sample(
-                    session,
-                    key,
-                    wallet,
-                    task=task["id"],
-                    label="a",
-                    stimulus_ns=stimulus,
-                    response_ns=stimulus + 600_000_000,
-                    chain_id=config["chain_id"],
-                )
-                body = {
-                    "sample": base64.b64encode(signed.block).decode(),
-                    "device_signature": signed.device_signature.hex(),
-                    "wallet_signature": "0x" + signed.wallet_signature.hex(),
-                }
+            for index, (token, body) in work[lane::clients]:
+                headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"bench-{index}"}
                 start = time.perf_counter()
-                response = http.post("/submissions", json=body, headers={**auth, "Idempotency-Key": f"{index}-{n}"})
-                results.append((time.perf_counter() - start, response.json().get("status", str(response.status_code))))
+                try:
+                    response = http.post("/submissions", json=body, headers=headers)
+                    status = response.json().get("status", str(response.status_code))
+                except httpx.HTTPError as err:
+                    status = f"error: {type(err).__name__}"
+                results.append((time.perf_counter() - start, status))
         return results
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(contributors) as pool:
-        outcomes = [r for rs in pool.map(contributor, range(contributors)) for r in rs]
-    elapsed = time.perf_counter() - started
+    with ThreadPoolExecutor(clients) as pool:
+        outcomes = [r for lane in pool.map(client, range(clients)) for r in lane]
+    out.put((time.perf_counter() - started, outcomes))
+
+
+def run_level(url: str, pid: int, workdir: Path, clients: int, count: int, operator: Any) -> dict[str, Any]:
+    prepared = prepare(url, workdir, count, Account.create(), operator)
+    queue: Any = mp.get_context("spawn").Queue()
+    generator = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
+    cpu_before = cpu_seconds(pid)
+    generator.start()
+    elapsed, outcomes = queue.get()
+    cpu = cpu_seconds(pid) - cpu_before
+    generator.join()
     latencies = np.array([o[0] for o in outcomes])
     statuses = [o[1] for o in outcomes]
     return {
@@ -133,80 +171,77 @@ def run_level(url: str, workdir: Path, contributors: int, total: int, operator, 
         "rejected": statuses.count("rejected"),
         "errors": len(outcomes) - statuses.count("accepted") - statuses.count("rejected"),
         "per_second": len(outcomes) / elapsed,
-        "p50": float(np.percentile(latencies, 50)),
-        "p99": float(np.percentile(latencies, 99)),
+        "p50": float(np.percentile(latencies, 50)) * 1000,
+        "p99": float(np.percentile(latencies, 99)) * 1000,
+        "cpu_ms": 1000 * cpu / len(outcomes),
     }
 
 
+@contextlib.contextmanager
+def database(backend: str, home: Path, pg: str | None) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{home / 'platform.db'}"
+    else:
+        assert pg is not None
+        yield create_database(pg, f"bench_{os.getpid()}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--per-level", type=int, default=64, help="submissions per concurrency level")
-    parser.add_argument("--levels", default="8,32,128", help="concurrent contributors per level, comma-separated")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-level", type=int, default=128, help="prebuilt submissions per concurrency level")
+    parser.add_argument("--levels", default="8,32,128", help="concurrent clients per level, comma-separated")
     parser.add_argument("--backends", default="sqlite,postgresql", help="database backends, comma-separated")
     args = parser.parse_args()
     rows = [
-        "| backend | contributors | submissions | verified/s (wall, incl. client-side signing) | p50 | p99 | accepted / rejected / errors | nothing lost |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | clients | submissions | verified/s | p50 | p99 | server CPU / submission | accepted / rejected / errors | lost |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    operator, requester = Account.create(), Account.create()
-    with tempfile.TemporaryDirectory() as tmp, postgres_server(Path(tempfile.mkdtemp(prefix="mindprint-pg-"))) as pg:
-        for backend in args.backends.split(","):
-            home = Path(tmp) / backend
-            url_db = f"sqlite:///{home / 'platform.db'}" if backend == "sqlite" else create_database(pg, "bench")
-            port = free_port()
-            env = {
-                **os.environ,
-                "MINDPRINT_HOME": str(home),
-                "MINDPRINT_DATABASE_URL": url_db,
-                "MINDPRINT_OPERATORS": operator.address.lower(),
-            }
-            server = subprocess.Popen(
-                [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            try:
-                base = f"http://127.0.0.1:{port}"
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    try:
-                        if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.3)
-                accepted_total = 0
-                for contributors in (int(level) for level in args.levels.split(",")):
-                    result = run_level(
-                        base,
-                        Path(tmp) / f"{backend}-{contributors}",
-                        contributors,
-                        max(args.per_level, contributors),
-                        operator,
-                        requester,
-                    )
-                    accepted_total += int(result["accepted"])
-                    engine = sa.create_engine(url_db.replace("postgresql+psycopg", "postgresql+psycopg"))
-                    with engine.connect() as connection:
-                        stored = connection.execute(
-                            sa.text("SELECT count(*) FROM submissions WHERE status='accepted'")
-                        ).scalar()
-                        queued = connection.execute(sa.text("SELECT count(*) FROM jobs WHERE kind='anchor'")).scalar()
-                    engine.dispose()
-                    lost = (
-                        "yes"
-                        if stored == accepted_total == queued
-                        else f"NO ({accepted_total} accepted, {stored} stored, {queued} queued)"
-                    )
-                    rows.append(
-                        f"| {backend} | {contributors} | {result['submissions']} | {result['per_second']:.1f} | {result['p50']:.2f} s | {result['p99']:.2f} s | "
-                        f"{result['accepted']} / {result['rejected']} / {result['errors']} | {lost} |"
-                    )
-                    print(rows[-1], flush=True)
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
+    operator = Account.create()
+    last: dict[str, Any] | None = None
+    lost_total = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o755)  # PostgreSQL runs as its own user when this runs as root
+        backends = args.backends.split(",")
+        pg_context = postgres_server(Path(tmp) / "pg") if "postgresql" in backends else contextlib.nullcontext()
+        with pg_context as pg:
+            for backend in backends:
+                home = Path(tmp) / backend
+                with database(backend, home, pg) as url_db:
+                    env = {"MINDPRINT_DATABASE_URL": url_db, "MINDPRINT_SIGN_INS_PER_MINUTE": "0"}
+                    with mindprint_server(home, operator.address, env) as base:
+                        pid = server_pid(int(base.rsplit(":", 1)[1]))
+                        accepted_total = 0
+                        for clients in (int(level) for level in args.levels.split(",")):
+                            result = run_level(base, pid, Path(tmp) / f"{backend}-{clients}", clients,
+                                               max(args.per_level, clients), operator)  # fmt: skip
+                            accepted_total += int(result["accepted"])
+                            engine = sa.create_engine(url_db)
+                            with engine.connect() as connection:
+                                stored = connection.execute(
+                                    sa.text("SELECT count(*) FROM submissions WHERE status='accepted'")
+                                ).scalar()
+                                queued = connection.execute(
+                                    sa.text("SELECT count(*) FROM jobs WHERE kind='anchor'")
+                                ).scalar()
+                            engine.dispose()
+                            lost = abs(accepted_total - int(stored or 0)) + abs(accepted_total - int(queued or 0))
+                            lost_total += lost
+                            rows.append(
+                                f"| {backend} | {clients} | {result['submissions']} | {result['per_second']:.1f} | "
+                                f"{result['p50']:.0f} ms | {result['p99']:.0f} ms | {result['cpu_ms']:.0f} ms | "
+                                f"{result['accepted']} / {result['rejected']} / {result['errors']} | {lost} |"
+                            )
+                            print(rows[-1], flush=True)
+                            if backend == "postgresql" and clients == 32:
+                                last = {**result, "lost": lost}
     print("\n" + "\n".join(rows))
+    if last is None:  # the named cell was not run: report the last one, saying so
+        print("(PostgreSQL at 32 clients was not among the levels run)")
+        last = {"per_second": float("nan"), "p99": float("nan"), "cpu_ms": float("nan"), "lost": lost_total}
+    print(
+        f"api: verified_per_s={last['per_second']:.1f} p99_ms={last['p99']:.0f} "
+        f"cpu_ms_per_submission={last['cpu_ms']:.0f} after_1e5_ratio=nan lost={last['lost']}"
+    )
 
 
 if __name__ == "__main__":
