@@ -61,8 +61,15 @@ _CODECS = {code: multicodec.get(code=code) for code in (0x71, 0x55)}  # dag-cbor
 _CODE_OF = {codec.name: code for code, codec in _CODECS.items()}
 
 
-def _v1_sha256(code: int, multihash_bytes: bytes) -> CID:
-    return CID._new_instance(CID, _BASE32, 1, _CODECS[code], _SHA2_256, multihash_bytes)
+def _v1_sha256(code: int, multihash_bytes: bytes, base: Any = _BASE32) -> CID:
+    return CID._new_instance(CID, base, 1, _CODECS[code], _SHA2_256, multihash_bytes)
+
+
+def _fast_v1(data: bytes, base: Any) -> CID | None:
+    """The CID of binary ``data`` if it is a CIDv1 + sha2-256 of our two codecs, else None."""
+    if len(data) == 36 and data[0] == 1 and data[1] in _CODECS and data[2:4] == b"\x12\x20":
+        return _v1_sha256(data[1], bytes(data[2:]), base)
+    return None
 
 
 def cid_for_block(data: bytes, codec: str = DAG_CBOR) -> CID:
@@ -83,8 +90,9 @@ def cid_text(cid: CID) -> str:
 @lru_cache(maxsize=1 << 16)
 def cid_from_bytes(data: bytes) -> CID:
     """Decode a binary CID (base32 for display); equal to ``CID.decode(data)``, cached."""
-    if len(data) == 36 and data[0] == 1 and data[1] in _CODECS and data[2:4] == b"\x12\x20":
-        return _v1_sha256(data[1], bytes(data[2:]))
+    fast = _fast_v1(data, _BASE32)
+    if fast is not None:
+        return fast
     cid = CID.decode(bytes(data))
     return cid.set(base="base32") if cid.version == 1 else cid
 
@@ -96,9 +104,7 @@ _BASE58BTC = multibase.get("base58btc")
 def _decode_link(data: bytes) -> CID:
     """``CID.decode(data)`` (base58btc for display, as multiformats gives), without its
     run-time argument validation for CIDv1 + sha2-256 of our two codecs."""
-    if len(data) == 36 and data[0] == 1 and data[1] in _CODECS and data[2:4] == b"\x12\x20":
-        return CID._new_instance(CID, _BASE58BTC, 1, _CODECS[data[1]], _SHA2_256, bytes(data[2:]))
-    return CID.decode(bytes(data))
+    return _fast_v1(data, _BASE58BTC) or CID.decode(bytes(data))
 
 
 class _FastCidDecoding:

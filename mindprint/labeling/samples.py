@@ -111,6 +111,21 @@ def signature_problems(signed: SignedSample, sample: SampleValue, *, contributor
     return problems
 
 
+def cut_epoch(sample: SampleValue, header: SessionHeader, chunks: Sequence[dict[str, Any]]) -> NDArray[np.float64]:
+    """The sample's EEG (eeg channels × its range) from the decoded chunks it cites, in order."""
+    try:
+        data = np.concatenate([chunk_samples(block) for block in chunks], axis=1)
+    except (SessionFormatError, ValueError) as err:
+        raise SampleError(f"cited chunks do not hold samples of one layout: {err}") from err
+    if sample.stop > data.shape[1]:
+        raise SampleError(f"sample range {sample.start}:{sample.stop} outside its {data.shape[1]} chunk samples")
+    if (sample.stop - sample.start) / header.sfreq > MAX_EPOCH_SECONDS:
+        raise SampleError(
+            f"epoch of {(sample.stop - sample.start) / header.sfreq:.1f} s exceeds {MAX_EPOCH_SECONDS:g} s"
+        )
+    return data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
+
+
 def check_cited(
     signed: SignedSample,
     sample: SampleValue,
@@ -131,17 +146,7 @@ def check_cited(
     if header.device != sample.device or header.session != sample.session:
         problems.append("the sample's device or session differs from its session")
     problems += signature_problems(signed, sample, contributor=contributor, chain_id=chain_id)
-    try:
-        data = np.concatenate([chunk_samples(block) for block in chunks], axis=1)
-    except (SessionFormatError, ValueError) as err:
-        raise SampleError(f"cited chunks do not hold samples of one layout: {err}") from err
-    if sample.stop > data.shape[1]:
-        raise SampleError(f"sample range {sample.start}:{sample.stop} outside its {data.shape[1]} chunk samples")
-    if (sample.stop - sample.start) / header.sfreq > MAX_EPOCH_SECONDS:
-        raise SampleError(
-            f"epoch of {(sample.stop - sample.start) / header.sfreq:.1f} s exceeds {MAX_EPOCH_SECONDS:g} s"
-        )
-    epoch = data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
+    epoch = cut_epoch(sample, header, chunks)
     names = header.eeg_names
     result = process_recording(epoch, header.sfreq, names, params=params)
     recomputed = json_safe(result.summary())

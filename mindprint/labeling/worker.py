@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from mindprint.labeling.store import Job, Submission, sessions, utcnow
 from mindprint.ledger.anchoring import Anchorer
@@ -27,6 +28,12 @@ from mindprint.platform.service import Platform
 logger = logging.getLogger(__name__)
 
 __all__ = ["Worker", "WorkerStats", "requeue_accepted"]
+
+
+def enqueue_once(db: Session, kind: str, ref: str) -> None:
+    """Add a ``kind`` job for ``ref`` unless there is one (the caller commits)."""
+    if db.scalar(select(Job.id).where(Job.kind == kind, Job.ref == ref)) is None:
+        db.add(Job(kind=kind, ref=ref))
 
 
 def requeue_accepted(engine: Engine) -> int:

@@ -26,7 +26,8 @@ from mindprint.core.errors import Conflict, InvalidRequest, NotFound, NotPermitt
 from mindprint.core.ipld import decode_block, encode_block
 from mindprint.federated.model import ShallowAlphaNet, decode_model, encode_model, flat_parameters, load_flat, new_model
 from mindprint.federated.training import TrainParams
-from mindprint.labeling.store import FederatedMessage, FederatedRound, Job, aware, utcnow
+from mindprint.labeling.store import FederatedMessage, FederatedRound, aware, utcnow
+from mindprint.labeling.worker import enqueue_once
 from mindprint.platform.service import Platform
 
 __all__ = ["ROUND_TYPE", "current_model", "model_block", "round_state", "start_round", "submit"]
@@ -198,8 +199,7 @@ def _finish(db: Session, platform: Platform, rnd: FederatedRound) -> None:
     rnd.finished = utcnow()
     # pinned to the IPFS node too when one is configured (the worker's pin jobs), anchored on chain
     for kind, ref in (("pin", result), ("pin", record_cid), ("anchor", record_cid)):
-        if not db.scalar(select(Job.id).where(Job.kind == kind, Job.ref == ref)):
-            db.add(Job(kind=kind, ref=ref))
+        enqueue_once(db, kind, ref)
 
 
 def _messages(db: Session, round_id: int, step: str) -> list[FederatedMessage]:

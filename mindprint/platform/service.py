@@ -65,6 +65,9 @@ class Platform:
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
     _chunks: OrderedDict[bytes, dict[str, Any]] = field(default_factory=OrderedDict, repr=False)
+    # the caches' own lock: ``lock`` is held across replay queries, which chunk uploads and
+    # session look-ups must not wait for
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _models: Any = field(default=None, repr=False)
 
     def models(self, cid: str) -> Any:
@@ -78,7 +81,7 @@ class Platform:
 
     def remember_session(self, session: str, data_key: bytes, header: SessionHeader) -> None:
         """Cache a streamed session's data key and header (bounded LRU)."""
-        with self.lock:
+        with self._cache_lock:
             self._sessions[session] = (data_key, header)
             self._sessions.move_to_end(session)
             while len(self._sessions) > SESSION_CACHE:
@@ -87,17 +90,17 @@ class Platform:
     def remember_chunk(self, cid: bytes, value: dict[str, Any]) -> None:
         """Keep a verified chunk's decoded value (bounded LRU): samples cite the chunks just
         uploaded, so most submissions need no decryption or decoding again."""
-        with self.lock:
+        with self._cache_lock:
             self._chunks[cid] = value
             while len(self._chunks) > CHUNK_CACHE:
                 self._chunks.popitem(last=False)
 
     def verified_chunk(self, cid: bytes) -> dict[str, Any] | None:
-        with self.lock:
+        with self._cache_lock:
             return self._chunks.get(cid)
 
     def session_context(self, session: str) -> tuple[bytes, SessionHeader] | None:
-        with self.lock:
+        with self._cache_lock:
             found = self._sessions.get(session)
             if found is not None:
                 self._sessions.move_to_end(session)

@@ -305,7 +305,7 @@ def sample_page(
             agreed, _ = views.agreement(db, project, _key(settings))
             item = next((i for i in agreed["items"] if i["task"] == task.id), None) if agreed else None
             if item is not None:
-                consensus = {"label": item["dawid_skene"], "source": "Dawid–Skene", "majority": item["majority"]}
+                consensus = {"label": item["consensus"], "source": "Dawid–Skene + weighted vote"}
     proof, proof_error = None, None
     if row.status == "accepted" and platform.anchorer is not None:
         try:

@@ -215,7 +215,7 @@ def _agreement(db: Session, project: Project, key: bytes) -> dict[str, Any]:
     import pandas as pd
     from crowdkit.aggregation import DawidSkene, MajorityVote
 
-    from mindprint.labeling.consensus import reputation
+    from mindprint.labeling.consensus import aggregate, reputation
 
     rows = db.execute(
         select(Submission.task_id, Submission.contributor, Submission.label, TaskItem.gold)
@@ -237,6 +237,8 @@ def _agreement(db: Session, project: Project, key: bytes) -> dict[str, Any]:
     )
     majority = MajorityVote().fit_predict(frame)
     learned = DawidSkene(n_iter=100).fit_predict(frame) if frame["worker"].nunique() > 1 else majority
+    # the platform's consensus (what GET /projects/{id}/consensus answers), not a second definition
+    consensus = {c.task_id: c.label for c in aggregate(db, project.id)}
     votes: dict[int, Counter[str]] = defaultdict(Counter)
     for task, label in zip(frame["task"], frame["label"], strict=True):
         votes[int(task)][label] += 1
@@ -251,12 +253,13 @@ def _agreement(db: Session, project: Project, key: bytes) -> dict[str, Any]:
                 "majority": mv,
                 "dawid_skene": ds,
                 "agree": ds == mv,
+                "consensus": consensus.get(task, ds),
                 "votes": [votes[task].get(c, 0) for c in classes],
                 "n": sum(votes[task].values()),
                 "override": overrides.get(task),
             }
         )
-    final = {i["task"]: i["override"] or i["dawid_skene"] for i in items}
+    final = {i["task"]: i["override"] or i["consensus"] for i in items}
     gold = {int(r[0]): str(r[3]["answer"]) for r in rows if isinstance(r[3], dict) and "answer" in r[3]}
     people: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # agree, n, gold right, gold n
     for task, worker, label in zip(frame["task"], frame["worker"], frame["label"], strict=True):
@@ -408,7 +411,7 @@ def epoch_payload(db: Session, platform: Any, row: Submission, *, max_points: in
 
     Decrypted from the chunks the sample cites, exactly as verification read them.
     """
-    from mindprint.device.session import chunk_samples
+    from mindprint.labeling.samples import cut_epoch
     from mindprint.platform.ingest import load_cited
     from mindprint.signal.pipeline import process_recording
 
@@ -416,9 +419,8 @@ def epoch_payload(db: Session, platform: Any, row: Submission, *, max_points: in
         raise LookupError("this sample was stored without its signed block")
     sample = SampleValue.parse(decode_block(bytes(row.sample_block)))
     cited = load_cited(db, platform, row.contributor, sample.session, sample.chunks)
-    data = np.concatenate([chunk_samples(block) for block in cited.blocks], axis=1)
     header = cited.header
-    epoch = data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
+    epoch = cut_epoch(sample, header, cited.blocks)
     names = list(header.eeg_names)
     result = process_recording(epoch, header.sfreq, names)
     filtered = result.filtered

@@ -25,7 +25,8 @@ from mindprint.api.schemas import (
     TasksCreate,
     TasksCreated,
 )
-from mindprint.labeling.store import Job, Project, aware
+from mindprint.labeling.store import Project, aware
+from mindprint.labeling.worker import enqueue_once
 from mindprint.platform import accounts, tasks
 
 router = APIRouter(tags=["projects"])
@@ -220,9 +221,8 @@ async def upload_image(
     cid = platform.blockstore.put(bytes(body))
     platform.blockstore.pin(cid)
     text = cid_text(cid)
-    if db.scalar(select(Job.id).where(Job.kind == "pin", Job.ref == text)) is None:
-        db.add(Job(kind="pin", ref=text))  # to the IPFS node too, when the worker has one
-        db.commit()
+    enqueue_once(db, "pin", text)  # to the IPFS node too, when the worker has one
+    db.commit()
     return {"cid": text, "content_type": kind}
 
 
