@@ -316,7 +316,9 @@ def challenge_rows(shared: Path, rng: np.random.Generator, draws: int = 100) -> 
     data, sf = read_openbci_gui_csv(cyton).data[1:9] * 1e-6, 250.0
     prompt = 29.0
     true_value = alpha_reactivity(data, sf, prompt)
-    others = [alpha_reactivity(data, sf, t) for t in np.arange(5.0, data.shape[1] / sf - 5.0, 0.5) if abs(t - prompt) > 10]
+    others = [
+        alpha_reactivity(data, sf, t) for t in np.arange(5.0, data.shape[1] / sf - 5.0, 0.5) if abs(t - prompt) > 10
+    ]
     auc = float(np.mean(np.asarray(others) < true_value))
     print(
         f"\nalpha reactivity at the Cyton recording's eyes-closed prompt (29 s): {true_value:+.2f} log10 units; "

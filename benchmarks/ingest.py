@@ -328,7 +328,8 @@ def main() -> None:
             queue: Any = context.Queue()
             ready: Any = context.Event()
             client = context.Process(
-                target=client_process, args=(url, server.pid, args.minutes, args.every, tmp, operator.key.hex(), queue, ready)
+                target=client_process,
+                args=(url, server.pid, args.minutes, args.every, tmp, operator.key.hex(), queue, ready),
             )
             client.start()
             if not ready.wait(timeout=3600):

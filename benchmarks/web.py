@@ -178,7 +178,9 @@ def main() -> None:
     floor = float(np.median(results["signin (floor)"][0]))
     print(f"agreement computed in the background in {background:.2f} s (no request waits for it)")
     print(f"\n{'page':<26}{'p50 ms':>9}{'p99 ms':>9}{'client p50':>12}{'× floor':>9}{'÷ target':>10}")
-    print(f"{'agreement (cold)':<26}{cold[0]:>9.1f}{cold[0]:>9.1f}{'':>12}{cold[0] / floor:>9.1f}{cold[0] / TARGET_MS:>10.2f}")
+    print(
+        f"{'agreement (cold)':<26}{cold[0]:>9.1f}{cold[0]:>9.1f}{'':>12}{cold[0] / floor:>9.1f}{cold[0] / TARGET_MS:>10.2f}"
+    )
     worst, worst_p99 = "", 0.0
     for name, (server, wall) in results.items():
         p50, p99 = float(np.median(server)), float(np.percentile(server, 99))

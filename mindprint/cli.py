@@ -1045,9 +1045,7 @@ def label(
     ui_keep_open: Annotated[
         bool, typer.Option("--ui-keep-open/--no-ui-keep-open", help="Keep the page up after the last task.")
     ] = True,
-    rpc_url: Annotated[
-        str | None, typer.Option(help="EVM JSON-RPC endpoint, for the page's claim button.")
-    ] = None,
+    rpc_url: Annotated[str | None, typer.Option(help="EVM JSON-RPC endpoint, for the page's claim button.")] = None,
     board: BoardOption = "synthetic",
     key_file: KeyFileOption = None,
     serial_port: SerialOption = None,

@@ -220,9 +220,7 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
     client, tmp = platform
     _project(client, redundancy=1)
     _, token, session, signed = _contributor_sample(client, tmp, "first")
-    assert (
-        _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
-    )
+    assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
     stored = list((tmp / "platform" / "fingerprints").glob("*.npz"))
     assert [p.stem for p in stored] == [str(signed.cid)]
 

@@ -134,9 +134,7 @@ def _sign_in(page: Any, path: str, shots: Path | None = None) -> None:
     page.wait_for_url(f"**{path}")
 
 
-def test_requester_contributor_researcher_in_a_browser(
-    platform: tuple[str, Any], browser: Any, tmp_path: Path
-) -> None:
+def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any], browser: Any, tmp_path: Path) -> None:
     url, running = platform
     shots = _shots(tmp_path)
     requester = _wallet_page(browser, REQUESTER, url)
@@ -356,7 +354,8 @@ def test_an_export_whose_process_died_is_marked_failed(tmp_path: Path) -> None:
 
     from mindprint.labeling.store import Account as AccountRow
     from mindprint.labeling.store import ExportJob, Project, make_engine, migrate, sessions
-    from mindprint.web.exports import fail_interrupted, runner_id
+    from mindprint.platform.runners import runner_id
+    from mindprint.web.exports import fail_interrupted
 
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
     migrate(engine)

@@ -152,3 +152,39 @@ def test_separate_worker_process_anchors_on_a_shared_chain(tmp_path: Path, anvil
         assert len(registry.events.Anchored.get_logs(from_block=0)) >= 1
     finally:
         running.close()
+
+
+def test_jobs_of_a_killed_process_run_at_the_next_start(tmp_path: Path) -> None:
+    """A worker killed between claiming anchor jobs and finishing them: the next worker on
+    this host releases them at once (not after the reclaim timeout) and anchors them once."""
+    import os
+    import subprocess
+    import sys
+
+    from mindprint.platform.runners import runner_id
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate(engine)
+    store = Blockstore(tmp_path / "blocks")
+    cids = _seed(engine, store, 6, pin_jobs=False)
+    chain = ChainClient.embedded()
+    deployment = deploy_contracts(chain)
+    platform = Platform(load_default_model(), store, KeyStore(tmp_path / "keys"), RecipientKey.generate())
+    journal = tmp_path / "journal.sqlite"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = runner_id().rpartition(":")[0]
+    killed = f"{host}:{dead.stdout.strip()}"
+    first = Worker(engine, platform, Anchorer(journal, store, chain, deployment.registry), name=killed)
+    assert len(first.claim("anchor", 4)) == 4  # claimed, then "killed" before finishing
+    first.anchorer.enqueue(cids[:4])  # type: ignore[union-attr]  # and half-way into the journal
+    with sessions(engine)() as db:  # a job held by a live process elsewhere on this host stays held
+        db.query(Job).filter(Job.ref == cids[4]).update({"state": "running", "worker": f"{host}:{os.getppid()}"})
+        db.commit()
+    second = Worker(engine, platform, Anchorer(journal, store, chain, deployment.registry))
+    assert second.recover() == 4
+    assert second.run_once().anchored == 5  # the four released and the queued one
+    with sessions(engine)() as db:
+        states = {j.ref: j.state for j in db.query(Job)}
+    assert [states[c] for c in cids] == ["done"] * 4 + ["running", "done"]
+    assert second.anchorer is not None
+    assert second.anchorer.db.execute("SELECT count(*), count(DISTINCT cid) FROM members").fetchone() == (5, 5)

@@ -55,7 +55,10 @@ def make_worker(platform: Platform, settings: ApiSettings, **options: Any) -> Wo
     assert platform.engine is not None
     kubo = KuboClient(settings.ipfs_url) if settings.ipfs_url else None
     queue = PinQueue(settings.platform_dir / "pins.sqlite", platform.blockstore) if kubo else None
-    return Worker(platform.engine, platform, platform.anchorer, kubo=kubo, pin_queue=queue, **options)
+    worker = Worker(platform.engine, platform, platform.anchorer, kubo=kubo, pin_queue=queue, **options)
+    if worker.recover():
+        logger.warning("pin/anchor jobs of a stopped process released")
+    return worker
 
 
 def start_platform(

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select, text, update
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 from mindprint.labeling.store import Job, Submission, sessions, utcnow
 from mindprint.ledger.anchoring import Anchorer
 from mindprint.ledger.ipfs import KuboClient, PinQueue
+from mindprint.platform.runners import dead_on_this_host, runner_id
 from mindprint.platform.service import Platform
 
 logger = logging.getLogger(__name__)
@@ -84,7 +83,18 @@ class Worker:
         self.pin_queue = pin_queue
         self.batch_size = batch_size
         self.reclaim = dt.timedelta(seconds=reclaim_seconds)
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = name or runner_id()
+
+    def recover(self) -> int:
+        """Release jobs left ``running`` by a dead process of this host (a killed worker or
+        API process) so they run now rather than after ``reclaim_seconds``; returns how many."""
+        with self.sessions() as db:
+            held = db.execute(select(Job.id, Job.worker).where(Job.state == "running")).all()
+            ids = [job_id for job_id, worker in held if dead_on_this_host(worker)]
+            if ids:
+                db.execute(update(Job).where(Job.id.in_(ids), Job.state == "running").values(state="queued"))
+            db.commit()
+        return len(ids)
 
     def claim(self, kind: str, limit: int) -> list[tuple[int, str]]:
         """Atomically take up to ``limit`` jobs of ``kind``; returns (id, ref)."""
@@ -142,7 +152,7 @@ class Worker:
                 stats.failed += 1
         if self.anchorer is not None:
             anchors = self.claim("anchor", self.batch_size * 4)
-            if anchors:
+            if anchors or self.anchorer.unfinished():
                 try:
                     self.anchorer.enqueue(ref for _, ref in anchors)
                     self.anchorer.run(self.batch_size)

@@ -117,6 +117,11 @@ class Anchorer:
     def pending_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM pending").fetchone()[0])
 
+    def unfinished(self) -> bool:
+        """Samples pending or a batch not confirmed (work a crash may have left half done)."""
+        pending = self.db.execute("SELECT 1 FROM pending LIMIT 1").fetchone()
+        return bool(pending or self.db.execute("SELECT 1 FROM batches WHERE state != 'confirmed' LIMIT 1").fetchone())
+
     def _transaction(self) -> sqlite3.Connection:
         return _Transaction(self.db)  # type: ignore[return-value]
 

@@ -5,9 +5,7 @@ directory until it is downloaded or the job is deleted."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -17,35 +15,20 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
 from mindprint.labeling.store import ExportJob, sessions, utcnow
+from mindprint.platform.runners import dead_on_this_host
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["fail_interrupted", "run_export", "runner_id", "start_export"]
-
-
-def runner_id() -> str:
-    return f"{socket.gethostname()[:60]}:{os.getpid()}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+__all__ = ["fail_interrupted", "run_export", "start_export"]
 
 
 def fail_interrupted(engine: Engine) -> int:
     """Mark the unfinished jobs of dead processes on this host as failed (their thread is
     gone: a killed or restarted API process must not leave a job "running" for ever)."""
-    host = socket.gethostname()[:60]
     failed = 0
     with sessions(engine)() as db:
         for job in db.query(ExportJob).filter(ExportJob.state.in_(("queued", "running"))):
-            owner, _, pid = (job.runner or "").rpartition(":")
-            if owner == host and pid.isdigit() and not _alive(int(pid)):
+            if dead_on_this_host(job.runner):
                 job.state, job.error, job.finished = "failed", "interrupted: its API process stopped", utcnow()
                 failed += 1
         db.commit()

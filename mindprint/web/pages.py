@@ -125,9 +125,7 @@ def project_page(request: Request, project_id: ProjectId, account: PageAccount, 
     jobs = list(
         db.scalars(select(ExportJob).where(ExportJob.project_id == project.id).order_by(ExportJob.id.desc()).limit(5))
     )
-    return _page(
-        request, "project.html", account, project=project, progress=views.progress(db, project), jobs=jobs
-    )
+    return _page(request, "project.html", account, project=project, progress=views.progress(db, project), jobs=jobs)
 
 
 @router.get("/projects/{project_id}/agreement", response_class=HTMLResponse)
@@ -162,9 +160,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 @router.post("/projects/{project_id}/overrides", response_class=HTMLResponse)
-async def override_label(
-    request: Request, project_id: ProjectId, account: PageAccount, db: DbDep
-) -> HTMLResponse:
+async def override_label(request: Request, project_id: ProjectId, account: PageAccount, db: DbDep) -> HTMLResponse:
     """Set (or clear, with an empty label) the reviewer's label of one item."""
     project = tasks.own_project(db, project_id, account)
     form = await _form(request)
@@ -207,11 +203,9 @@ async def start_export(
     fmt = (await _form(request)).get("format", "EDF")
     if fmt not in {"EDF", "BrainVision"}:
         raise HTTPException(422, "format must be EDF or BrainVision")
-    from mindprint.web.exports import runner_id
+    from mindprint.platform.runners import runner_id
 
-    job = ExportJob(
-        project_id=project.id, requester=account.address, format=fmt, state="queued", runner=runner_id()
-    )
+    job = ExportJob(project_id=project.id, requester=account.address, format=fmt, state="queued", runner=runner_id())
     db.add(job)
     db.commit()
     assert platform.engine is not None
@@ -259,9 +253,7 @@ def explorer_page(
     filters = views.Filters(project, contributor or None, verdict or None, min_liveness, before)
     found = views.explore(db, account, _key(settings), filters)
     projects = views.visible_projects(db, account) if account.role != "contributor" else []
-    query = "&".join(
-        f"{k}={quote(str(v))}" for k, v in asdict(filters).items() if v is not None and k != "before"
-    )
+    query = "&".join(f"{k}={quote(str(v))}" for k, v in asdict(filters).items() if v is not None and k != "before")
     return _page(request, "explorer.html", account, found=found, filters=filters, projects=projects, query=query)
 
 
