@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from mindprint.core.errors import LedgerError
 from mindprint.core.ipld import cid_for_block
@@ -68,8 +69,10 @@ def test_crash_after_broadcast_recovers_the_transaction(chain, tmp_path: Path) -
     first = _anchorer(tmp_path, chain, deployment.registry)
     first.enqueue(_samples(10))
     batch = first.build_batch()
-    root, manifest, size = first.db.execute("SELECT root, manifest, size FROM batches WHERE id=?", (batch,)).fetchone()
-    first.db.execute("UPDATE batches SET state='sending' WHERE id=?", (batch,))
+    root, manifest, size = journal_rows(first, "SELECT root, manifest, size FROM anchor_batches WHERE id=:b", b=batch)[
+        0
+    ]
+    journal_rows(first, "UPDATE anchor_batches SET state='sending' WHERE id=:b", b=batch)
     from multiformats import CID, multihash
 
     digest = bytes(multihash.unwrap(CID.decode(manifest).digest))
@@ -80,6 +83,13 @@ def test_crash_after_broadcast_recovers_the_transaction(chain, tmp_path: Path) -
     proof = second.proof(_samples(10)[3])
     assert proof.state == "confirmed" and proof.tx_hash == sent.tx_hash and proof.block == sent.block_number
     assert len(_anchored_events(chain, deployment.registry)) == 1
+
+
+def journal_rows(anchorer: Anchorer, sql: str, **params: object) -> list[tuple]:  # type: ignore[type-arg]
+    """Rows of ``sql`` run on an anchorer's journal (committed)."""
+    with anchorer.engine.begin() as conn:
+        result = conn.execute(text(sql), params)
+        return [tuple(row) for row in result] if result.returns_rows else []
 
 
 def _snapshot(chain: ChainClient) -> object:
@@ -109,7 +119,7 @@ def test_reset_chain_is_reanchored(chain, tmp_path: Path) -> None:  # type: igno
     after = anchorer.proof(_samples(20)[0])
     assert after.tx_hash and after.root == before.root
     assert anchorer.verify_on_chain(after)
-    history = anchorer.db.execute("SELECT history FROM batches WHERE id=1").fetchone()[0]
+    history = journal_rows(anchorer, "SELECT history FROM anchor_batches WHERE id=1")[0][0]
     assert before.tx_hash in history and after.tx_hash in history
     assert anchorer.reconcile() == []
 
@@ -154,10 +164,10 @@ def test_sigkill_at_any_step_anchors_each_sample_exactly_once(anvil_url: str, tm
     anchorer = _anchorer(tmp_path / "state", client, deployment.registry)
     stats = anchorer.stats()
     assert stats["anchored_samples"] == 3000 and stats["pending"] == 0
-    batches = anchorer.db.execute("SELECT root FROM batches").fetchall()
+    batches = journal_rows(anchorer, "SELECT root FROM anchor_batches")
     events = _anchored_events(client, deployment.registry)
     assert sorted(events) == sorted(r[0] for r in batches)  # every batch anchored once, nothing else
-    members = anchorer.db.execute("SELECT count(*), count(DISTINCT cid) FROM members").fetchone()
+    members = journal_rows(anchorer, "SELECT count(*), count(DISTINCT cid) FROM anchor_members")[0]
     assert members == (3000, 3000)
     for sample in samples[::500]:
         assert anchorer.verify_on_chain(anchorer.proof(sample))
@@ -170,3 +180,40 @@ def test_bad_sample_ids_are_refused(chain, tmp_path: Path, bad: str) -> None:  #
     with pytest.raises(LedgerError, match="not a CID"):
         anchorer.enqueue([_samples(1)[0], bad])
     assert anchorer.pending_count() == 0
+
+
+def test_a_journal_file_of_an_older_version_is_imported_once(chain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Before the journal moved into the platform database it was ``anchoring.sqlite``: its
+    batches, proofs and pending samples are copied over at start-up, never twice."""
+    import sqlite3
+
+    deployment = deploy_contracts(chain)
+    source = _anchorer(tmp_path / "old", chain, deployment.registry)
+    source.enqueue(_samples(12))
+    source.run()
+    source.enqueue(_samples(15)[12:])  # three still pending
+    before = source.proof(_samples(12)[5])
+    source.close()
+    old = sqlite3.connect(tmp_path / "anchoring.sqlite")  # the old layout: pending, batches, members
+    old.executescript(
+        "CREATE TABLE pending (cid TEXT PRIMARY KEY, added REAL NOT NULL);"
+        "CREATE TABLE batches (id INTEGER PRIMARY KEY, root TEXT UNIQUE NOT NULL, manifest TEXT NOT NULL,"
+        " size INTEGER NOT NULL, state TEXT NOT NULL, tx_hash TEXT, block INTEGER, chain_id INTEGER, registry TEXT,"
+        " created REAL NOT NULL, anchored REAL, history TEXT NOT NULL DEFAULT '[]');"
+        "CREATE TABLE members (cid TEXT PRIMARY KEY, batch INTEGER NOT NULL, position INTEGER NOT NULL,"
+        " proof TEXT NOT NULL);"
+    )
+    copy = _anchorer(tmp_path / "old", chain, deployment.registry)
+    for table, prefix in (("batches", "anchor_"), ("members", "anchor_"), ("pending", "anchor_")):
+        columns = [c[1] for c in old.execute(f"PRAGMA table_info({table})")]
+        rows = journal_rows(copy, f"SELECT {', '.join(columns)} FROM {prefix}{table}")
+        old.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
+    old.commit()
+    old.close()
+    copy.close()
+    fresh = _anchorer(tmp_path / "new", chain, deployment.registry)
+    assert fresh.import_sqlite_journal(tmp_path / "anchoring.sqlite") == 1
+    assert not (tmp_path / "anchoring.sqlite").exists() and (tmp_path / "anchoring.sqlite.imported").exists()
+    assert fresh.proof(_samples(12)[5]) == before and fresh.verify_on_chain(before)
+    assert fresh.stats() == {"pending": 3, "anchored_samples": 12, "batches_confirmed": 1}
+    assert fresh.import_sqlite_journal(tmp_path / "anchoring.sqlite") == 0  # renamed: never twice

@@ -69,13 +69,13 @@ def _submit(client: TestClient, signed: SignedSample, session: Path, headers: di
     return client.post("/submissions", json=_payload(signed), headers=headers)
 
 
-def _contributor_sample(client: TestClient, tmp: Path, name: str, response_ms: int = 550):  # type: ignore[no-untyped-def]
+def _contributor_sample(client: TestClient, tmp: Path, name: str, response_ms: int = 550, offset_seconds: int = 30):  # type: ignore[no-untyped-def]
     """A new contributor: signed in, device bound, a task leased, a signed sample of real EEG for it."""
     wallet, key = Account.create(), DeviceKey.generate()
     token = sign_in(client, wallet)
     _bind(client, token, wallet, key)
     task = client.get("/tasks/next", headers=_auth(token)).json()
-    session = real_session(tmp / name, key)
+    session = real_session(tmp / name, key, offset_seconds=offset_seconds)
     signed = build_sample(
         session,
         key,
@@ -221,8 +221,10 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
     _project(client, redundancy=1)
     _, token, session, signed = _contributor_sample(client, tmp, "first")
     assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
-    stored = list((tmp / "platform" / "fingerprints").glob("*.npz"))
-    assert [p.stem for p in stored] == [str(signed.cid)]
+    from mindprint.labeling.store import FingerprintRow, sessions
+
+    with sessions(service._platforms[str(tmp / "platform")].engine)() as db:  # type: ignore[arg-type]
+        assert [row.sample for row in db.query(FingerprintRow)] == [str(signed.cid)]
 
     service._platforms.clear()  # what a process restart loses: the in-memory index
     app = create_app()
@@ -232,3 +234,31 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
         _, token2, session2, replay = _contributor_sample(restarted, tmp, "replayed")  # same EEG, new device
         verdict = _submit(restarted, replay, session2, _auth(token2)).json()
     assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict
+
+
+def test_a_replay_accepted_by_one_replica_is_caught_by_another(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two platforms (two API processes: each its own in-memory index) on one database: EEG
+    accepted through A and replayed through B is caught by B's index; and when B's query
+    ran before A's commit (the race of two replicas), the guard step catches it."""
+    from mindprint.labeling import submissions
+
+    def replica(name: str) -> TestClient:
+        app = create_app()
+        settings = _settings(tmp_path, data_dir=tmp_path / name)
+        app.dependency_overrides[get_settings] = lambda: settings
+        return TestClient(app)
+
+    with replica("a") as a, replica("b") as b:
+        _project(a, redundancy=3)
+        _, token, session, signed = _contributor_sample(a, tmp_path, "first")
+        assert _submit(a, signed, session, _auth(token)).json()["status"] == "accepted"
+        _, token, session, replay = _contributor_sample(b, tmp_path, "replayed")  # same EEG, new device
+        verdict = _submit(b, replay, session, _auth(token)).json()
+        assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict
+        # the race: B's local index is read before A's next acceptance commits (sync skipped)
+        _, token, session, fresh = _contributor_sample(a, tmp_path, "second", offset_seconds=40)
+        assert _submit(a, fresh, session, _auth(token)).json()["status"] == "accepted"
+        monkeypatch.setattr(submissions, "sync", lambda platform: 0)
+        _, token, session, raced = _contributor_sample(b, tmp_path, "raced", offset_seconds=40)
+        verdict = _submit(b, raced, session, _auth(token)).json()
+        assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict

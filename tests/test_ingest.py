@@ -385,12 +385,16 @@ def test_sigkill_of_serve_during_a_burst_loses_no_accepted_sample(tmp_path: Path
                 time.sleep(0.5)
         assert set(proofs) == set(accepted)
         # exactly once: each sample in one batch, and that batch's root is anchored
-        from mindprint.ledger.anchoring import open_journal
+        from sqlalchemy import text
 
-        journal = open_journal(tmp_path / "home" / "platform" / "anchoring.sqlite")
-        for cid in accepted:
-            assert journal.execute("SELECT COUNT(*) FROM members WHERE cid = ?", (cid,)).fetchone()[0] == 1
-        journal.close()
+        from mindprint.labeling.store import make_engine
+
+        engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'platform.db'}")
+        with engine.connect() as conn:
+            for cid in accepted:
+                count = conn.execute(text("SELECT COUNT(*) FROM anchor_members WHERE cid = :c"), {"c": cid}).scalar()
+                assert count == 1
+        engine.dispose()
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -14,7 +14,7 @@ from mindprint.core.errors import IPFSError
 from mindprint.core.ipld import cid_for_block, read_car
 from mindprint.device.session import SESSION_FILE
 from mindprint.ledger.blockstore import Blockstore
-from mindprint.ledger.ipfs import KuboClient, PinQueue
+from mindprint.ledger.ipfs import KuboClient, push_dag
 
 from .conftest import make_chunks, write_session
 from .services import free_port, ipfs_node
@@ -66,23 +66,41 @@ def test_node_down_is_a_clear_error() -> None:
 
 
 def test_outage_delays_pinning_but_loses_nothing(tmp_path: Path) -> None:
+    """Pin jobs whose node is down stay queued with the error and back off; a worker started
+    later (another process would do) pins them once the node is up."""
+    from mindprint.labeling.store import Job, make_engine, migrate, sessions
+    from mindprint.labeling.verification.model import load_default_model
+    from mindprint.labeling.worker import Worker
+    from mindprint.ledger.crypto import KeyStore, RecipientKey
+    from mindprint.platform.service import Platform
+
     store = Blockstore(tmp_path / "blocks")
-    roots = [store.put_node({"sample": i, "payload": store.put(os.urandom(64))}) for i in range(5)]
-    queue = PinQueue(tmp_path / "queue.sqlite", store)
-    for root in roots:
-        queue.enqueue(root)
+    roots = [str(store.put_node({"sample": i, "payload": store.put(os.urandom(64))})) for i in range(5)]
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    with sessions(engine)() as db:
+        db.add_all(Job(kind="pin", ref=root) for root in roots)
+        db.commit()
+    platform = Platform(load_default_model(), store, KeyStore(tmp_path / "keys"), RecipientKey.generate())
     port = free_port()
-    failed_at = time.time()
     with KuboClient(f"http://127.0.0.1:{port}", timeout=2, retries=1) as down:
-        assert queue.drain(down, now=failed_at) == (0, 5)
-    assert queue.counts() == {"queued": 5}
-    queue.close()
-    reopened = PinQueue(tmp_path / "queue.sqlite", store)  # survives a restart
+        stats = Worker(engine, platform, None, kubo=down, max_backoff=1.0).run_once()
+    assert (stats.pinned, stats.failed) == (0, 5)
+    with sessions(engine)() as db:
+        jobs = db.query(Job).all()
+    assert {(j.state, j.attempts) for j in jobs} == {("queued", 1)}
+    assert all("unreachable" in (j.last_error or "") and j.not_before is not None for j in jobs)
     with ipfs_node(tmp_path / "node", api_port=port) as url, KuboClient(url) as up:
-        assert reopened.drain(up, now=failed_at) == (0, 0)  # backoff not over yet
-        assert reopened.drain(up, now=failed_at + 2) == (5, 0)
-        assert set(roots) <= up.pin_ls()
-    assert reopened.counts() == {"pinned": 5}
+        worker = Worker(engine, platform, None, kubo=up, max_backoff=1.0)
+        deadline = time.monotonic() + 10
+        pinned = 0
+        while pinned < 5 and time.monotonic() < deadline:  # due after the backoff (1 s), not before
+            pinned += worker.run_once().pinned
+            time.sleep(0.2)
+        assert pinned == 5
+        assert {CID.decode(r) for r in roots} <= up.pin_ls()
+    with sessions(engine)() as db:
+        assert {j.state for j in db.query(Job)} == {"done"}
 
 
 def test_sealed_session_pinned_on_the_node_opens_only_with_the_key(ipfs: KuboClient, tmp_path: Path, key) -> None:  # type: ignore[no-untyped-def]
@@ -96,9 +114,7 @@ def test_sealed_session_pinned_on_the_node_opens_only_with_the_key(ipfs: KuboCli
     keys = KeyStore(tmp_path / "keys")
     keys.add("s-9", wrap_key(data_key, platform.public_key, "s-9"))
     manifest = seal_session((session / SESSION_FILE).read_bytes(), "s-9", data_key, store)
-    queue = PinQueue(tmp_path / "queue.sqlite", store)
-    queue.enqueue(manifest)
-    assert queue.drain(ipfs) == (1, 0)
+    push_dag(ipfs, store, manifest)
     assert manifest in ipfs.pin_ls()
     # a researcher fetches from the node, not from us
     fetched = tmp_path / "fetched.car"

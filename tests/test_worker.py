@@ -18,6 +18,8 @@ from mindprint.ledger.chain import ChainClient, deploy_contracts
 from mindprint.ledger.crypto import KeyStore, RecipientKey
 from mindprint.platform.service import Platform
 
+from .test_anchoring import journal_rows
+
 
 def _seed(engine, store: Blockstore, n: int, *, pin_jobs: bool) -> list[str]:  # type: ignore[no-untyped-def]
     """A contributor, a project, a task and ``n`` accepted submissions with their jobs."""
@@ -74,7 +76,7 @@ def test_two_workers_share_the_queue_without_double_work(
         Worker(
             engine,
             platform,
-            Anchorer(tmp_path / "journal.sqlite", store, chain, deployment.registry),
+            Anchorer(engine, store, chain, deployment.registry),
             batch_size=64,
             name=f"w{i}",
         )
@@ -103,11 +105,11 @@ def test_two_workers_share_the_queue_without_double_work(
     assert states == {"done"}
     anchorer = workers[0].anchorer
     assert anchorer is not None
-    members = anchorer.db.execute("SELECT count(*), count(DISTINCT cid) FROM members").fetchone()
+    members = journal_rows(anchorer, "SELECT count(*), count(DISTINCT cid) FROM anchor_members")[0]
     assert members == (300, 300)
     registry = chain.contract("ProvenanceRegistry", deployment.registry)
     events = registry.events.Anchored.get_logs(from_block=0)
-    batches = anchorer.db.execute("SELECT count(*) FROM batches").fetchone()[0]
+    batches = journal_rows(anchorer, "SELECT count(*) FROM anchor_batches")[0][0]
     assert len(events) == batches
     assert len(store.pins()) == 20  # the 20 pin jobs left for run_once pinned their sealed manifests
 
@@ -170,21 +172,20 @@ def test_jobs_of_a_killed_process_run_at_the_next_start(tmp_path: Path) -> None:
     chain = ChainClient.embedded()
     deployment = deploy_contracts(chain)
     platform = Platform(load_default_model(), store, KeyStore(tmp_path / "keys"), RecipientKey.generate())
-    journal = tmp_path / "journal.sqlite"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = runner_id().rpartition(":")[0]
     killed = f"{host}:{dead.stdout.strip()}"
-    first = Worker(engine, platform, Anchorer(journal, store, chain, deployment.registry), name=killed)
+    first = Worker(engine, platform, Anchorer(engine, store, chain, deployment.registry), name=killed)
     assert len(first.claim("anchor", 4)) == 4  # claimed, then "killed" before finishing
     first.anchorer.enqueue(cids[:4])  # type: ignore[union-attr]  # and half-way into the journal
     with sessions(engine)() as db:  # a job held by a live process elsewhere on this host stays held
         db.query(Job).filter(Job.ref == cids[4]).update({"state": "running", "worker": f"{host}:{os.getppid()}"})
         db.commit()
-    second = Worker(engine, platform, Anchorer(journal, store, chain, deployment.registry))
+    second = Worker(engine, platform, Anchorer(engine, store, chain, deployment.registry))
     assert second.recover() == 4
     assert second.run_once().anchored == 5  # the four released and the queued one
     with sessions(engine)() as db:
         states = {j.ref: j.state for j in db.query(Job)}
     assert [states[c] for c in cids] == ["done"] * 4 + ["running", "done"]
     assert second.anchorer is not None
-    assert second.anchorer.db.execute("SELECT count(*), count(DISTINCT cid) FROM members").fetchone() == (5, 5)
+    assert journal_rows(second.anchorer, "SELECT count(*), count(DISTINCT cid) FROM anchor_members")[0] == (5, 5)

@@ -48,14 +48,13 @@ class RunningPlatform:
 
 
 def make_worker(platform: Platform, settings: ApiSettings, **options: Any) -> Worker:
-    """The pinning/anchoring worker; pins to IPFS (``MINDPRINT_IPFS_URL``, a Kubo RPC API) through a
-    durable queue when set, else only into the local blockstore."""
-    from mindprint.ledger.ipfs import KuboClient, PinQueue
+    """The pinning/anchoring worker; pins to IPFS (``MINDPRINT_IPFS_URL``, a Kubo RPC API) when
+    set (failed pushes stay queued in the job table), else only into the local blockstore."""
+    from mindprint.ledger.ipfs import KuboClient
 
     assert platform.engine is not None
     kubo = KuboClient(settings.ipfs_url) if settings.ipfs_url else None
-    queue = PinQueue(settings.platform_dir / "pins.sqlite", platform.blockstore) if kubo else None
-    worker = Worker(platform.engine, platform, platform.anchorer, kubo=kubo, pin_queue=queue, **options)
+    worker = Worker(platform.engine, platform, platform.anchorer, kubo=kubo, **options)
     if worker.recover():
         logger.warning("pin/anchor jobs of a stopped process released")
     return worker

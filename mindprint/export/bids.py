@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +97,7 @@ class ExportSource:
     blockstore: Blockstore
     keys: KeyStore
     recipient: RecipientKey  # whose wrapped data keys open the sessions
-    journal: sqlite3.Connection
+    journal: Engine  # the anchoring journal's database (the platform's)
     deployment: Deployment
     pseudonym_key: bytes
     chain_id: int
@@ -613,8 +612,6 @@ def platform_source(
 
     ``pseudonym_secret`` is the platform's (``Platform.pseudonym_key``); without it, the
     one created in the data directory."""
-    from mindprint.ledger.anchoring import open_journal
-
     platform_dir = Path(platform_dir)
     if deployment is None:
         files = sorted(platform_dir.glob(f"deployment-{chain_id if chain_id is not None else '*'}.json"))
@@ -630,7 +627,7 @@ def platform_source(
         blockstore=blockstore,
         keys=keys,
         recipient=recipient,
-        journal=open_journal(platform_dir / "anchoring.sqlite"),
+        journal=engine,
         deployment=deployment,
         pseudonym_key=pseudonym_secret or pseudonym_key(platform_dir),
         chain_id=deployment.chain_id,

@@ -240,6 +240,7 @@ class Job(Base):
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    not_before: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # retry backoff
     __table_args__ = (UniqueConstraint("kind", "ref"),)
 
 
@@ -327,3 +328,28 @@ class ExportJob(Base):
     runner: Mapped[str | None] = mapped_column(String(80), nullable=True)  # host:pid running it
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class FingerprintRow(Base):
+    """The replay index's shared, durable form: one row per accepted sample, in commit order.
+
+    Every API process and worker keeps the index in memory and reads the rows it has not
+    seen (``id`` above its position): what any replica accepts, every replica checks
+    against. ``codes`` are the sample's fingerprint vectors as int8 (``vector × 200``),
+    ``positions`` their grid positions as int16 — about 31 KB for 4 s of 8 channels."""
+
+    __tablename__ = "fingerprints"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    sample: Mapped[str] = mapped_column(String(120), index=True)
+    codes: Mapped[bytes] = mapped_column(LargeBinary)
+    positions: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReplayGuard(Base):
+    """One row whose update serialises the last step of a replay check across processes:
+    rows added by other replicas since a query are checked, then this sample's are added,
+    in one transaction (the row lock makes fingerprint ids follow commit order)."""
+
+    __tablename__ = "replay_guard"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accepted: Mapped[int] = mapped_column(BigInteger, default=0)

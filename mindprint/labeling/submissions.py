@@ -31,6 +31,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -52,6 +53,7 @@ from mindprint.labeling.samples import check_cited, parse_signed
 from mindprint.labeling.store import (
     Assignment,
     Device,
+    FingerprintRow,
     IdempotentRequest,
     Job,
     Project,
@@ -61,7 +63,9 @@ from mindprint.labeling.store import (
     utcnow,
 )
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
+from mindprint.labeling.verification.uniqueness import fingerprints
 from mindprint.platform.ingest import excerpt_manifest, load_cited
+from mindprint.platform.replay import check_fresh, encode, guard, sync
 from mindprint.platform.service import Platform
 from mindprint.platform.tasks import check_label
 from mindprint.protocol.formats import SampleError, SignedSample, device_typed_data
@@ -227,20 +231,27 @@ def submit(
         engagement, [s.engagement for s in history if s.engagement], [response_time], sum(past_gold), len(past_gold)
     )
     clock.lap("attention")
-    # 5. the replay query and the insert are one step: two concurrent replays cannot both pass
+    # 5. the replay query: the local index, brought up to date with what every process accepted
     with platform.lock:
+        sync(platform)
         match = platform.index.query(check.epoch, check.sfreq)
-        if match is not None and platform.owners.get(match.owner) == cid:
-            match = None  # our own fingerprints, saved before a crash interrupted the commit
-        verdict = decide(authenticity, liveness, uniqueness_score(match), attention)
-        added = None
-        if verdict.accepted:
-            owner = len(platform.owners) + 1
-            platform.owners[owner] = cid
-            added = platform.index.add(owner, check.epoch, check.sfreq)
+        seen = platform.log_position
+    if match is not None and platform.owners.get(match.owner) == cid:
+        match = None  # our own fingerprints (a retry of a sample whose commit was interrupted)
+    verdict = decide(authenticity, liveness, uniqueness_score(match), attention)
     clock.lap("replay")
-    if added is not None and platform.fingerprints is not None:  # durable before the commit
-        platform.fingerprints.save(cid, *added)
+    row = None
+    if verdict.accepted:
+        # what other processes accepted meanwhile, under the cross-process guard held until
+        # this transaction commits: two replicas cannot both accept the same EEG
+        vectors, starts, n_channels = fingerprints(check.epoch, check.sfreq, platform.index.hop)
+        guard(db)
+        late, _ = check_fresh(db, seen, check.epoch, check.sfreq, cid, like=platform.index)
+        if late is not None:
+            verdict = decide(authenticity, liveness, uniqueness_score(late), attention)
+        if verdict.accepted:
+            codes, positions = encode(vectors, np.tile(starts, n_channels))
+            row = FingerprintRow(sample=cid, codes=codes, positions=positions)
     clock.lap("fingerprints")
     status = "accepted" if verdict.accepted else "rejected"
     result = {
@@ -269,6 +280,8 @@ def submit(
         sealed_manifest=cid_text(excerpt_manifest(platform, cited)) if verdict.accepted else None,
     )
     db.add(submission)
+    if row is not None:
+        db.add(row)
     lease = db.scalar(
         select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
     )

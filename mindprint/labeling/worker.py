@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mindprint.labeling.store import Job, Submission, sessions, utcnow
 from mindprint.ledger.anchoring import Anchorer
-from mindprint.ledger.ipfs import KuboClient, PinQueue
+from mindprint.ledger.ipfs import KuboClient, push_dag
 from mindprint.platform.runners import dead_on_this_host, runner_id
 from mindprint.platform.service import Platform
 
@@ -70,7 +70,7 @@ class Worker:
         anchorer: Anchorer | None,
         *,
         kubo: KuboClient | None = None,
-        pin_queue: PinQueue | None = None,
+        max_backoff: float = 300.0,
         batch_size: int = 1024,
         reclaim_seconds: float = 300.0,
         name: str | None = None,
@@ -80,7 +80,7 @@ class Worker:
         self.platform = platform
         self.anchorer = anchorer
         self.kubo = kubo
-        self.pin_queue = pin_queue
+        self.max_backoff = max_backoff
         self.batch_size = batch_size
         self.reclaim = dt.timedelta(seconds=reclaim_seconds)
         self.name = name or runner_id()
@@ -101,7 +101,10 @@ class Worker:
         now = utcnow()
         due = and_(
             Job.kind == kind,
-            or_(Job.state == "queued", and_(Job.state == "running", Job.claimed_at < now - self.reclaim)),
+            or_(
+                and_(Job.state == "queued", or_(Job.not_before.is_(None), Job.not_before <= now)),
+                and_(Job.state == "running", Job.claimed_at < now - self.reclaim),
+            ),
         )
         with self.sessions() as db:
             if self.engine.dialect.name == "sqlite":
@@ -121,10 +124,19 @@ class Worker:
             db.commit()
         return [(row[0], row[1]) for row in rows]
 
-    def _finish(self, ids: list[int], error: str | None = None) -> None:
+    def _finish(self, ids: list[int], error: str | None = None, *, retry_in: float = 0.0) -> None:
+        values: dict[str, object] = {"state": "queued" if error else "done", "last_error": error}
+        if error and retry_in > 0:
+            values["not_before"] = utcnow() + dt.timedelta(seconds=retry_in)
         with self.sessions() as db:
-            db.execute(update(Job).where(Job.id.in_(ids)).values(state="queued" if error else "done", last_error=error))
+            db.execute(update(Job).where(Job.id.in_(ids)).values(**values))
             db.commit()
+
+    def _backoff(self, job_id: int) -> float:
+        """Seconds before a failed job is tried again: 2, 4, 8 … up to ``max_backoff``."""
+        with self.sessions() as db:
+            attempts = db.scalar(select(Job.attempts).where(Job.id == job_id)) or 1
+        return float(min(self.max_backoff, 2.0 ** min(attempts, 16)))
 
     def run_once(self) -> WorkerStats:
         stats = WorkerStats()
@@ -140,15 +152,14 @@ class Worker:
                         manifest = ref
                 if manifest:
                     self.platform.blockstore.pin(manifest)
-                    if self.pin_queue is not None:
-                        self.pin_queue.enqueue(manifest)
-                        if self.kubo is not None:
-                            self.pin_queue.drain(self.kubo)
+                    if self.kubo is not None:  # the IPFS node: the header and the cited chunks' envelopes
+                        push_dag(self.kubo, self.platform.blockstore, manifest)
                 self._finish([job_id])
                 stats.pinned += 1
-            except Exception as err:  # a failing job is retried, never lost
-                logger.warning("pin job %s failed: %s", job_id, err)
-                self._finish([job_id], str(err))
+            except Exception as err:  # a failing job is retried (backing off), never lost
+                delay = self._backoff(job_id)
+                logger.warning("pin job %s failed (%s); retry in %.0f s", job_id, err, delay)
+                self._finish([job_id], str(err), retry_in=delay)
                 stats.failed += 1
         if self.anchorer is not None:
             anchors = self.claim("anchor", self.batch_size * 4)

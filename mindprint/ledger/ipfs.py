@@ -1,4 +1,4 @@
-"""IPFS over the Kubo RPC API (httpx), and a durable queue so an outage loses nothing.
+"""IPFS over the Kubo RPC API (httpx).
 
 :class:`KuboClient` speaks the RPC API every Kubo-compatible node serves (Kubo itself,
 and the js-ipfs daemon the integration tests start): ``block/put``, ``block/get``,
@@ -6,16 +6,16 @@ and the js-ipfs daemon the integration tests start): ``block/put``, ``block/get`
 are retried with exponential backoff; a node that is down raises :class:`IPFSError`
 with the address and the reason.
 
-:class:`PinQueue` is the durable side: DAGs to pin are recorded in SQLite first, then
-pushed to the node as a CAR (``dag/import`` pins its roots). Failures leave the entry
-queued with the error and a retry time, so pinning is delayed by an outage, never lost.
+:func:`push_dag` puts a DAG on the node as a CAR (``dag/import`` pins its roots). The
+durable side is the platform's job queue (``labeling/worker.py``): a ``pin`` job whose push
+fails stays queued with the error and a retry time, so an outage delays pinning, never
+loses it, and any worker process of any host can take the job.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ from mindprint.ledger.blockstore import Blockstore
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KuboClient", "PinQueue"]
+__all__ = ["KuboClient", "push_dag"]
 
 
 class KuboClient:
@@ -140,63 +140,15 @@ class KuboClient:
         return self._post("dag/export", {"arg": str(cid)}).content
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pin_queue (
-    cid TEXT PRIMARY KEY, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_try REAL NOT NULL, last_error TEXT, added REAL NOT NULL, pinned REAL);
-"""
+def push_dag(client: KuboClient, blockstore: Blockstore, root: CID | str) -> None:
+    """Put the DAG under ``root`` (its blocks in ``blockstore``) on the node, pinned.
 
-
-class PinQueue:
-    """Durable queue of DAG roots to pin on an IPFS node."""
-
-    def __init__(self, journal: Path, blockstore: Blockstore, *, max_backoff: float = 300.0) -> None:
-        self.db = sqlite3.connect(journal, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        self.blockstore = blockstore
-        self.max_backoff = max_backoff
-
-    def close(self) -> None:
-        self.db.close()
-
-    def enqueue(self, root: CID | str) -> None:
-        """Record a DAG to pin (its blocks must be in the local blockstore)."""
-        cid = str(CID.decode(str(root)).set(base="base32"))
-        self.db.execute(
-            "INSERT OR IGNORE INTO pin_queue (cid, state, next_try, added) VALUES (?, 'queued', 0, ?)",
-            (cid, time.time()),
-        )
-
-    def counts(self) -> dict[str, int]:
-        return {state: int(n) for state, n in self.db.execute("SELECT state, count(*) FROM pin_queue GROUP BY state")}
-
-    def drain(self, client: KuboClient, *, now: float | None = None, limit: int = 100) -> tuple[int, int]:
-        """Push due entries to the node; returns (pinned, failed). Never raises IPFSError."""
-        now = time.time() if now is None else now
-        rows = self.db.execute(
-            "SELECT cid, attempts FROM pin_queue WHERE state='queued' AND next_try <= ? ORDER BY added LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        pinned = failed = 0
-        for cid, attempts in rows:
-            try:
-                with tempfile.NamedTemporaryFile(suffix=".car") as handle:
-                    self.blockstore.export_car([cid], Path(handle.name))
-                    roots = client.dag_import(Path(handle.name).read_bytes())
-                if CID.decode(cid) not in roots:
-                    client.pin_add(cid)
-            except IPFSError as err:
-                delay = min(self.max_backoff, 2.0 ** min(attempts, 16))
-                self.db.execute(
-                    "UPDATE pin_queue SET attempts=attempts+1, next_try=?, last_error=? WHERE cid=?",
-                    (now + delay, str(err), cid),
-                )
-                logger.warning("pinning %s failed (%s); retry in %.0f s", cid, err, delay)
-                failed += 1
-                continue
-            self.db.execute(
-                "UPDATE pin_queue SET state='pinned', pinned=?, last_error=NULL WHERE cid=?", (time.time(), cid)
-            )
-            pinned += 1
-        return pinned, failed
+    One CAR through ``dag/import`` (the node pins its roots); raises :class:`IPFSError` when
+    the node is down or refuses it — the caller retries (the platform's pin jobs back off).
+    """
+    cid = CID.decode(str(root)).set(base="base32")
+    with tempfile.NamedTemporaryFile(suffix=".car") as handle:
+        blockstore.export_car([cid], Path(handle.name))
+        roots = client.dag_import(Path(handle.name).read_bytes())
+    if cid not in roots:
+        client.pin_add(cid)

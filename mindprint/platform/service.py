@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from mindprint.core.ratelimit import RateLimiter
 from mindprint.labeling.store import make_engine, migrate
 from mindprint.labeling.verification.model import LivenessModel
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, FingerprintStore
+from mindprint.labeling.verification.uniqueness import FingerprintIndex
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import KeyStore, RecipientKey
 from mindprint.platform.secrets import resolve_secrets
@@ -52,8 +52,8 @@ class Platform:
     registry_address: str = "0x0000000000000000000000000000000000000000"
     index: FingerprintIndex = field(default_factory=lambda: FingerprintIndex(hnsw=True))
     lock: threading.Lock = field(default_factory=threading.Lock)
-    owners: dict[int, str] = field(default_factory=dict)
-    fingerprints: FingerprintStore | None = None  # the replay index on disk
+    owners: dict[int, str] = field(default_factory=dict)  # fingerprint row id -> sample CID
+    log_position: int = 0  # the last fingerprint row in ``index`` (platform/replay.py)
     anchorer: Anchorer | None = None  # set by connect_chain
     chain: ChainClient | None = None
     distributor: str | None = None
@@ -141,14 +141,12 @@ def _build(settings: Settings) -> Platform:
     recipient = RecipientKey.from_private_bytes(shared.platform_key)
     secret = shared.token_secret
     liveness = LivenessModel.load(settings.liveness_model) if settings.liveness_model else load_default_model()
-    fingerprints = FingerprintStore(root / "fingerprints")
     platform = Platform(
         liveness=liveness,
         blockstore=Blockstore(root / "blocks"),
         keys=KeyStore(root / "keys"),
         platform_key=recipient,
         chain_id=settings.chain_id,
-        fingerprints=fingerprints,
         engine=engine_for(settings),
         token_secret=secret,
         pseudonym_key=shared.pseudonym_secret,
@@ -157,7 +155,12 @@ def _build(settings: Settings) -> Platform:
             settings.submissions_per_minute, burst=max(1, int(settings.submissions_per_minute // 4))
         ),
     )
-    fingerprints.load_into(platform.index, platform.owners)
+    from mindprint.platform.replay import import_fingerprint_files, sync
+
+    assert platform.engine is not None
+    import_fingerprint_files(platform.engine, root / "fingerprints")  # an older version's files
+    with platform.lock:
+        sync(platform)
     return platform
 
 
@@ -184,9 +187,9 @@ def connect_chain(
     platform.chain = chain
     platform.deployment = deployment
     platform.distributor = deployment.distributor
-    platform.anchorer = Anchorer(
-        settings.platform_dir / "anchoring.sqlite", platform.blockstore, chain, deployment.registry
-    )
+    assert platform.engine is not None
+    platform.anchorer = Anchorer(platform.engine, platform.blockstore, chain, deployment.registry)
+    platform.anchorer.import_sqlite_journal(settings.platform_dir / "anchoring.sqlite")  # an older version's file
     if chain.embedded_tester is not None:
         platform.anchorer.reconcile()  # a fresh embedded chain holds none of the earlier anchors
     return platform

@@ -25,11 +25,8 @@ several channels agreeing on where they came from is not.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import faiss
 import numpy as np
@@ -202,7 +199,7 @@ class FingerprintIndex:
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """Index accepted data of ``owner`` (an id of the sample / session).
 
-        Returns the vectors and positions added (what :class:`FingerprintStore` keeps).
+        Returns the vectors and positions added.
         """
         vectors, starts, n_ch = fingerprints(data, sfreq, self.hop)
         positions = np.tile(starts, n_ch)
@@ -270,46 +267,3 @@ class FingerprintIndex:
         if not found:
             return None
         return max(found, key=lambda m: (m.channels, m.similarity))
-
-
-class FingerprintStore:
-    """The replay index on disk: one ``.npz`` of vectors per accepted sample.
-
-    Written atomically (temp file + rename) when a sample is accepted and loaded when the
-    platform starts, so a restarted platform still recognises replays of everything it
-    accepted before. Never holds raw EEG — only the normalised fingerprints.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def save(self, name: str, vectors: NDArray[np.float32], positions: NDArray[np.int64]) -> None:
-        if not name or "/" in name or name.startswith("."):
-            raise SignalError(f"invalid fingerprint name {name!r}")
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, vectors=vectors, positions=positions)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.root / f"{name}.npz")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def load_into(self, index: FingerprintIndex, owners: dict[int, str]) -> int:
-        """Add every stored sample to ``index`` (owners numbered from ``len(owners) + 1``)."""
-        loaded = 0
-        for path in sorted(self.root.glob("*.npz")):
-            try:
-                with np.load(path) as stored:
-                    vectors, positions = stored["vectors"], stored["positions"]
-            except (OSError, ValueError, KeyError) as err:
-                logger.warning("skipping unreadable fingerprints %s: %s", path.name, err)
-                continue
-            owner = len(owners) + 1
-            owners[owner] = path.stem
-            index.add_vectors(owner, vectors.astype(np.float32), positions.astype(np.int64))
-            loaded += 1
-        return loaded
