@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/api.py [--per-level 128] [--levels 8,32,128] [--backends sqlite,postgresql]
 
-For SQLite and for PostgreSQL (a server started here on loopback), ``mindprint serve`` runs
-in its own process (one uvicorn process: ``serve --workers`` is not built yet). For each
+For SQLite and for PostgreSQL (a server started here on loopback), ``mindprint serve
+--workers 2`` runs in its own processes (two API processes on one port, the pinning/anchoring
+worker in the supervising process, contracts on an anvil chain started here). For each
 concurrency level, everything a contributor does before submitting is prepared **before the
 clock starts**: ``--per-level`` new contributors each sign in, bind a device (EIP-712),
 stream a signed session of real Cyton EEG (encrypted chunks), lease a task and sign one
@@ -14,16 +15,20 @@ threads; nothing is signed while the clock runs. Every submission is fully verif
 are rejected as replays because every contributor draws on the same 90 s recording — the
 cost is the same.
 
-Server CPU per submission: the server process's user + system time (``/proc/<pid>/stat``,
-all its threads, the anchoring worker included) across the timed burst, divided by the
-submissions. "Lost": accepted responses that are not accepted rows with an anchor job.
+Server CPU per submission: the server processes' user + system time (``/proc/<pid>/stat`` of
+every process holding the listening socket, all their threads, the anchoring worker
+included) across the timed burst, divided by the submissions. "Lost": accepted responses
+that are not accepted rows with an anchor job.
 
 Last line (PostgreSQL, 32 clients)::
 
     api: verified_per_s=X p99_ms=Y cpu_ms_per_submission=Z after_1e5_ratio=R lost=N
 
-``after_1e5_ratio`` is ``nan``: the run after 10^5 accepted samples needs the scale issue's
-replay index (today's in-process index would be rebuilt by every start from 10^5 files).
+``after_1e5_ratio``: verified/s at 32 clients on PostgreSQL after ``--history`` accepted
+samples' fingerprints are in the replay index (written into the database before a restart),
+over the same figure without them; ``nan`` unless ``--history`` is given (default 0: every
+API process reads the whole fingerprint table into its in-memory graph at start, about
+30 ms per accepted sample, so 10^5 takes most of an hour per process).
 """
 
 from __future__ import annotations
@@ -67,22 +72,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def server_pid(port: int) -> int:
-    """The PID of the process listening on 127.0.0.1:``port`` (the `mindprint serve` started here)."""
+def server_pids(port: int) -> list[int]:
+    """The PIDs of the processes holding the socket listening on 127.0.0.1:``port`` (the
+    `mindprint serve` supervisor and its API processes)."""
     wanted = f"0100007F:{port:04X}"
     inodes = {
         line.split()[9]
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
         if line.split()[1] == wanted and line.split()[3] == "0A"
     }
+    pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             for fd in (entry / "fd").iterdir():
                 if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
-                    return int(entry.name)
-    raise RuntimeError(f"no process listens on port {port}")
+                    pids.add(int(entry.name))
+    if not pids:
+        raise RuntimeError(f"no process listens on port {port}")
+    return sorted(pids)
 
 
 def prepare(url: str, workdir: Path, count: int, requester: Any, operator: Any) -> list[tuple[str, dict[str, str]]]:
@@ -154,14 +163,14 @@ def fire(url: str, prepared: list[tuple[str, dict[str, str]]], clients: int, out
     out.put((time.perf_counter() - started, outcomes))
 
 
-def run_level(url: str, pid: int, workdir: Path, clients: int, count: int, operator: Any) -> dict[str, Any]:
+def run_level(url: str, pids: list[int], workdir: Path, clients: int, count: int, operator: Any) -> dict[str, Any]:
     prepared = prepare(url, workdir, count, Account.create(), operator)
     queue: Any = mp.get_context("spawn").Queue()
     generator = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
-    cpu_before = cpu_seconds(pid)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     generator.start()
     elapsed, outcomes = queue.get()
-    cpu = cpu_seconds(pid) - cpu_before
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
     generator.join()
     latencies = np.array([o[0] for o in outcomes])
     statuses = [o[1] for o in outcomes]
@@ -186,61 +195,119 @@ def database(backend: str, home: Path, pg: str | None) -> Iterator[str]:
         yield create_database(pg, f"bench_{os.getpid()}")
 
 
+def count_lost(url_db: str, accepted_total: int) -> int:
+    """Accepted answers missing as accepted rows or as anchor jobs."""
+    engine = sa.create_engine(url_db)
+    with engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT count(*) FROM submissions WHERE status='accepted'")).scalar()
+        queued = connection.execute(sa.text("SELECT count(*) FROM jobs WHERE kind='anchor'")).scalar()
+    engine.dispose()
+    return abs(accepted_total - int(stored or 0)) + abs(accepted_total - int(queued or 0))
+
+
+def write_history(url_db: str, samples: int) -> None:
+    """``samples`` earlier accepted samples' fingerprints (EEG-like stretches, phase-randomised
+    from the Cyton recording) in the fingerprints table, as acceptance leaves them."""
+    from mindprint.cli import sample_path_for_demo
+    from mindprint.device.openbci import read_openbci_gui_csv
+    from mindprint.labeling.store import FingerprintRow, make_engine, migrate, sessions
+    from mindprint.labeling.verification.uniqueness import fingerprints
+    from mindprint.platform.replay import encode
+
+    data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
+    spectrum = np.fft.rfft(data - data.mean(axis=1, keepdims=True), axis=1)
+    rng = np.random.default_rng(1)
+    engine = make_engine(url_db)
+    migrate(engine)
+    with sessions(engine)() as db:
+        for n in range(samples):
+            phases = np.exp(2j * np.pi * rng.random(spectrum.shape[1]))
+            phases[0] = 1.0
+            start = int(rng.integers(0, data.shape[1] - 1000))
+            epoch = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)[:, start : start + 1000]
+            vectors, starts, n_channels = fingerprints(epoch, 250.0, 4)
+            codes, positions = encode(vectors, np.tile(starts, n_channels))
+            db.add(FingerprintRow(sample=f"history-{n:07d}", codes=codes, positions=positions))
+            if n % 1000 == 999:
+                db.commit()
+                if n % 10000 == 9999:
+                    print(f"  history: {n + 1} of {samples}", flush=True)
+        db.commit()
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-level", type=int, default=128, help="prebuilt submissions per concurrency level")
     parser.add_argument("--levels", default="8,32,128", help="concurrent clients per level, comma-separated")
     parser.add_argument("--backends", default="sqlite,postgresql", help="database backends, comma-separated")
+    parser.add_argument("--workers", type=int, default=2, help="API processes (`serve --workers`)")
+    parser.add_argument(
+        "--history", type=int, default=0, help="accepted samples in the index for the run after them (PostgreSQL, 32)"
+    )
     args = parser.parse_args()
+    from tests.services import ANVIL_KEY, anvil_node
+
     rows = [
         "| backend | clients | submissions | verified/s | p50 | p99 | server CPU / submission | accepted / rejected / errors | lost |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     operator = Account.create()
     last: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
     lost_total = 0
+    serve_args = ("--workers", str(args.workers))
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o755)  # PostgreSQL runs as its own user when this runs as root
         backends = args.backends.split(",")
         pg_context = postgres_server(Path(tmp) / "pg") if "postgresql" in backends else contextlib.nullcontext()
-        with pg_context as pg:
+        with pg_context as pg, anvil_node(Path(tmp) / "anvil") as rpc:
             for backend in backends:
                 home = Path(tmp) / backend
                 with database(backend, home, pg) as url_db:
-                    env = {"MINDPRINT_DATABASE_URL": url_db, "MINDPRINT_SIGN_INS_PER_MINUTE": "0"}
-                    with mindprint_server(home, operator.address, env) as base:
-                        pid = server_pid(int(base.rsplit(":", 1)[1]))
+                    env = {
+                        "MINDPRINT_DATABASE_URL": url_db,
+                        "MINDPRINT_SIGN_INS_PER_MINUTE": "0",
+                        "MINDPRINT_OPERATOR_KEY": ANVIL_KEY,
+                    }
+                    with mindprint_server(
+                        home, operator.address, env, (*serve_args, "--rpc-url", rpc, "--deploy")
+                    ) as base:
+                        pids = server_pids(int(base.rsplit(":", 1)[1]))
                         accepted_total = 0
                         for clients in (int(level) for level in args.levels.split(",")):
-                            result = run_level(base, pid, Path(tmp) / f"{backend}-{clients}", clients,
+                            result = run_level(base, pids, Path(tmp) / f"{backend}-{clients}", clients,
                                                max(args.per_level, clients), operator)  # fmt: skip
                             accepted_total += int(result["accepted"])
-                            engine = sa.create_engine(url_db)
-                            with engine.connect() as connection:
-                                stored = connection.execute(
-                                    sa.text("SELECT count(*) FROM submissions WHERE status='accepted'")
-                                ).scalar()
-                                queued = connection.execute(
-                                    sa.text("SELECT count(*) FROM jobs WHERE kind='anchor'")
-                                ).scalar()
-                            engine.dispose()
-                            lost = abs(accepted_total - int(stored or 0)) + abs(accepted_total - int(queued or 0))
+                            lost = count_lost(url_db, accepted_total)
                             lost_total += lost
-                            rows.append(
-                                f"| {backend} | {clients} | {result['submissions']} | {result['per_second']:.1f} | "
-                                f"{result['p50']:.0f} ms | {result['p99']:.0f} ms | {result['cpu_ms']:.0f} ms | "
-                                f"{result['accepted']} / {result['rejected']} / {result['errors']} | {lost} |"
-                            )
+                            rows.append(row(backend, clients, result, lost))
                             print(rows[-1], flush=True)
                             if backend == "postgresql" and clients == 32:
                                 last = {**result, "lost": lost}
+                    if backend == "postgresql" and args.history:
+                        write_history(url_db, args.history)
+                        with mindprint_server(home, operator.address, env, (*serve_args, "--rpc-url", rpc)) as base:
+                            pids = server_pids(int(base.rsplit(":", 1)[1]))
+                            after = run_level(base, pids, Path(tmp) / "after", 32, max(args.per_level, 32), operator)
+                            rows.append(row(f"{backend}, after {args.history:,} samples", 32, after, 0))
+                            print(rows[-1], flush=True)
     print("\n" + "\n".join(rows))
     if last is None:  # the named cell was not run: report the last one, saying so
         print("(PostgreSQL at 32 clients was not among the levels run)")
         last = {"per_second": float("nan"), "p99": float("nan"), "cpu_ms": float("nan"), "lost": lost_total}
+    ratio = after["per_second"] / last["per_second"] if after else float("nan")
     print(
         f"api: verified_per_s={last['per_second']:.1f} p99_ms={last['p99']:.0f} "
-        f"cpu_ms_per_submission={last['cpu_ms']:.0f} after_1e5_ratio=nan lost={last['lost']}"
+        f"cpu_ms_per_submission={last['cpu_ms']:.0f} after_1e5_ratio={ratio:.2f} lost={last['lost']}"
+    )
+
+
+def row(backend: str, clients: int, result: dict[str, Any], lost: int) -> str:
+    return (
+        f"| {backend} | {clients} | {result['submissions']} | {result['per_second']:.1f} | "
+        f"{result['p50']:.0f} ms | {result['p99']:.0f} ms | {result['cpu_ms']:.0f} ms | "
+        f"{result['accepted']} / {result['rejected']} / {result['errors']} | {lost} |"
     )
 
 

@@ -41,6 +41,7 @@ import httpx
 import numpy as np
 from eth_account import Account
 
+from benchmarks.api import write_history
 from mindprint.companion.client import PlatformClient, PlatformError
 from mindprint.companion.samples import sign_sample
 from mindprint.core.ipld import cid_text, decode_block, read_car
@@ -252,36 +253,6 @@ def warm_up(url: str, work: Path, chain_id: int, platform_key: bytes, project: i
     )  # fmt: skip
 
 
-def write_history(database: Path, samples: int) -> None:
-    """Replay fingerprints of ``samples`` earlier 4 s epochs (new EEG-like stretches, as above),
-    written into the platform database's ``fingerprints`` table as accepted samples leave them."""
-    from mindprint.cli import sample_path_for_demo
-    from mindprint.labeling.store import FingerprintRow, make_engine, migrate, sessions
-    from mindprint.labeling.verification.uniqueness import fingerprints
-    from mindprint.platform.replay import encode
-
-    data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
-    data = data - data.mean(axis=1, keepdims=True)
-    spectrum = np.fft.rfft(data, axis=1)
-    rng = np.random.default_rng(1)
-    engine = make_engine(f"sqlite:///{database}")
-    migrate(engine)
-    db = sessions(engine)()
-    for n in range(samples):
-        phases = np.exp(2j * np.pi * rng.random(spectrum.shape[1]))
-        phases[0] = 1.0
-        start = int(rng.integers(0, data.shape[1] - 1000))
-        epoch = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)[:, start : start + 1000]
-        vectors, starts, n_channels = fingerprints(epoch, SFREQ, 4)
-        codes, positions = encode(vectors, np.tile(starts, n_channels))
-        db.add(FingerprintRow(sample=f"history-{n:06d}", codes=codes, positions=positions))
-        if n % 1000 == 999:
-            db.commit()
-    db.commit()
-    db.close()
-    engine.dispose()
-
-
 def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -314,7 +285,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mindprint-ingest-") as tmp:
         home = Path(tmp) / "home"
         if args.history:
-            write_history(home / "platform.db", args.history)
+            write_history(f"sqlite:///{home / 'platform.db'}", args.history)
         port = free_port()
         env = {**os.environ, "MINDPRINT_HOME": str(home), "MINDPRINT_OPERATORS": operator.address.lower()}
         server = subprocess.Popen(

@@ -646,36 +646,108 @@ IpfsOption = Annotated[
 ]
 
 
+DeploymentOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The contracts on --rpc-url (`mindprint chain deploy --out`); default: the data directory's, "
+        "else $MINDPRINT_DEPLOYMENT_FILE."
+    ),
+]
+
+
+def _with_chain_files(settings: Any, ipfs_url: str | None, deployment: Path | None) -> Any:
+    """Settings with the command line's --ipfs-url and --deployment over the environment's."""
+    update: dict[str, Any] = {}
+    if ipfs_url:
+        update["ipfs_url"] = ipfs_url
+    if deployment is not None:
+        update["deployment_file"] = deployment
+    return settings.model_copy(update=update) if update else settings
+
+
 @app.command()
 @_handle_errors
 def serve(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    host: Annotated[
+        str, typer.Option(help="Address to bind: loopback by default; 0.0.0.0 only inside a container network.")
+    ] = "127.0.0.1",
     rpc_url: Annotated[str | None, typer.Option(help="JSON-RPC chain (default: an embedded in-process EVM).")] = None,
     key_file: Annotated[
         Path | None, typer.Option(help="Operator key file for --rpc-url (else $MINDPRINT_OPERATOR_KEY).")
     ] = None,
     ipfs_url: IpfsOption = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (one per core); more than 1 needs --rpc-url.")
+    ] = 1,
+    run_worker: Annotated[
+        bool,
+        typer.Option("--worker/--no-worker", help="Run the pinning/anchoring worker here (else: `mindprint worker`)."),
+    ] = True,
+    deployment: DeploymentOption = None,
+    deploy: Annotated[
+        bool, typer.Option("--deploy", help="With --rpc-url: deploy the contracts if no deployment names them.")
+    ] = False,
 ) -> None:
-    """Run the labeling API with its pinning and anchoring worker (loopback only)."""
+    """Run the labeling API with its pinning and anchoring worker (on loopback unless --host says otherwise)."""
+    import os
+
     import uvicorn
 
     from mindprint.api.server import start_platform
     from mindprint.api.settings import get_settings
 
+    if workers > 1 and not rpc_url:
+        raise typer.BadParameter(
+            "the embedded chain lives inside one process: run --workers N with --rpc-url (a chain every "
+            "process shares, e.g. anvil)",
+            param_hint="--workers",
+        )
     operator_key = _private_key(key_file, "MINDPRINT_OPERATOR_KEY") if rpc_url else None
-    settings = get_settings()
-    if ipfs_url:
-        settings = settings.model_copy(update={"ipfs_url": ipfs_url})
+    settings = _with_chain_files(get_settings(), ipfs_url, deployment)
     console.print("starting the platform: database migrations, contracts, replay index…")
     with console.status("starting…"):
-        running = start_platform(settings, rpc_url=rpc_url, operator_key=operator_key)
+        # with several API processes this one deploys, migrates and runs the worker; they serve
+        running = start_platform(
+            settings,
+            rpc_url=rpc_url,
+            operator_key=operator_key,
+            worker=run_worker,
+            replay_index=workers == 1,
+            deploy=deploy,
+        )
     console.print(
         f"chain {running.chain.chain_id} · registry {running.deployment.registry} · data {settings.platform_dir}"
         + (f" · pinning to {settings.ipfs_url}" if settings.ipfs_url else "")
+        + ("" if run_worker else " · no worker here (run `mindprint worker`)")
     )
-    console.print(f"API on http://127.0.0.1:{port} (OpenAPI at /docs); Ctrl-C to stop")
+    console.print(
+        f"API on http://{host}:{port} (OpenAPI at /docs)"
+        + (f" · {workers} processes" if workers > 1 else "")
+        + "; Ctrl-C to stop"
+    )
     try:
-        uvicorn.run(running.app, host="127.0.0.1", port=port, log_level="info")
+        if workers == 1:
+            uvicorn.run(running.app, host=host, port=port, log_level="info")
+        else:
+            # the API processes read their settings from the environment (spawned, not forked)
+            os.environ.update(
+                {
+                    "MINDPRINT_RPC_URL": str(rpc_url),
+                    "MINDPRINT_OPERATOR_KEY": str(operator_key),
+                    "MINDPRINT_DATABASE_URL": settings.database_url,
+                    "MINDPRINT_DATA_DIR": str(settings.platform_dir),
+                    **({"MINDPRINT_IPFS_URL": settings.ipfs_url} if settings.ipfs_url else {}),
+                }
+            )
+            uvicorn.run(
+                "mindprint.api.server:app_from_environment",
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level="info",
+            )
     finally:
         running.close()
 
@@ -688,15 +760,16 @@ def worker(
     interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls of the job queue.")] = 1.0,
     once: Annotated[bool, typer.Option(help="Process what is queued, then exit.")] = False,
     ipfs_url: IpfsOption = None,
+    deployment: DeploymentOption = None,
 ) -> None:
     """A separate pinning/anchoring worker on the platform's database (scale out with several)."""
     from mindprint.api.server import make_worker
     from mindprint.api.settings import get_settings
     from mindprint.platform.service import connect_chain, platform_for
 
-    settings = get_settings().model_copy(update={"rpc_url": rpc_url, **({"ipfs_url": ipfs_url} if ipfs_url else {})})
+    settings = _with_chain_files(get_settings().model_copy(update={"rpc_url": rpc_url}), ipfs_url, deployment)
     platform = connect_chain(
-        platform_for(settings), settings, operator_key=_private_key(key_file, "MINDPRINT_OPERATOR_KEY"), deploy=False
+        platform_for(settings), settings, operator_key=_private_key(key_file, "MINDPRINT_OPERATOR_KEY")
     )
     assert platform.chain is not None and platform.engine is not None
     chain = platform.chain

@@ -202,9 +202,11 @@ def create_database(base_url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def mindprint_server(home: Path, operator: str, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``mindprint serve`` in its own process on a free loopback port, SQLite in ``home``
-    unless ``env`` names another database; yields its URL and stops it by its PID."""
+def mindprint_server(
+    home: Path, operator: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """``mindprint serve`` (with ``args``) in its own process on a free loopback port, SQLite in
+    ``home`` unless ``env`` names another database; yields its URL and stops it by its PID."""
     import sys
 
     port = free_port()
@@ -219,7 +221,7 @@ def mindprint_server(home: Path, operator: str, env: dict[str, str] | None = Non
     home.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as sink:
         server = subprocess.Popen(
-            [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port), *args],
             env=environment,
             stdout=sink,
             stderr=subprocess.STDOUT,

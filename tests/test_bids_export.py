@@ -400,7 +400,7 @@ def test_cli_export_and_verify_against_anvil(tmp_path: Path, anvil_url: str) -> 
     from .services import ANVIL_KEY
 
     settings = api_settings(tmp_path, data_dir=tmp_path / "platform")
-    running = start_platform(settings, rpc_url=anvil_url, operator_key=ANVIL_KEY, worker_interval=3600)
+    running = start_platform(settings, rpc_url=anvil_url, operator_key=ANVIL_KEY, worker_interval=3600, deploy=True)
     try:
         with TestClient(running.app) as client:
             project = _squares_project(client)

@@ -221,9 +221,16 @@ def test_round_with_a_dropout_over_a_real_server(tmp_path: Path, served: Served,
     from mindprint.labeling.store import Job, sessions
 
     assert served.running.platform.engine is not None
-    with sessions(served.running.platform.engine)() as db:
-        pins = dict(db.execute(select(Job.ref, Job.state).where(Job.kind == "pin")).tuples().all())
-    assert pins.get(state["result_cid"]) == "done" and pins.get(state["record_cid"]) == "done", pins
+    deadline = time.monotonic() + 30
+    while True:  # the worker pins on one of its next iterations
+        with sessions(served.running.platform.engine)() as db:
+            jobs = db.execute(select(Job.ref, Job.state, Job.last_error).where(Job.kind == "pin")).all()
+        pins = {ref: (job_state, error) for ref, job_state, error in jobs}
+        done = [pins.get(state[name], ("missing", None))[0] == "done" for name in ("result_cid", "record_cid")]
+        if all(done) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert all(done), pins
     assert {str(c) for c in served.running.platform.blockstore.pins()} >= {state["result_cid"], state["record_cid"]}
     # privacy spent is kept on the device; past the budget a client refuses the next round
     assert 0 < clients[0].ledger.epsilon(1e-5) < 8

@@ -290,7 +290,7 @@ def _serve(home: Path, port: int, rpc_url: str) -> subprocess.Popen[bytes]:
         "MINDPRINT_OPERATORS": OPERATOR.address.lower(),
         "MINDPRINT_OPERATOR_KEY": ANVIL_KEY,
     }
-    command = [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port), "--rpc-url", rpc_url]
+    command = [sys.executable, "-m", "mindprint.cli", "serve", "--port", str(port), "--rpc-url", rpc_url, "--deploy"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

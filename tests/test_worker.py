@@ -128,7 +128,7 @@ def test_separate_worker_process_anchors_on_a_shared_chain(tmp_path: Path, anvil
     home = tmp_path / "home"
     settings = ApiSettings(database_url=f"sqlite:///{tmp_path / 'p.db'}", data_dir=home / "platform")
     running = start_platform(
-        settings, rpc_url=anvil_url, operator_key=ANVIL_KEY, worker_interval=3600
+        settings, rpc_url=anvil_url, operator_key=ANVIL_KEY, worker_interval=3600, deploy=True
     )  # its own worker idles
     try:
         engine = make_engine(settings.database_url)

@@ -1,13 +1,17 @@
-"""Running the platform: the API with its pinning/anchoring worker, in one process.
+"""Running the platform: the API with its pinning/anchoring worker.
 
 ``mindprint serve`` uses :func:`start_platform` and runs uvicorn in the foreground; the
 demo and the tests run it in a background thread with :class:`ServerThread`, always on
-127.0.0.1.
+127.0.0.1. ``mindprint serve --workers N`` runs N API processes (uvicorn's supervisor,
+each process built by :func:`app_from_environment`) and the pinning/anchoring worker in
+the supervising process; they share the platform database, the data directory and a
+chain given by ``--rpc-url``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -25,7 +29,7 @@ from mindprint.platform.service import Platform, connect_chain, platform_for
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunningPlatform", "ServerThread", "free_port", "start_platform"]
+__all__ = ["RunningPlatform", "ServerThread", "app_from_environment", "free_port", "start_platform"]
 
 
 def free_port() -> int:
@@ -54,43 +58,69 @@ def make_worker(platform: Platform, settings: ApiSettings, **options: Any) -> Wo
 
     assert platform.engine is not None
     kubo = KuboClient(settings.ipfs_url) if settings.ipfs_url else None
-    worker = Worker(platform.engine, platform, platform.anchorer, kubo=kubo, **options)
-    if worker.recover():
-        logger.warning("pin/anchor jobs of a stopped process released")
-    return worker
+    return Worker(platform.engine, platform, platform.anchorer, kubo=kubo, **options)
 
 
 def start_platform(
-    settings: ApiSettings, *, rpc_url: str | None = None, operator_key: str | None = None, worker_interval: float = 1.0
+    settings: ApiSettings,
+    *,
+    rpc_url: str | None = None,
+    operator_key: str | None = None,
+    worker_interval: float = 1.0,
+    worker: bool = True,
+    replay_index: bool = True,
+    deploy: bool = False,
 ) -> RunningPlatform:
-    """Build the app, the chain (embedded unless ``rpc_url``), the contracts and a worker thread."""
+    """Build the app, the chain (embedded unless ``rpc_url``), the contracts and, with
+    ``worker``, a pinning/anchoring worker thread. ``replay_index`` loads the replay index now
+    (an API process); a process that serves no submissions leaves it unloaded. ``deploy``:
+    deploy the contracts on ``rpc_url`` when no deployment file names them."""
     if rpc_url and rpc_url != settings.rpc_url:
         settings = settings.model_copy(update={"rpc_url": rpc_url})
     app = create_app(max_body=settings.max_body_bytes, sign_ins_per_minute=settings.sign_ins_per_minute)
     app.dependency_overrides[get_settings] = lambda: settings
-    platform = connect_chain(platform_for(settings), settings, operator_key=operator_key)
+    platform = connect_chain(platform_for(settings), settings, operator_key=operator_key, deploy=deploy)
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
     chain, deployment = platform.chain, platform.deployment
+    if replay_index:
+        from mindprint.platform.replay import sync
+
+        with platform.lock:
+            loaded = sync(platform)
+        logger.info("replay index: %d accepted samples", loaded)
     from mindprint.web.exports import fail_interrupted
 
     if fail_interrupted(platform.engine):
         logger.warning("export jobs of a stopped API process marked failed")
-    requeued = requeue_accepted(platform.engine)
-    if requeued:
-        logger.warning("queued pin/anchor jobs for %d accepted samples that had none", requeued)
-    worker = make_worker(platform, settings, batch_size=1024)
     stop = threading.Event()
+    runner = make_worker(platform, settings, batch_size=1024)
+    if worker:
+        requeued = requeue_accepted(platform.engine)
+        if requeued:
+            logger.warning("queued pin/anchor jobs for %d accepted samples that had none", requeued)
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                worker.run_once()
-            except Exception as err:  # the worker must survive a bad job; it is logged
-                logger.exception("worker iteration failed: %s", err)
-            stop.wait(worker_interval)
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    runner.run_once()
+                except Exception as err:  # the worker must survive a bad job; it is logged
+                    logger.exception("worker iteration failed: %s", err)
+                stop.wait(worker_interval)
 
-    threading.Thread(target=loop, name="mindprint-worker", daemon=True).start()
-    return RunningPlatform(app, platform, chain, deployment, worker, stop)
+        threading.Thread(target=loop, name="mindprint-worker", daemon=True).start()
+    return RunningPlatform(app, platform, chain, deployment, runner, stop)
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory for ``serve --workers N``: one API process, its settings from the
+    environment (``MINDPRINT_*``, the operator key in ``MINDPRINT_OPERATOR_KEY``), the
+    contracts already deployed by the supervising ``serve``, no worker thread (the
+    supervisor runs it)."""
+    settings = get_settings()
+    running = start_platform(
+        settings, rpc_url=settings.rpc_url, operator_key=os.environ.get("MINDPRINT_OPERATOR_KEY"), worker=False
+    )
+    return running.app
 
 
 class ServerThread:

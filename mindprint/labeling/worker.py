@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select, text, update
@@ -25,6 +26,8 @@ from mindprint.platform.runners import dead_on_this_host, runner_id
 from mindprint.platform.service import Platform
 
 logger = logging.getLogger(__name__)
+
+RECOVER_EVERY = 5.0  # seconds between looks for jobs held by dead processes of this host
 
 __all__ = ["Worker", "WorkerStats", "requeue_accepted"]
 
@@ -84,6 +87,7 @@ class Worker:
         self.batch_size = batch_size
         self.reclaim = dt.timedelta(seconds=reclaim_seconds)
         self.name = name or runner_id()
+        self._recovered_at = 0.0
 
     def recover(self) -> int:
         """Release jobs left ``running`` by a dead process of this host (a killed worker or
@@ -140,6 +144,10 @@ class Worker:
 
     def run_once(self) -> WorkerStats:
         stats = WorkerStats()
+        if time.monotonic() - self._recovered_at > RECOVER_EVERY:  # a worker beside this one was killed
+            self._recovered_at = time.monotonic()
+            if self.recover():
+                logger.warning("released the jobs of a stopped process on this host")
         pins = self.claim("pin", 100)
         for job_id, ref in pins:
             try:

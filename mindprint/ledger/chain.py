@@ -192,7 +192,7 @@ class ChainClient:
                 if reason is not None:
                     raise ChainError("transaction would revert", reason) from err
                 raise ChainError(f"gas estimation failed: {err}") from err
-            for attempt in range(2):
+            for attempt in range(4):  # another process sending with the same key moves the nonce
                 params.update({"nonce": self._next_nonce(), "gas": int(estimate * 1.2) + 10_000})
                 tx = function.build_transaction(params)
                 if tx.get("to") in (b"", ""):
@@ -203,7 +203,7 @@ class ChainClient:
                     break
                 except Exception as err:
                     text = str(err).lower()
-                    if "nonce" in text and attempt == 0:
+                    if "nonce" in text and attempt < 3:
                         logger.warning("nonce out of sync (%s); resynchronising", err)
                         self._nonce = None
                         continue

@@ -155,33 +155,55 @@ def _build(settings: Settings) -> Platform:
             settings.submissions_per_minute, burst=max(1, int(settings.submissions_per_minute // 4))
         ),
     )
-    from mindprint.platform.replay import import_fingerprint_files, sync
+    from mindprint.platform.replay import import_fingerprint_files
 
     assert platform.engine is not None
     import_fingerprint_files(platform.engine, root / "fingerprints")  # an older version's files
-    with platform.lock:
-        sync(platform)
-    return platform
+    return platform  # the replay index is read from the database at the first query (or start_platform)
 
 
 def connect_chain(
-    platform: Platform, settings: Settings, *, operator_key: str | None = None, deploy: bool = True
+    platform: Platform, settings: Settings, *, operator_key: str | None = None, deploy: bool = False
 ) -> Platform:
-    """Attach the chain (``settings.rpc_url`` or the embedded EVM), the contracts and the anchoring journal."""
+    """Attach the chain (``settings.rpc_url`` or the embedded EVM), the contracts and the anchoring journal.
+
+    The embedded chain starts empty: the contracts are deployed on it every time. On a
+    JSON-RPC chain the contracts come from a deployment file (``settings.deployment_file``,
+    else ``deployment-<chain id>.json`` in the data directory, written by an earlier
+    ``deploy``); ``deploy`` deploys them when there is none (development: ``serve --deploy``)."""
     from mindprint.core.errors import ConfigurationError
     from mindprint.ledger.anchoring import Anchorer
     from mindprint.ledger.chain import ChainClient, Deployment, deploy_contracts
 
     rpc_url = settings.rpc_url
+    if rpc_url and not operator_key:
+        raise ConfigurationError(f"{rpc_url}: the operator key is needed ($MINDPRINT_OPERATOR_KEY or --key-file)")
     chain = ChainClient.connect(rpc_url, operator_key) if rpc_url and operator_key else ChainClient.embedded()
     deployment_file = settings.platform_dir / f"deployment-{chain.chain_id}.json"
-    if rpc_url and deployment_file.exists():
+    if not rpc_url:
+        deployment = deploy_contracts(chain)
+        deployment.save(deployment_file)
+    elif settings.deployment_file is not None:
+        if not settings.deployment_file.is_file():
+            raise ConfigurationError(f"deployment file {settings.deployment_file} not found")
+        deployment = Deployment.load(settings.deployment_file)
+        if deployment.chain_id != chain.chain_id:
+            raise ConfigurationError(
+                f"{settings.deployment_file} is for chain {deployment.chain_id}, {rpc_url} is chain {chain.chain_id}"
+            )
+        if not deployment_file.exists():  # where exports and `mindprint worker` look for it
+            deployment.save(deployment_file)
+    elif deployment_file.exists():
         deployment = Deployment.load(deployment_file)
     elif deploy:
         deployment = deploy_contracts(chain)
         deployment.save(deployment_file)
     else:
-        raise ConfigurationError(f"{deployment_file} not found: start `mindprint serve --rpc-url {rpc_url}` first")
+        raise ConfigurationError(
+            f"no contracts for chain {chain.chain_id}: deploy them once with `mindprint chain deploy --rpc-url "
+            f"{rpc_url} --out deployment.json` and pass --deployment deployment.json (or MINDPRINT_DEPLOYMENT_FILE); "
+            "`serve --deploy` deploys them itself (development)"
+        )
     platform.chain_id = chain.chain_id
     platform.registry_address = deployment.devices
     platform.chain = chain

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     chain_id: int = 1
     data_dir: Path | None = None  # blockstore, keys, journals; default MINDPRINT_HOME/platform
     rpc_url: str | None = None  # a JSON-RPC chain; default the embedded in-process EVM
+    deployment_file: Path | None = None  # the contracts on rpc_url (`mindprint chain deploy --out`)
     ipfs_url: str | None = None  # a Kubo RPC API to pin to; default: local blockstore only
     liveness_model: Path | None = None  # default: the shipped model
     max_body_bytes: int = Field(default=2 * 2**20, ge=1024)

@@ -48,7 +48,6 @@ def upgrade() -> None:
         sa.Column("proof", sa.Text, nullable=False),
     )
 
-
     op.create_table(
         "fingerprints",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
