@@ -310,26 +310,9 @@ def test_sigkill_of_serve_during_a_burst_loses_no_accepted_sample(tmp_path: Path
     url = f"http://127.0.0.1:{port}"
     contributors = []
     try:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            from .test_api import REQUESTER
+        from .test_scale import requester_project
 
-            admin = PlatformClient(url, OPERATOR, http=http)
-            admin.sign_in()
-            http.put(
-                f"/accounts/{REQUESTER.address}/role",
-                json={"role": "requester"},
-                headers={"Authorization": f"Bearer {admin.token}"},
-            )
-            requester = PlatformClient(url, REQUESTER, http=http)
-            requester.sign_in()
-            auth = {"Authorization": f"Bearer {requester.token}"}
-            project = http.post(
-                "/projects",
-                json={"name": "burst", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}, "redundancy": 1},
-                headers=auth,
-            ).json()
-            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(8)]}
-            http.post(f"/projects/{project['id']}/items", json=items, headers=auth)
+        requester_project(url, items=8, redundancy=1)
         platform_key = None
         for n in range(8):  # eight contributors, eight distinct stretches of real EEG
             wallet, key = Account.create(), DeviceKey.generate()

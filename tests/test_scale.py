@@ -92,7 +92,8 @@ def ipfs_url(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _requester_project(url: str, items: int) -> None:
+def requester_project(url: str, items: int, redundancy: int = 2) -> None:
+    """The test requester (made one by the operator) creates a yes/no project of ``items`` items."""
     with httpx.Client(base_url=url, timeout=60) as http:
         admin = PlatformClient(url, OPERATOR, http=http)
         admin.sign_in()
@@ -106,7 +107,11 @@ def _requester_project(url: str, items: int) -> None:
         auth = {"Authorization": f"Bearer {requester.token}"}
         project = http.post(
             "/projects",
-            json={"name": "scale", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}, "redundancy": 2},
+            json={
+                "name": "scale",
+                "label_schema": {"kind": "classes", "classes": ["yes", "no"]},
+                "redundancy": redundancy,
+            },
             headers=auth,
         ).json()
         body = {"items": [{"content": {"text": f"item {i}"}} for i in range(items)]}
@@ -187,7 +192,7 @@ def test_two_replicas_two_workers_replays_kills_and_exactly_once(
         a, _ = platform.serve("replica-a", "--no-worker", "--deploy")  # deploys the contracts
         b, replica_b = platform.serve("replica-b", "--no-worker")  # loads the deployment
         workers = [platform.worker("worker-1"), platform.worker("worker-2")]
-        _requester_project(a, items=16)
+        requester_project(a, items=16)
         # accepted through A, replayed (same EEG, another contributor and device) through B
         client, signed, key = _contributor(a, tmp_path / "original", offset_seconds=10)
         first = client.submit(signed, key)
@@ -254,7 +259,7 @@ def test_serve_with_two_api_processes(tmp_path: Path, postgres_url: str, anvil_u
         url, server = platform.serve("serve", "--workers", "2", "--deployment", str(deployment))
         children = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) >= 2, children  # two API processes under the supervisor
-        _requester_project(url, items=4)
+        requester_project(url, items=4)
         accepted = set()
         for n in range(3):
             client, signed, key = _contributor(url, tmp_path / f"s{n}", offset_seconds=10 + 8 * n)
