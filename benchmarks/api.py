@@ -261,7 +261,7 @@ def main() -> None:
         Path(tmp).chmod(0o755)  # PostgreSQL runs as its own user when this runs as root
         backends = args.backends.split(",")
         pg_context = postgres_server(Path(tmp) / "pg") if "postgresql" in backends else contextlib.nullcontext()
-        with pg_context as pg, anvil_node(Path(tmp) / "anvil") as rpc:
+        with pg_context as pg, anvil_node(Path(tmp)) as rpc:
             for backend in backends:
                 home = Path(tmp) / backend
                 with database(backend, home, pg) as url_db:

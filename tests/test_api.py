@@ -16,7 +16,7 @@ from eth_account.messages import encode_defunct
 from fastapi.testclient import TestClient
 
 from mindprint.api.app import create_app
-from mindprint.api.settings import ApiSettings, get_settings
+from mindprint.api.settings import ApiSettings
 
 from .services import free_port
 
@@ -53,7 +53,7 @@ def _settings(tmp_path: Path, **overrides: object) -> ApiSettings:
 def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app()
     settings = _settings(tmp_path)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as test_client:
         yield test_client
 
@@ -108,7 +108,7 @@ def test_tokens_are_checked(client: TestClient) -> None:
 def test_expired_token(tmp_path: Path) -> None:
     app = create_app()
     settings = _settings(tmp_path, token_seconds=-1)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as client:
         token = sign_in(client, ALICE)
         response = client.get("/projects", headers=_auth(token))
@@ -161,7 +161,7 @@ def test_roles_are_enforced_on_every_write(client: TestClient) -> None:
 def test_leases_redundancy_and_hidden_gold(tmp_path: Path) -> None:
     app = create_app()
     settings = _settings(tmp_path, lease_seconds=1)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as client:
         _, ids, _ = _project(client, redundancy=1)
         alice, bob = sign_in(client, ALICE), sign_in(client, BOB)
@@ -200,7 +200,7 @@ def test_real_uvicorn_server(tmp_path: Path) -> None:
     app = create_app()
     # its own platform (and sign-in rate limiter): ALICE signs in across this module, twice over with PostgreSQL
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

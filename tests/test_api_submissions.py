@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mindprint.api.app import create_app
-from mindprint.api.settings import get_settings
 from mindprint.companion.client import PlatformClient, PlatformError
 from mindprint.companion.samples import build_sample
 from mindprint.companion.stream import upload_recorded
@@ -33,7 +32,7 @@ from .test_samples import T0, real_session
 def platform(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     app = create_app()
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as client:
         yield client, tmp_path
 
@@ -229,7 +228,7 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
     service._platforms.clear()  # what a process restart loses: the in-memory index
     app = create_app()
     settings = _settings(tmp, data_dir=tmp / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as restarted:
         _, token2, session2, replay = _contributor_sample(restarted, tmp, "replayed")  # same EEG, new device
         verdict = _submit(restarted, replay, session2, _auth(token2)).json()
@@ -245,7 +244,7 @@ def test_a_replay_accepted_by_one_replica_is_caught_by_another(tmp_path: Path, m
     def replica(name: str) -> TestClient:
         app = create_app()
         settings = _settings(tmp_path, data_dir=tmp_path / name)
-        app.dependency_overrides[get_settings] = lambda: settings
+        app.state.settings = settings
         return TestClient(app)
 
     with replica("a") as a, replica("b") as b:

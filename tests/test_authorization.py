@@ -11,7 +11,6 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 
 from mindprint.api.app import create_app
-from mindprint.api.settings import get_settings
 
 from .test_api import OPERATOR, _auth, _settings, sign_in
 
@@ -72,7 +71,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
     tmp: Path = tmp_path_factory.mktemp("authz")
     app = create_app()
     settings = _settings(tmp, data_dir=tmp / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app, raise_server_exceptions=False) as client:
         operator = sign_in(client, OPERATOR)
         requester = Account.create()

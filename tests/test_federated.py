@@ -437,13 +437,12 @@ def test_bad_round_messages_are_refused_and_the_round_still_completes(tmp_path: 
     from fastapi.testclient import TestClient
 
     from mindprint.api.app import create_app
-    from mindprint.api.settings import get_settings
 
     from .test_api import _auth, sign_in
 
     app = create_app()
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app, raise_server_exceptions=False) as client:
         operator = _auth(sign_in(client, OPERATOR))
         assert client.get("/federated/rounds/latest", headers=operator).status_code == 404

@@ -92,7 +92,6 @@ def platform_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     from fastapi.testclient import TestClient
 
     from mindprint.api.app import create_app
-    from mindprint.api.settings import get_settings
 
     from .test_api import _settings, sign_in
     from .test_api_submissions import _bind, _stream
@@ -101,7 +100,7 @@ def platform_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     tmp = tmp_path_factory.mktemp("fuzz-platform")
     app = create_app()
     config = _settings(tmp, data_dir=tmp / "platform")
-    app.dependency_overrides[get_settings] = lambda: config
+    app.state.settings = config
     with TestClient(app, raise_server_exceptions=False) as client:
         from mindprint.device.keys import DeviceKey
 

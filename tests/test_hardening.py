@@ -29,7 +29,6 @@ from multiformats import CID
 from mindprint.api.app import create_app
 from mindprint.api.limits import json_depth
 from mindprint.api.server import free_port
-from mindprint.api.settings import get_settings
 from mindprint.core.ipld import cid_for_block, encode_block
 
 from .test_api import _auth, _project, _settings, sign_in
@@ -112,7 +111,7 @@ def test_json_depth_counts_brackets_outside_strings() -> None:
 def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app()
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -240,7 +239,7 @@ def test_sign_ins_and_submissions_are_rate_limited(tmp_path: Path) -> None:
 
     service._platforms.pop(str(settings.platform_dir), None)
     app = create_app(sign_ins_per_minute=40.0)  # per client address: bursts of 10
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as limited:
         wallet = Account.create()
         codes = [limited.post("/auth/nonce", json={"address": wallet.address}).status_code for _ in range(4)]
@@ -267,7 +266,7 @@ def test_database_is_private_and_tokens_survive_a_restart(tmp_path: Path) -> Non
     settings = _settings(tmp_path, data_dir=tmp_path / "p").model_copy(update={"token_secret": None})
     service._platforms.pop(str(settings.platform_dir), None)
     app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as first:
         token = sign_in(first, Account.create())
     assert stat.S_IMODE((tmp_path / "platform.db").stat().st_mode) == 0o600
@@ -275,6 +274,6 @@ def test_database_is_private_and_tokens_survive_a_restart(tmp_path: Path) -> Non
     assert stat.S_IMODE((tmp_path / "p" / "token.secret").stat().st_mode) == 0o600
     service._platforms.pop(str(settings.platform_dir), None)  # what a restart loses
     restarted = create_app()
-    restarted.dependency_overrides[get_settings] = lambda: settings
+    restarted.state.settings = settings
     with TestClient(restarted) as second:
         assert second.get("/projects", headers=_auth(token)).status_code == 200

@@ -29,7 +29,6 @@ from fastapi.testclient import TestClient
 
 from mindprint.api.app import create_app
 from mindprint.api.server import ServerThread, free_port, start_platform
-from mindprint.api.settings import get_settings
 from mindprint.companion.client import PlatformClient
 from mindprint.companion.run import LabelingRun
 from mindprint.companion.samples import build_sample
@@ -50,7 +49,7 @@ from .test_samples import T0, real_session
 def platform(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
     app = create_app()
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     with TestClient(app) as client:
         yield client, tmp_path
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from mindprint.api.app import create_app
-from mindprint.api.settings import ApiSettings, get_settings
+from mindprint.api.settings import ApiSettings
 
 WORKDIR = Path(tempfile.mkdtemp(prefix="mindprint-schemathesis-"))
 atexit.register(shutil.rmtree, WORKDIR, ignore_errors=True)  # nothing left behind by an import
@@ -26,7 +26,7 @@ SETTINGS = ApiSettings(
     data_dir=WORKDIR / "platform",
 )
 APP = create_app()
-APP.dependency_overrides[get_settings] = lambda: SETTINGS
+APP.state.settings = SETTINGS
 
 
 def _token(account, role: str) -> str:  # type: ignore[no-untyped-def]

@@ -78,7 +78,7 @@ def start_platform(
     if rpc_url and rpc_url != settings.rpc_url:
         settings = settings.model_copy(update={"rpc_url": rpc_url})
     app = create_app(max_body=settings.max_body_bytes, sign_ins_per_minute=settings.sign_ins_per_minute)
-    app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings
     platform = connect_chain(platform_for(settings), settings, operator_key=operator_key, deploy=deploy)
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
     chain, deployment = platform.chain, platform.deployment

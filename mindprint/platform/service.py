@@ -63,6 +63,7 @@ class Platform:
     pseudonym_key: bytes = field(default=b"", repr=False)
     nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
+    verify_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
     _chunks: OrderedDict[bytes, dict[str, Any]] = field(default_factory=OrderedDict, repr=False)
     # the caches' own lock: ``lock`` is held across replay queries, which chunk uploads and
@@ -154,6 +155,7 @@ def _build(settings: Settings) -> Platform:
         submission_limits=RateLimiter(
             settings.submissions_per_minute, burst=max(1, int(settings.submissions_per_minute // 4))
         ),
+        verify_slots=threading.BoundedSemaphore(settings.verify_concurrency),
     )
     from mindprint.platform.replay import import_fingerprint_files
 

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     sign_ins_per_minute: float = Field(default=600.0, ge=0)  # per client IP, /auth/*
     nonces_per_minute: float = Field(default=30.0, ge=0)  # per address
     submissions_per_minute: float = Field(default=600.0, ge=0)  # per contributor
+    # submissions verified at once per API process (the rest wait their turn): numpy and the
+    # GIL make more threads cost more CPU per submission, not more throughput
+    verify_concurrency: int = Field(default=1, ge=1, le=64)
 
     @field_validator("operators", mode="before")
     @classmethod
