@@ -158,7 +158,7 @@ def setup(home: Path, rpc_url: str, n_samples: int, per_session: int) -> None:
                     f"  setup: {s + 1}/{n_sessions} sessions, {len(cids)} samples ({time.perf_counter() - started:.0f} s)",
                     flush=True,
                 )
-    anchorer = Anchorer(platform_dir / "anchoring.sqlite", store, chain, deployment.registry)
+    anchorer = Anchorer(engine, store, chain, deployment.registry)  # the journal: the platform database
     anchorer.enqueue(cids)
     anchorer.run(1024)
     print(f"  anchored {anchorer.stats()}", flush=True)
