@@ -203,7 +203,7 @@ def create_database(base_url: str, name: str) -> str:
 
 @contextlib.contextmanager
 def mindprint_server(
-    home: Path, operator: str, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    home: Path, operator: str, env: dict[str, str] | None = None, args: tuple[str, ...] = (), start_timeout: float = 120
 ) -> Iterator[str]:
     """``mindprint serve`` (with ``args``) in its own process on a free loopback port, SQLite in
     ``home`` unless ``env`` names another database; yields its URL and stops it by its PID."""
@@ -229,7 +229,7 @@ def mindprint_server(
     base = f"http://127.0.0.1:{port}"
     try:
         up = lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200  # noqa: E731
-        _wait_until(up, "mindprint serve", server, log, 120)
+        _wait_until(up, "mindprint serve", server, log, start_timeout)
         yield base
     finally:
         _stop(server)
