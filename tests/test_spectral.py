@@ -101,3 +101,16 @@ def test_bad_parameters_are_named() -> None:
         window_spectra(x, SFREQ, fmax=200)
     with pytest.raises(SignalError, match="shape"):
         window_spectra(np.zeros(10), SFREQ)
+
+
+def test_a_rate_whose_window_and_step_share_no_block() -> None:
+    """600.615 Hz (an Elekta recording): 2 s windows of 1201 samples every 300 — the blocked
+    transform's basis would need ~100 GiB; each window is transformed on its own instead."""
+    x = np.random.default_rng(4).normal(size=(60, 2400))
+    spectra = window_spectra(x, 600.615, window_seconds=2.0, overlap=0.75)
+    assert spectra.window == 1201 and spectra.step == 300
+    for w, start in enumerate(spectra.starts):
+        _, expected = sps.welch(
+            x[:, start : start + 1201], fs=600.615, window="hann", nperseg=1201, noverlap=0, detrend=False
+        )
+        np.testing.assert_allclose(spectra.psd[:, w], expected[:, : spectra.psd.shape[2]], rtol=1e-3)

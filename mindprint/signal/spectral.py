@@ -33,6 +33,7 @@ BANDS: dict[str, tuple[float, float]] = {
     "gamma": (30.0, 45.0),
 }
 BATCH_BLOCKS = 8192
+MIN_BLOCK = 8  # below this the blocked DFT costs more than transforming each window
 
 __all__ = ["BANDS", "WindowSpectra", "band_powers", "window_spectra"]
 
@@ -111,7 +112,18 @@ def window_spectra(
     freqs = np.arange(n_freqs) * sfreq / window
     psd = np.empty((n_ch, n_win, n_freqs), dtype=np.float32)
     starts = np.arange(n_win, dtype=np.int64) * step
-    if n_win:
+    if n_win and gcd(window, step) < MIN_BLOCK:
+        # windows and step share no useful block (e.g. 600.615 Hz: 1201 and 300 samples):
+        # the blocked DFT's basis would grow with window²/block, so transform each window
+        hann = sps.get_window("hann", window)
+        scale = 1.0 / (sfreq * np.sum(hann**2))
+        segments = np.asarray(x, dtype=np.float64)[:, starts[:, None] + np.arange(window)[None, :]] * hann
+        power = np.abs(np.fft.rfft(segments, axis=2)[..., :n_freqs]) ** 2 * scale
+        power[..., 1:] *= 2.0
+        if window % 2 == 0 and n_freqs == window // 2 + 1:
+            power[..., -1] /= 2.0
+        psd[:] = power
+    elif n_win:
         block = gcd(window, step)
         pieces = window // block
         stride = step // block  # blocks between consecutive windows

@@ -1,11 +1,19 @@
 """The labelled evaluation corpus: real EEG windows and every kind of forgery.
 
 Positives are the real recordings in ``shared/data/eeg`` (OpenBCI Cyton, EEGLAB
-attention cap). Negatives: BrainFlow's synthetic board (recorded live), the signal
-generator EDF, pink and brown noise with an alpha sine, phase-randomised surrogates of
-the real recordings (each channel's spectrum kept, phases drawn at random) and
-channel-shuffled real data (each channel circularly shifted by its own offset, so each
-channel is real EEG but the channels no longer belong together).
+attention cap, BioSemi, the MNE sample subject's 60-channel Elekta cap). Negatives:
+BrainFlow's synthetic board (recorded live), the signal generator EDF, pink and brown
+noise with an alpha sine, and two forgeries of every real recording that break what a
+head gives — phase-randomised surrogates (each channel's spectrum kept, phases drawn at
+random per channel) and channel-shuffled real data (each channel circularly shifted by its
+own offset).
+
+Forgeries that keep a recording's cross-channel linear structure — the same random
+phases on every channel (:func:`same_phase_surrogate`), a fitted VAR model (:class:`Var`),
+linear mixtures (:func:`mixture`), the recording played backwards — are *not* trained on:
+on 4 s epochs a linear model cannot tell them from the real thing without rejecting real
+EEG too (``benchmarks/forgeries.py`` measures them; the challenge–response score is the
+layer that stops them, see the README's threat model).
 
 Every sample carries its *group* (the recording it derives from) so that thresholds are
 chosen by cross-validation across recordings, never within one file.
@@ -25,7 +33,17 @@ from mindprint.core.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Recording", "build_recordings", "channel_shuffle", "coloured_noise", "phase_surrogate", "synthetic_board"]
+__all__ = [
+    "Recording",
+    "Var",
+    "build_recordings",
+    "channel_shuffle",
+    "coloured_noise",
+    "mixture",
+    "phase_surrogate",
+    "same_phase_surrogate",
+    "synthetic_board",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +66,59 @@ def phase_surrogate(x: NDArray[np.float64], rng: np.random.Generator) -> NDArray
     if x.shape[1] % 2 == 0:
         phases[:, -1] = 1.0
     return np.fft.irfft(spectrum * phases, x.shape[1], axis=1)
+
+
+def same_phase_surrogate(x: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.float64]:
+    """Same amplitude spectrum per channel, the *same* random phases on every channel
+    (keeps the cross-spectra: a linear Gaussian copy of the recording)."""
+    spectrum = np.fft.rfft(x, axis=1)
+    phases = np.exp(1j * rng.uniform(0, 2 * np.pi, spectrum.shape[1]))
+    phases[0] = 1.0
+    if x.shape[1] % 2 == 0:
+        phases[-1] = 1.0
+    return np.fft.irfft(spectrum * phases[None, :], x.shape[1], axis=1)
+
+
+def mixture(x: NDArray[np.float64], rng: np.random.Generator) -> NDArray[np.float64]:
+    """A random linear mixture of the recording's channels (a forger's cheap "new" EEG)."""
+    mixing = rng.normal(size=(x.shape[0], x.shape[0]))
+    mixing /= np.linalg.norm(mixing, axis=1, keepdims=True)
+    return mixing @ (x - x.mean(axis=1, keepdims=True))
+
+
+@dataclass
+class Var:
+    """A VAR(p) fitted by least squares on a recording (channels demeaned), simulated with
+    Gaussian innovations or with its own residuals resampled (non-Gaussian innovations)."""
+
+    coef: NDArray[np.float64]  # (p, n, n)
+    residuals: NDArray[np.float64]  # (n, t)
+    mean: NDArray[np.float64]
+
+    @classmethod
+    def fit(cls, x: NDArray[np.float64], p: int = 8) -> Var:
+        mean = x.mean(axis=1, keepdims=True)
+        y = (x - mean).T  # (t, n)
+        lagged = np.hstack([y[p - k - 1 : len(y) - k - 1] for k in range(p)])  # (t-p, n*p)
+        target = y[p:]
+        beta, *_ = np.linalg.lstsq(lagged, target, rcond=None)  # (n*p, n)
+        n = x.shape[0]
+        coef = beta.reshape(p, n, n).transpose(0, 2, 1)
+        return cls(coef, (target - lagged @ beta).T, mean)
+
+    def simulate(self, n_times: int, rng: np.random.Generator, *, bootstrap: bool) -> NDArray[np.float64]:
+        p, n, _ = self.coef.shape
+        burn = 500
+        if bootstrap:
+            noise = self.residuals[:, rng.integers(0, self.residuals.shape[1], n_times + burn)]
+        else:
+            cov = np.cov(self.residuals)
+            noise = np.linalg.cholesky(cov + 1e-30 * np.eye(n)) @ rng.normal(size=(n, n_times + burn))
+        stacked = np.hstack(list(self.coef))  # (n, n*p): [A1 A2 ... Ap]
+        out = np.zeros((n, n_times + burn))
+        for t in range(p, n_times + burn):
+            out[:, t] = stacked @ out[:, t - p : t][:, ::-1].T.reshape(-1) + noise[:, t]
+        return out[:, burn:] + self.mean
 
 
 def channel_shuffle(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -99,23 +170,32 @@ def build_recordings(shared: Path, *, seed: int = 0, synthetic_seconds: float = 
     cyton_path = eeg_dir / "openbci_cyton" / "OpenBCI_GUI-v6-blinks-jawClench-alpha.txt"
     eeglab_path = eeg_dir / "eeglab_attention" / "test_raw.set"
     generator_path = eeg_dir / "generator" / "test_generator_2.edf"
-    for path in (cyton_path, eeglab_path, generator_path):
+    biosemi_path = eeg_dir / "biosemi_bdf" / "test_bdf_stim_channel.bdf"
+    elekta_path = eeg_dir / "mne_sample" / "sample_eeg_raw.fif.gz"
+    for path in (cyton_path, eeglab_path, generator_path, biosemi_path, elekta_path):
         if not path.exists():
             raise ConfigurationError(f"corpus file {path} not found")
     rng = np.random.default_rng(seed)
     cyton = read_openbci_gui_csv(cyton_path).data[1:9] * 1e-6
     eeglab = mne.io.read_raw_eeglab(eeglab_path, preload=True, verbose="error")
     generator = mne.io.read_raw_edf(generator_path, preload=True, verbose="error")
-    recordings = [
+    biosemi = mne.io.read_raw_bdf(biosemi_path, preload=True, verbose="error").pick("eeg")
+    elekta = mne.io.read_raw_fif(elekta_path, preload=True, verbose="error").pick("eeg")
+    reals = [
         Recording("cyton", cyton, 250.0, 1, "cyton", "real"),
         Recording("eeglab", eeglab.get_data(), float(eeglab.info["sfreq"]), 1, "eeglab", "real"),
+        Recording("biosemi", biosemi.get_data(), float(biosemi.info["sfreq"]), 1, "biosemi", "real"),
+        Recording("elekta", elekta.get_data(), float(elekta.info["sfreq"]), 1, "elekta", "real"),
+    ]
+    recordings = [
+        *reals,
         Recording("generator", generator.get_data(), float(generator.info["sfreq"]), 0, "generator", "generator"),
     ]
-    for base in recordings[:2]:
-        recordings.append(
-            Recording(f"surrogate-{base.name}", phase_surrogate(base.data, rng), base.sfreq, 0, base.group, "surrogate")
-        )
-        recordings.append(
+    for base in reals:
+        recordings += [
+            Recording(
+                f"surrogate-{base.name}", phase_surrogate(base.data, rng), base.sfreq, 0, base.group, "surrogate"
+            ),
             Recording(
                 f"shuffled-{base.name}",
                 channel_shuffle(base.data, base.sfreq, rng),
@@ -123,8 +203,8 @@ def build_recordings(shared: Path, *, seed: int = 0, synthetic_seconds: float = 
                 0,
                 base.group,
                 "shuffled",
-            )
-        )
+            ),
+        ]
     for exponent, name in ((1.0, "pink"), (2.0, "brown")):
         recordings.append(
             Recording(name, coloured_noise(8, int(120 * 250), 250.0, exponent, rng), 250.0, 0, name, "noise")
