@@ -1050,6 +1050,21 @@ def _print_dataset_report(report: Any) -> None:
             console.print(f"… and {len(report.problems) - 50} more (use --json for all)")
 
 
+def _terminal_cue(task: dict[str, Any], index: int) -> None:
+    """A challenge cue in a terminal: the screen flashes (reverse video) for ~100 ms."""
+    out = sys.stdout
+    if not out.isatty():
+        return
+    out.write("\x1b[?5h")
+    out.flush()
+
+    def restore() -> None:
+        out.write("\x1b[?5l")
+        out.flush()
+
+    threading.Timer(0.1, restore).start()
+
+
 def _auto_answer(task: dict[str, Any]) -> Any:
     schema = task["label_schema"]
     time.sleep(0.6)  # a human-like response time
@@ -1194,7 +1209,7 @@ def label(
             if task is None:
                 console.print("no more tasks")
                 break
-            trial = run.trial(task, answer)
+            trial = run.trial(task, answer, cue=_terminal_cue)
             verdict = trial.verdict
             colour = "green" if verdict["status"] == "accepted" else "red"
             table.add_row(

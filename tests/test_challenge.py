@@ -3,6 +3,11 @@ the Cyton recording's eyes-closed prompt): true event times pass, moved or inven
 
 from __future__ import annotations
 
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
 import mne
 import numpy as np
 import pytest
@@ -56,3 +61,161 @@ def test_alpha_rises_when_the_eyes_close() -> None:
     elsewhere = [alpha_reactivity(data, 250.0, t) for t in np.arange(5.0, 85.0, 2.0) if abs(t - 29.0) > 10]
     assert at_prompt > 0.15
     assert np.mean(np.asarray(elsewhere) < at_prompt) > 0.85
+
+
+def test_challenges_are_drawn_at_random_with_gaps() -> None:
+    from mindprint.labeling.verification.challenge import MAX_CUES, MIN_GAP_MS, OFFSETS_MS, issue_challenge
+
+    drawn = [issue_challenge(3) for _ in range(200)]
+    assert len({c["nonce"] for c in drawn}) == 200
+    for challenge in drawn:
+        offsets = challenge["offsets_ms"]
+        assert len(offsets) == 3 and OFFSETS_MS[0] <= offsets[0] and offsets[-1] <= OFFSETS_MS[1]
+        assert all(b - a >= MIN_GAP_MS for a, b in itertools.pairwise(offsets))
+    assert len({tuple(c["offsets_ms"]) for c in drawn}) > 150  # no schedule a forger could pre-align
+    with pytest.raises(ValueError):
+        issue_challenge(MAX_CUES + 1)
+
+
+def test_cue_trials_and_the_fifth_score() -> None:
+    from mindprint.labeling.verification.challenge import challenge_score, cue_trials, trials_z
+
+    rng = np.random.default_rng(1)
+    epoch = rng.normal(0, 10e-6, (4, 1000))
+    trials = cue_trials(epoch, 250.0, [1.3, 2.0, 3.2])
+    assert trials.shape == (3, 4, 200) and trials.dtype == np.float32
+    with pytest.raises(SignalError, match="outside"):
+        cue_trials(epoch, 250.0, [3.9])
+    assert challenge_score(None, 3, 16, 3.0).value == 0.5
+    assert "pending: 3 of 16" in challenge_score(None, 3, 16, 3.0).reasons[0]
+    assert challenge_score(4.2, 16, 16, 3.0).value == 1.0
+    refused = challenge_score(0.4, 16, 16, 3.0)
+    assert refused.value == 0.0 and "no response time-locked" in refused.reasons[0]
+    # identical trials: the strongest response 16 trials can show (the sign-flip null's maximum)
+    same = np.repeat(trials[:1], 16, axis=0)
+    assert trials_z(same, 250.0) > 8  # (256 - 16) / sqrt(480) = 11 with every sign pattern
+
+
+def _answer(task: dict[str, Any]) -> str:
+    time.sleep(0.5)  # a human's response time
+    return "yes"
+
+
+class RespondingHead:
+    """A test head for the challenge: real EEG replayed by BrainFlow's playback board, plus an
+    evoked response (P1–N1–P2, ``amplitude`` volts) after every marker — what a person's EEG
+    shows after each flash or stimulus."""
+
+    def __init__(self, source: Any, amplitude_uv: float = 40.0) -> None:
+        self.source = source
+        self.layout, self.finite = source.layout, source.finite
+        sfreq = float(source.layout.sampling_rate)
+        t = np.arange(int(0.6 * sfreq)) / sfreq
+        self.wave = amplitude_uv * (
+            np.exp(-(((t - 0.1) / 0.025) ** 2))
+            - 1.5 * np.exp(-(((t - 0.17) / 0.03) ** 2))
+            + np.exp(-(((t - 0.25) / 0.04) ** 2))
+        )
+        self.rows = list(source.layout.eeg_channels)
+        self.marker = source.layout.marker_channel
+        self.progress: list[int] = []  # samples of the wave added so far, per response under way
+
+    def open(self) -> None:
+        self.source.open()
+
+    def read(self) -> np.ndarray:
+        block = self.source.read()
+        n, size = block.shape[1], len(self.wave)
+        going = []
+        for done in self.progress:  # responses begun in earlier blocks go on
+            take = min(n, size - done)
+            block[self.rows, :take] += self.wave[done : done + take]
+            going.append(done + take)
+        for i in np.flatnonzero(block[self.marker] != 0):  # a response to each new marker
+            take = min(n - int(i), size)
+            block[self.rows, i : i + take] += self.wave[:take]
+            going.append(take)
+        self.progress = [done for done in going if done < size]
+        return block
+
+    def insert_marker(self, code: float) -> None:
+        self.source.insert_marker(code)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
+    """A project with three cues per task: the lease draws them, the companion inserts a cue
+    marker at each and signs them; with K = 9, a head that responds is accepted once decided
+    (score 1), the same EEG without a response is refused (score 0)."""
+    import httpx
+    from eth_account import Account
+
+    from mindprint.api.server import ServerThread, free_port, start_platform
+    from mindprint.companion.client import PlatformClient
+    from mindprint.companion.run import LabelingRun
+    from mindprint.device.boards import BoardSpec
+    from mindprint.device.bridge import BrainFlowSource
+    from mindprint.device.keys import DeviceKey
+    from mindprint.device.openbci import import_recording
+
+    from .test_api import OPERATOR, REQUESTER, _settings
+
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform", challenge_trials=9, challenge_min_z=3.0)
+    running = start_platform(settings, worker_interval=0.5)
+    server = ServerThread(running.app, port=free_port()).__enter__()
+    playback = tmp_path / "cyton.csv"
+    import_recording(require(CYTON_CSV), playback, start_seconds=30, seconds=60)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            operator = PlatformClient(server.url, OPERATOR, http=http)
+            operator.sign_in()
+            http.put(
+                f"/accounts/{REQUESTER.address}/role",
+                json={"role": "requester"},
+                headers={"Authorization": f"Bearer {operator.token}"},
+            )
+            requester = PlatformClient(server.url, REQUESTER, http=http)
+            requester.sign_in()
+            auth = {"Authorization": f"Bearer {requester.token}"}
+            body = {"name": "cued", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}, "redundancy": 1}
+            refused = http.post("/projects", json={**body, "challenge_cues": 4}, headers=auth)
+            assert refused.status_code == 422
+            project = http.post("/projects", json={**body, "challenge_cues": 3}, headers=auth).json()
+            assert project["challenge_cues"] == 3
+            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(8)]}
+            assert http.post(f"/projects/{project['id']}/items", json=items, headers=auth).status_code == 201
+
+        outcomes = {}
+        for responding in (True, False):
+            wallet, key = Account.create(), DeviceKey.generate()
+            client = PlatformClient(server.url, wallet, timeout=10)
+            client.sign_in()
+            client.bind_device(key)
+            board = BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton"))
+            source = RespondingHead(board) if responding else board
+            trials = []
+            chain_id = client.config()["chain_id"]
+            with LabelingRun(client, source, key, tmp_path / f"session-{responding}", chain_id=chain_id) as run:
+                for _ in range(4):
+                    task = client.next_task(project["id"])
+                    assert task is not None and len(task["challenge"]["offsets_ms"]) == 3
+                    assert client.next_task(project["id"])["challenge"] == task["challenge"]  # the same lease
+                    trials.append(run.trial(task, _answer))
+            outcomes[responding] = trials
+        for responding, trials in outcomes.items():
+            scores = [t.verdict["scores"]["challenge"] for t in trials]
+            assert scores[:2] == [0.5, 0.5], (responding, scores)  # 3 and 6 cue trials: pending
+            reasons = [r for t in trials for r in t.verdict["reasons"]]
+            assert any("pending: 3 of 9" in r for r in reasons)
+            if responding:
+                assert scores[2:] == [1.0, 1.0], [t.verdict for t in trials]
+                assert all(t.verdict["status"] == "accepted" for t in trials), [t.verdict for t in trials]
+            else:
+                assert scores[2:] == [0.0, 0.0], [t.verdict for t in trials]
+                assert all(t.verdict["status"] == "rejected" for t in trials[2:])
+                assert any("no response time-locked to the platform's cues" in r for r in reasons)
+    finally:
+        server.__exit__(None, None, None)
+        running.close()

@@ -343,6 +343,9 @@ def test_companion_page_refuses_other_origins(platform: tuple[str, Any], tmp_pat
         xrw = {"X-Requested-With": "mindprint"}
         assert http.post("/api/answer", json={"task": 1, "label": "a"}, headers=xrw).status_code == 409
         assert http.post("/api/shown", json={"task": -1}, headers=xrw).status_code == 422
+        assert http.post("/api/cue", json={"task": 1, "index": 0}).status_code == 403
+        assert http.post("/api/cue", json={"task": 1, "index": 9}, headers=xrw).status_code == 422
+        assert http.post("/api/cue", json={"task": 1, "index": 0}, headers=xrw).status_code == 409  # no such cue
         assert http.post("/api/claim", json={}, headers=xrw).status_code == 409
         assert http.get("/").status_code == 200
 

@@ -56,6 +56,13 @@ class ProjectCreate(BaseModel):
     label_schema: LabelSchema
     redundancy: int = Field(default=3, ge=1, le=50)
     reward_pool: str = Field(default="0", pattern=r"^[0-9]{1,40}$", description="the requester's budget, wei")
+    challenge_cues: int = Field(
+        default=0,
+        ge=0,
+        le=3,
+        description="challenge–response liveness: cues the companion flashes per task at platform-chosen "
+        "moments (0 = off); samples are scored on the evoked response to them",
+    )
 
 
 class ProjectPublic(BaseModel):
@@ -66,6 +73,7 @@ class ProjectPublic(BaseModel):
     label_schema: LabelSchema
     redundancy: int
     reward_pool: str = "0"
+    challenge_cues: int = 0
     created: AwareDatetime
 
 
@@ -89,6 +97,13 @@ class TasksCreate(BaseModel):
     items: list[TaskCreate] = Field(min_length=1, max_length=1000)
 
 
+class Challenge(BaseModel):
+    """Flash a cue ``offsets_ms`` after the stimulus; sign ``nonce`` and the cues' device times."""
+
+    nonce: str
+    offsets_ms: list[int]
+
+
 class TaskPublic(BaseModel):
     """What a contributor sees: never the gold answer."""
 
@@ -97,6 +112,7 @@ class TaskPublic(BaseModel):
     content: TaskContent
     label_schema: LabelSchema
     lease_expires: AwareDatetime | None = None
+    challenge: Challenge | None = None
 
 
 class TasksCreated(BaseModel):

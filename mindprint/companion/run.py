@@ -46,6 +46,16 @@ class Trial:
 Answerer = Callable[[dict[str, Any]], Any]
 
 
+class _CueThread(threading.Thread):
+    def __init__(self, target: Callable[[], None], failures: list[BaseException]) -> None:
+        super().__init__(target=target, name="mindprint-cues", daemon=True)
+        self.failures = failures
+
+
+#: shows cue ``i`` of a task's challenge and returns once it is on screen
+Cue = Callable[[dict[str, Any], int], None]
+
+
 class LabelingRun:
     """Record one session, stream it, and label tasks from the platform inside it."""
 
@@ -138,11 +148,15 @@ class LabelingRun:
         pre: float = 1.5,
         post: float = 3.5,
         present: Callable[[dict[str, Any]], None] | None = None,
+        cue: Cue | None = None,
     ) -> Trial:
         """Show ``task`` (stimulus marker), get the answer (response marker), sign and submit.
 
         ``present``, if given, shows the task and returns once it is on screen (the labeling
-        page); the stimulus marker is inserted right after it returns.
+        page); the stimulus marker is inserted right after it returns. When the lease carries
+        a challenge, a ``cue`` marker is inserted at each of its offsets after the stimulus —
+        once ``cue`` (if given) has shown it — and the sample signs the nonce and the cues'
+        device times.
         """
         assert self._acquisition is not None
         # the stimulus comes after the previous epoch ends, with ``pre`` seconds of EEG before it
@@ -152,9 +166,19 @@ class LabelingRun:
         if present is not None:
             present(task)
         self._acquisition.insert_marker("stimulus")
+        challenge = task.get("challenge") or None
+        cues = self._start_cues(task, challenge, cue)
         label = answer(task)
         self._acquisition.insert_marker("response")
         self._wait_for(lambda: self.index.find_marker("response", seen) is not None, 30)
+        answered: dict[str, Any] | None = None
+        if challenge is not None and cues is not None:
+            cues.join(10.0)
+            if cues.failures or cues.is_alive():
+                raise MindprintError(f"the challenge's cues were not shown: {cues.failures or 'timed out'}")
+            n = len(challenge["offsets_ms"])
+            self._wait_for(lambda: len(self.index.find_markers("cue", seen)) >= n, 30)
+            answered = {"nonce": challenge["nonce"], "cues_ns": self.index.find_markers("cue", seen)[:n]}
         stimulus = self.index.find_marker("stimulus", seen)
         response = self.index.find_marker("response", seen)
         assert stimulus is not None and response is not None
@@ -179,6 +203,7 @@ class LabelingRun:
             chain_id=self.chain_id,
             model=self.model,
             on_epoch=kept.append,
+            challenge=answered,
         )
         self._next_epoch_ns = stimulus + int(TMAX * 1e9)
         cited = signed.value["chunks"]
@@ -188,6 +213,32 @@ class LabelingRun:
             header = self.index.header
             self.keep.add(label, kept[0], header.eeg_names, header.sfreq)
         return Trial(task, label, verdict, stimulus, response)
+
+    def _start_cues(self, task: dict[str, Any], challenge: dict[str, Any] | None, cue: Cue | None) -> _CueThread | None:
+        """A thread that inserts a ``cue`` marker at each of the challenge's offsets."""
+        if challenge is None:
+            return None
+        acquisition = self._acquisition
+        assert acquisition is not None
+        shown = time.monotonic()
+
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                for i, offset in enumerate(challenge["offsets_ms"]):
+                    delay = shown + offset / 1000 - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    if cue is not None:
+                        cue(task, i)
+                    acquisition.insert_marker("cue")
+            except Exception as err:  # reported by the trial, not lost in a thread
+                failures.append(err)
+
+        thread = _CueThread(run, failures)
+        thread.start()
+        return thread
 
     def _first_ns(self) -> int:
         entries = self.index.entries

@@ -47,6 +47,7 @@ def sign_sample(
     params: PipelineParams | None = None,
     model: tuple[str, Any] | None = None,
     on_epoch: Callable[[Any], None] | None = None,
+    challenge: dict[str, Any] | None = None,
 ) -> SignedSample:
     """Cut ``[stimulus + tmin, stimulus + tmax)`` from ``chunks`` (consecutive, in order), sign it.
 
@@ -61,6 +62,8 @@ def sign_sample(
     on_epoch : callable, optional
         Called with the pipeline's filtered epoch (volts, EEG rows), e.g. to keep it on
         the device for federated training.
+    challenge : {"nonce": text, "cues_ns": [device times]}, optional
+        The lease's challenge answered: signed with the sample.
     """
     sfreq = header.sfreq
     begin_ns = stimulus_ns + int(tmin * 1e9)
@@ -106,6 +109,8 @@ def sign_sample(
         from mindprint.federated.inference import infer
 
         value["inference"] = infer(model[1], model[0], result.filtered, header.eeg_names)
+    if challenge is not None:
+        value["challenge"] = {"nonce": str(challenge["nonce"]), "cues_ns": [int(c) for c in challenge["cues_ns"]]}
     block = encode_block(value)
     cid = cid_for_block(block)
     typed = sample_typed_data(cid, task, label, chain_id)

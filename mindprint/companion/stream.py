@@ -126,6 +126,11 @@ class ChunkIndex:
                     return at
         return None
 
+    def find_markers(self, label: str, start: int) -> list[int]:
+        """Device times of every ``label`` marker at or after position ``start``."""
+        with self.changed:
+            return [at for at, name in self.markers[start:] if name == label]
+
     def recent_chunks(self) -> list[tuple[CID, dict[str, Any]]]:
         """The decoded chunks still in memory, consecutive and in order."""
         with self.changed:

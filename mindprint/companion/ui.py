@@ -8,6 +8,9 @@ extension is needed.
 Markers come from the page: the ``stimulus`` marker is inserted when the page reports that
 it has drawn the task (``POST /api/shown``, sent from the first animation frame after the
 task is on screen), the ``response`` marker when the answer arrives (``POST /api/answer``).
+When the task's lease carries a challenge, the page flashes a cue at each of its offsets
+after the task was drawn and reports each once painted (``POST /api/cue``): the ``cue``
+marker follows.
 
 Only this machine's pages may drive it: every request must name the server's own
 ``Host`` (no DNS rebinding), and state-changing calls must carry JSON and
@@ -44,6 +47,11 @@ BANDS = ("delta", "theta", "alpha", "beta", "gamma")
 
 class Shown(BaseModel):
     task: int = Field(ge=0, le=2**31 - 1)
+
+
+class CueShown(BaseModel):
+    task: int = Field(ge=0, le=2**31 - 1)
+    index: int = Field(ge=0, le=3)
 
 
 class Answer(BaseModel):
@@ -83,6 +91,7 @@ class LabelingPage:
         self._lock = threading.Lock()
         self._shown = threading.Event()
         self._answers: queue.Queue[tuple[int, Any]] = queue.Queue()
+        self._cues: dict[tuple[int, int], threading.Event] = {}
         self._stop = threading.Event()
         self.finished = threading.Event()
         self.closed = threading.Event()
@@ -97,7 +106,7 @@ class LabelingPage:
                 if task is None:
                     break
                 self._set(phase="waiting", task=None)
-                trial = self.run.trial(task, self._await_answer, present=self._present)
+                trial = self.run.trial(task, self._await_answer, present=self._present, cue=self._await_cue)
                 verdict = trial.verdict
                 with self._lock:
                     self.state.trials.append(
@@ -140,6 +149,17 @@ class LabelingPage:
         self._set(phase="showing", task=task, shown_at=None)
         if not self._shown.wait(self.answer_timeout) or self._stop.is_set():
             raise MindprintError("the labeling page did not show the task (closed?)")
+
+    def _cue_event(self, task: int, index: int) -> threading.Event:
+        with self._lock:
+            return self._cues.setdefault((task, index), threading.Event())
+
+    def _await_cue(self, task: dict[str, Any], index: int) -> None:
+        """The page flashes each cue at its offset itself and reports it once drawn."""
+        if not self._cue_event(int(task["id"]), index).wait(5.0) or self._stop.is_set():
+            raise MindprintError(f"the labeling page did not show cue {index + 1}")
+        with self._lock:
+            self._cues.pop((int(task["id"]), index), None)
 
     def _await_answer(self, task: dict[str, Any]) -> Any:
         while True:
@@ -236,6 +256,16 @@ class LabelingPage:
                     raise HTTPException(409, "that task is not the one being shown")
                 self.state.shown_at = time.time()
             self._shown.set()
+            return {"ok": True}
+
+        @app.post("/api/cue")
+        def cue(body: CueShown) -> dict[str, Any]:
+            with self._lock:
+                current = self.state.task
+                challenge = (current or {}).get("challenge") or {}
+                if current is None or current["id"] != body.task or body.index >= len(challenge.get("offsets_ms", [])):
+                    raise HTTPException(409, "that cue is not one of the current task's challenge")
+            self._cue_event(body.task, body.index).set()
             return {"ok": True}
 
         @app.post("/api/answer")

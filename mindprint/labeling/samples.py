@@ -71,6 +71,7 @@ class SampleCheck:
     problems: list[str] = field(default_factory=list)
     recomputed: dict[str, Any] = field(default_factory=dict)
     sample: SampleValue | None = None
+    t0_ns: int = 0  # device time of the epoch's first sample
 
 
 def _close(a: Any, b: Any, path: str, problems: list[str]) -> None:
@@ -158,7 +159,8 @@ def check_cited(
     if sample.pipeline != recomputed.get("pipeline_version"):
         problems.append("edge pipeline version differs from the platform's")
     value = dict(decode_block(signed.block))
-    return SampleCheck(value, signed.cid, report, epoch, header.sfreq, names, problems, recomputed, sample)
+    t0_ns = int(chunks[0].get("t0_ns", 0)) + round(sample.start / header.sfreq * 1e9)
+    return SampleCheck(value, signed.cid, report, epoch, header.sfreq, names, problems, recomputed, sample, t0_ns)
 
 
 def _signed_chunks(car: bytes) -> dict[CID, dict[str, Any]]:

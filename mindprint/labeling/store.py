@@ -78,6 +78,8 @@ class Project(Base):
     redundancy: Mapped[int] = mapped_column(Integer, default=3)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     reward_pool: Mapped[str] = mapped_column(String(80), default="0")  # wei, as text: the requester's budget
+    # challenge–response liveness: cues per lease (0 = off; see verification.challenge)
+    challenge_cues: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class TaskItem(Base):
@@ -97,6 +99,8 @@ class Assignment(Base):
     contributor: Mapped[str] = mapped_column(ForeignKey("accounts.address"), index=True)
     lease_expires: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16), default="leased")  # leased | submitted | expired
+    # the lease's challenge {nonce, offsets_ms}, drawn when it was leased (None: no challenge)
+    challenge: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 def make_engine(url: str) -> Engine:
@@ -353,3 +357,19 @@ class ReplayGuard(Base):
     __tablename__ = "replay_guard"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CueTrial(Base):
+    """One cue's trial of a device's sample (float32, band-passed, baseline-corrected): the
+    challenge score reads a device's last ``K`` rows of one shape through the index."""
+
+    __tablename__ = "cue_trials"
+    __table_args__ = (Index("ix_cue_trials_device_shape", "device", "n_channels", "n_times", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device: Mapped[str] = mapped_column(String(64))
+    sample: Mapped[str] = mapped_column(String(120), index=True)
+    n_channels: Mapped[int] = mapped_column(Integer)
+    n_times: Mapped[int] = mapped_column(Integer)
+    sfreq: Mapped[float] = mapped_column(Float)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

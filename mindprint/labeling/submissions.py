@@ -13,7 +13,9 @@ Everything a submission goes through, cheapest first (each failure is a clear re
    re-run and compared with the edge's features
    (:func:`~mindprint.labeling.samples.check_cited`); the device binding;
 5. scores: authenticity, liveness, uniqueness (the replay query and, if accepted, the
-   insert are one atomic step), attention; the verdict;
+   insert are one atomic step), attention and — when the lease carried a challenge — the
+   evoked response to its cues over the device's last K cue trials
+   (:mod:`mindprint.platform.challenges`); the verdict;
 6. **one transaction**: the submission row, the lease, the ``pin`` and ``anchor`` jobs and
    the idempotency record commit together. An accepted sample's pinned manifest links the
    header and the cited chunks' envelopes as the device sent them (nothing re-encrypted).
@@ -62,8 +64,15 @@ from mindprint.labeling.store import (
     aware,
     utcnow,
 )
-from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
+from mindprint.labeling.verification.scores import (
+    Score,
+    attention_score,
+    authenticity_score,
+    decide,
+    uniqueness_score,
+)
 from mindprint.labeling.verification.uniqueness import fingerprints
+from mindprint.platform.challenges import check_challenge, store_trials
 from mindprint.platform.ingest import excerpt_manifest, load_cited
 from mindprint.platform.replay import check_fresh, encode, guard, sync
 from mindprint.platform.service import Platform
@@ -182,6 +191,7 @@ def submit(
     )
     if lease is None or lease.status != "leased" or aware(lease.lease_expires) < utcnow():
         raise Conflict("you hold no active lease on this task (GET /tasks/next first)")
+    issued = lease.challenge  # the challenge this lease was given (None: none)
     project = db.get(Project, task.project_id)
     assert project is not None  # a task belongs to a project (foreign key)
     check_label(project.label_schema, sample.label)
@@ -217,6 +227,9 @@ def submit(
             clock.lap("pipeline")
             liveness = platform.liveness.assess(check.epoch, check.sfreq)
             clock.lap("liveness")
+            cued = check_challenge(db, platform, issued, sample, check)
+            challenge = None if cued is None else Score(cued.score.value, cued.score.reasons)
+            clock.lap("challenge")
         except (SampleError, SignalError) as err:
             raise InvalidRequest(f"sample does not check out: {err}") from err
         db.commit()  # end the read transaction: no connection is held while the index is locked
@@ -243,7 +256,7 @@ def submit(
             seen = platform.log_position
     if match is not None and platform.owners.get(match.owner) == cid:
         match = None  # our own fingerprints (a retry of a sample whose commit was interrupted)
-    verdict = decide(authenticity, liveness, uniqueness_score(match), attention)
+    verdict = decide(authenticity, liveness, uniqueness_score(match), attention, challenge)
     clock.lap("replay")
     row = None
     if verdict.accepted:
@@ -253,7 +266,7 @@ def submit(
         guard(db)
         late, _ = check_fresh(db, seen, check.epoch, check.sfreq, cid, like=platform.index)
         if late is not None:
-            verdict = decide(authenticity, liveness, uniqueness_score(late), attention)
+            verdict = decide(authenticity, liveness, uniqueness_score(late), attention, challenge)
         if verdict.accepted:
             codes, positions = encode(vectors, np.tile(starts, n_channels))
             row = FingerprintRow(sample=cid, codes=codes, positions=positions)
@@ -287,6 +300,8 @@ def submit(
     db.add(submission)
     if row is not None:
         db.add(row)
+    if cued is not None and cued.trials is not None and authenticity.value >= 1.0:
+        store_trials(db, sample.device, cid, cued.trials, check.sfreq)
     lease = db.scalar(
         select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
     )

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # submissions verified at once per API process (the rest wait their turn): numpy and the
     # GIL make more threads cost more CPU per submission, not more throughput
     verify_concurrency: int = Field(default=1, ge=1, le=64)
+    # challenge–response (projects with challenge_cues): a device's last K cue trials decide,
+    # their evoked response must reach this z (benchmarks/forgeries.py chose both)
+    challenge_trials: int = Field(default=16, ge=4, le=256)
+    challenge_min_z: float = Field(default=3.0, gt=0)
 
     @field_validator("operators", mode="before")
     @classmethod

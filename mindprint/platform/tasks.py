@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from mindprint.core.errors import InvalidRequest, NotFound, NotPermitted
 from mindprint.labeling.store import Account, Assignment, Project, TaskItem, utcnow
+from mindprint.labeling.verification.challenge import issue_challenge
 
 MAX_TEXT_LABEL = 2000
 
@@ -49,6 +50,7 @@ def create_project(
     label_schema: dict[str, Any],
     redundancy: int,
     reward_pool: str = "0",
+    challenge_cues: int = 0,
 ) -> Project:
     project = Project(
         owner=owner,
@@ -57,6 +59,7 @@ def create_project(
         label_schema=label_schema,
         redundancy=redundancy,
         reward_pool=reward_pool,
+        challenge_cues=challenge_cues,
     )
     db.add(project)
     db.commit()
@@ -92,8 +95,9 @@ def add_items(db: Session, project: Project, items: Sequence[tuple[dict[str, Any
 
 def lease_next(
     db: Session, contributor: str, lease_seconds: int, project: int | None = None
-) -> tuple[TaskItem, Project, dt.datetime] | None:
-    """Lease the next task ``contributor`` has not done that still needs labels (or their current one)."""
+) -> tuple[TaskItem, Project, Assignment] | None:
+    """Lease the next task ``contributor`` has not done that still needs labels (or their current
+    one); a project with ``challenge_cues`` gives each new lease its own challenge."""
     now = utcnow()
     db.query(Assignment).filter(Assignment.status == "leased", Assignment.lease_expires < now).update(
         {"status": "expired"}
@@ -105,7 +109,7 @@ def lease_next(
         owner = db.get(Project, task.project_id)
         assert owner is not None
         db.commit()
-        return task, owner, mine.lease_expires
+        return task, owner, mine
     active = (
         select(func.count(Assignment.id))
         .where(Assignment.task_id == TaskItem.id, or_(Assignment.status == "submitted", Assignment.status == "leased"))
@@ -126,6 +130,10 @@ def lease_next(
         return None
     task, owner = found
     expires = now + dt.timedelta(seconds=lease_seconds)
-    db.add(Assignment(task_id=task.id, contributor=contributor, lease_expires=expires, status="leased"))
+    challenge = issue_challenge(owner.challenge_cues) if owner.challenge_cues else None
+    lease = Assignment(
+        task_id=task.id, contributor=contributor, lease_expires=expires, status="leased", challenge=challenge
+    )
+    db.add(lease)
     db.commit()
-    return task, owner, expires
+    return task, owner, lease

@@ -6,7 +6,9 @@
        stimulus_ns, response_ns, pipeline, features}
 
   ``chunks`` are the CIDs of consecutive signed chunks of ``session``; ``start``/``stop``
-  count samples from the first of them. The device key signs the sample's binary CID
+  count samples from the first of them. Optional: ``inference`` (on-device model output)
+  and ``challenge`` ``{nonce, cues_ns}`` — the lease's challenge nonce and the device times
+  at which its cues were drawn (challenge–response liveness). The device key signs the sample's binary CID
   (Ed25519); the wallet signs EIP-712 ``Sample(bytes32 sample,uint256 taskId,bytes32 label)``.
 - **Device binding**: the DeviceRegistry's EIP-712 ``BindDevice`` typed data.
 - **Chunk upload**: a chunk leaves the device as a ChaCha20-Poly1305 envelope under the
@@ -149,6 +151,8 @@ class SampleValue:
     features: dict[str, Any]
     #: on-device inference: {"model": model CID text, "output": [logits]} (optional)
     inference: dict[str, Any] | None = None
+    #: the lease's challenge answered: {"nonce": hex text, "cues_ns": [device times]} (optional)
+    challenge: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, value: Any) -> SampleValue:
@@ -195,6 +199,19 @@ class SampleValue:
                 or not all(isinstance(v, float) and math.isfinite(v) for v in output)
             ):
                 raise SampleError("sample field 'inference' must be {model: CID text, output: [1–64 finite floats]}")
+        challenge = value.get("challenge")
+        if challenge is not None:
+            cues = challenge.get("cues_ns") if isinstance(challenge, dict) else None
+            if (
+                not isinstance(challenge, dict)
+                or set(challenge) != {"nonce", "cues_ns"}
+                or not isinstance(challenge["nonce"], str)
+                or not 0 < len(challenge["nonce"]) <= 64
+                or not isinstance(cues, list)
+                or not 0 < len(cues) <= 3
+                or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**63 for c in cues)
+            ):
+                raise SampleError("sample field 'challenge' must be {nonce: text, cues_ns: [1–3 device times]}")
         return cls(
             task=_int(value["task"], "task", 1, MAX_TASK_ID),
             label=value["label"],
@@ -209,6 +226,7 @@ class SampleValue:
             pipeline=value["pipeline"],
             features=value["features"],
             inference=inference,
+            challenge=challenge,
         )
 
     @property

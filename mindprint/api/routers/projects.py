@@ -16,6 +16,7 @@ from starlette.background import BackgroundTask
 from mindprint.api.deps import AccountDep, DbDep, PlatformDep, SettingsDep, require_role
 from mindprint.api.schemas import (
     ERRORS,
+    Challenge,
     LabelSchema,
     ProjectCreate,
     ProjectPublic,
@@ -44,6 +45,7 @@ def _public(project: Project) -> ProjectPublic:
         label_schema=LabelSchema(**project.label_schema),
         redundancy=project.redundancy,
         reward_pool=project.reward_pool or "0",
+        challenge_cues=project.challenge_cues or 0,
         created=aware(project.created),
     )
 
@@ -71,6 +73,7 @@ def create_project(body: ProjectCreate, account: AccountDep, db: DbDep) -> Proje
         body.label_schema.model_dump(),
         body.redundancy,
         body.reward_pool,
+        body.challenge_cues,
     )
     return _public(project)
 
@@ -107,13 +110,14 @@ def next_task(
     leased = tasks.lease_next(db, account.address, settings.lease_seconds, project)
     if leased is None:
         return None
-    task, owner, expires = leased
+    task, owner, lease = leased
     return TaskPublic(
         id=task.id,
         project_id=task.project_id,
         content=TaskContent(**task.content),
         label_schema=LabelSchema(**owner.label_schema),
-        lease_expires=aware(expires),
+        lease_expires=aware(lease.lease_expires),
+        challenge=Challenge(**lease.challenge) if lease.challenge else None,
     )
 
 

@@ -14,10 +14,22 @@ response locked to them. Two responses are scored:
 
 ``benchmarks/forgeries.py`` evaluates both on real recordings with known events (true
 event times against shuffled and invented ones).
+
+**On the platform** (projects with ``challenge_cues`` > 0): every task lease carries a
+challenge — a random nonce and 1–3 cue offsets the platform draws
+(:func:`issue_challenge`: 0.3–2.2 s after the stimulus, at least 0.6 s apart, so no two
+leases share a spacing a forger could pre-align). The companion flashes a cue at each
+offset and inserts a ``cue`` marker when it is drawn; the sample carries ``{nonce,
+cues_ns}`` under the device's signature. The platform checks the nonce and that each cue
+came within :data:`CUE_TOLERANCE_MS` of its offset, cuts the trial around each cue
+(:func:`cue_trials`), keeps the device's last ``K`` trials (a fixed number: the cost does
+not grow with history) and scores the evoked response over them (:func:`trials_z`) — the
+fifth score, ``challenge``, decided once ``K`` trials are in (:func:`challenge_score`).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +39,25 @@ from numpy.typing import NDArray
 from mindprint.core.errors import SignalError
 from mindprint.signal.filters import design_filter, filter_offline
 
-__all__ = ["EvokedResponse", "alpha_reactivity", "evoked_response"]
+__all__ = [
+    "CUE_TOLERANCE_MS",
+    "ChallengeScore",
+    "EvokedResponse",
+    "alpha_reactivity",
+    "challenge_score",
+    "cue_trials",
+    "evoked_response",
+    "issue_challenge",
+    "trials_z",
+]
+
+TMIN, TMAX = -0.2, 0.6  # a trial around its event, seconds
+RESPONSE = (0.08, 0.5)  # where the evoked response is looked for
+BAND = (1.0, 15.0)
+OFFSETS_MS = (300, 2200)  # cue offsets after the stimulus
+MIN_GAP_MS = 600
+MAX_CUES = 3  # 0.3–2.2 s holds three cues 0.6 s apart with 0.7 s left to draw them in
+CUE_TOLERANCE_MS = 250  # a cue drawn this late (or early) still answers its offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +104,8 @@ def evoked_response(
         raise SignalError(f"an evoked response needs at least 4 trials inside the data, got {len(epochs)}")
     baseline = int(round(-tmin * sfreq))
     epochs = epochs - epochs[:, :, :baseline].mean(axis=2, keepdims=True)
-    lo, hi = int(round((window[0] - tmin) * sfreq)), int(round((window[1] - tmin) * sfreq))
-    inside = epochs[:, :, lo:hi]  # (trials, channels, times)
-    power = float(np.mean(inside.mean(axis=0) ** 2))
-    rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(flips, len(inside)))
-    flat = inside.reshape(len(inside), -1)
-    null = np.mean((signs @ flat / len(inside)) ** 2, axis=1)
-    z = (power - float(null.mean())) / max(float(null.std()), 1e-30)
-    return EvokedResponse(z, len(inside), power)
+    z, power = _z(epochs, sfreq, tmin, window, flips, seed)
+    return EvokedResponse(z, len(epochs), power)
 
 
 def alpha_reactivity(
@@ -98,3 +121,77 @@ def alpha_reactivity(
     if pre.shape[1] < sfreq or post.shape[1] < sfreq:
         raise SignalError("alpha reactivity needs at least 1 s of data on both sides of the prompt")
     return float(np.log10(np.mean(post**2) / max(float(np.mean(pre**2)), 1e-40)))
+
+
+def _z(
+    epochs: NDArray[np.float64], sfreq: float, tmin: float, window: tuple[float, float], flips: int, seed: int
+) -> tuple[float, float]:
+    """(z against the sign-flip null, power of the average) of baseline-corrected trials."""
+    lo, hi = int(round((window[0] - tmin) * sfreq)), int(round((window[1] - tmin) * sfreq))
+    inside = epochs[:, :, lo:hi]  # (trials, channels, times)
+    power = float(np.mean(inside.mean(axis=0) ** 2))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(flips, len(inside)))
+    flat = inside.reshape(len(inside), -1)
+    null = np.mean((signs @ flat / len(inside)) ** 2, axis=1)
+    return (power - float(null.mean())) / max(float(null.std()), 1e-30), power
+
+
+def issue_challenge(cues: int) -> dict[str, object]:
+    """A lease's challenge: a random nonce and ``cues`` offsets (ms after the stimulus),
+    drawn from the operating system's randomness."""
+    if not 1 <= cues <= MAX_CUES:
+        raise ValueError(f"a challenge has 1 to {MAX_CUES} cues, not {cues}")
+    draw = secrets.SystemRandom()
+    # uniform over every placement with gaps of at least MIN_GAP_MS: order statistics in the
+    # span left after the gaps, the i-th shifted by i gaps
+    free = OFFSETS_MS[1] - OFFSETS_MS[0] - (cues - 1) * MIN_GAP_MS
+    points = sorted(draw.randint(0, free) for _ in range(cues))
+    offsets = [OFFSETS_MS[0] + point + i * MIN_GAP_MS for i, point in enumerate(points)]
+    return {"nonce": secrets.token_hex(16), "offsets_ms": offsets}
+
+
+def cue_trials(epoch: NDArray[np.floating], sfreq: float, cues: Sequence[float]) -> NDArray[np.float32]:
+    """Trials (n_cues, n_channels, n_times) around ``cues`` (seconds from the epoch's first
+    sample): the epoch band-passed 1–15 Hz, each trial baseline-corrected on −0.2–0 s.
+    Raises :class:`SignalError` when a trial does not fit inside the epoch."""
+    x = np.asarray(epoch, dtype=np.float64)
+    if x.ndim != 2 or not np.all(np.isfinite(x)):
+        raise SignalError("cue trials need finite (n_channels, n_times) data")
+    filtered = filter_offline(x - x.mean(axis=1, keepdims=True), design_filter(sfreq, *BAND, order=2))
+    first, last = int(round(TMIN * sfreq)), int(round(TMAX * sfreq))
+    trials = []
+    for cue in cues:
+        at = int(round(cue * sfreq))
+        if at + first < 0 or at + last > x.shape[1]:
+            raise SignalError(f"a cue at {cue:.2f} s leaves its trial outside the {x.shape[1] / sfreq:.2f} s epoch")
+        trial = filtered[:, at + first : at + last]
+        trials.append(trial - trial[:, :-first].mean(axis=1, keepdims=True))
+    return np.asarray(trials, dtype=np.float32)
+
+
+def trials_z(trials: NDArray[np.floating], sfreq: float, *, seed: int = 0) -> float:
+    """The evoked response of stored cue trials (see :func:`cue_trials`) as a sign-flip z."""
+    z, _ = _z(np.asarray(trials, dtype=np.float64), sfreq, TMIN, RESPONSE, 256, seed)
+    return z
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeScore:
+    value: float  # 1 responded, 0 did not, 0.5 not decided yet
+    reasons: tuple[str, ...]
+    z: float | None
+
+
+def challenge_score(z: float | None, trials: int, needed: int, min_z: float) -> ChallengeScore:
+    """The fifth score: pending until ``needed`` cue trials of the device are in, then
+    whether their evoked response reaches ``min_z``."""
+    if z is None or trials < needed:
+        return ChallengeScore(0.5, (f"challenge–response pending: {trials} of {needed} cue trials",), None)
+    if z >= min_z:
+        return ChallengeScore(1.0, (), z)
+    return ChallengeScore(
+        0.0,
+        (f"no response time-locked to the platform's cues over the last {trials} trials (z {z:.1f} < {min_z:g})",),
+        z,
+    )

@@ -122,9 +122,12 @@ def decide(
     liveness: LivenessScore,
     uniqueness: Score,
     attention: Score,
+    challenge: Score | None = None,
     *,
     min_attention: float = 0.5,
 ) -> Verdict:
+    """Accept only when every score passes. ``challenge`` (projects with challenge–response
+    liveness): 1 responded, 0.5 pending (fewer than K cue trials yet), 0 did not respond."""
     reasons = [*authenticity.reasons, *liveness.reasons, *uniqueness.reasons, *attention.reasons]
     raw = {
         "authenticity": authenticity.value,
@@ -132,6 +135,9 @@ def decide(
         "uniqueness": uniqueness.value,
         "attention": attention.value,
     }
+    if challenge is not None:
+        raw["challenge"] = challenge.value
+        reasons += challenge.reasons
     # a score that is not a number (degenerate input) counts as 0 and says so: never NaN in the API
     scores = {name: float(value) if math.isfinite(value) else 0.0 for name, value in raw.items()}
     reasons += [f"{name} could not be computed" for name, value in raw.items() if not math.isfinite(value)]
@@ -141,5 +147,6 @@ def decide(
         and math.isfinite(raw["liveness"])
         and scores["uniqueness"] >= 1.0
         and scores["attention"] >= min_attention
+        and (challenge is None or scores["challenge"] >= 0.5)
     )
     return Verdict(accepted, scores, reasons)

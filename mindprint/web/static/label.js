@@ -31,6 +31,23 @@
     catch (err) { $("phase").textContent = `could not answer: ${err.message}`; }
   }
 
+  // challenge–response: flash a cue at each offset the platform drew for this lease, and
+  // report it once painted (the companion inserts the "cue" marker then)
+  function scheduleCues(task, painted) {
+    const offsets = (task.challenge && task.challenge.offsets_ms) || [];
+    offsets.forEach((offset, index) => {
+      setTimeout(() => {
+        if (!shownTask || shownTask.id !== task.id) return;
+        const box = $("stimulus");
+        box.classList.add("cue");
+        requestAnimationFrame(() => requestAnimationFrame(() => {
+          api("POST", "/api/cue", { task: task.id, index }).catch(() => {});
+          setTimeout(() => box.classList.remove("cue"), 100);
+        }));
+      }, Math.max(0, painted + offset - performance.now()));
+    });
+  }
+
   function show(task) {
     shownTask = task; answered = false;
     $("task-id").textContent = `#${task.id}`;
@@ -38,8 +55,10 @@
     stimulus.classList.remove("muted");
     const report = () => requestAnimationFrame(() => requestAnimationFrame(async () => {
       // two frames: the task has been painted when this runs
+      const painted = performance.now();
       try {
         await api("POST", "/api/shown", { task: task.id });
+        scheduleCues(task, painted);
         document.querySelectorAll("#answers button, #answers input").forEach((b) => { b.disabled = false; });
         $("phase").textContent = "answer with a button or its key";
       } catch (err) { $("phase").textContent = err.message; }
