@@ -149,6 +149,7 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     requester.fill("#new-project input[name=classes]", "square, other")
     requester.fill("#new-project input[name=redundancy]", "1")
     requester.fill("#new-project input[name=reward_pool]", "25")
+    requester.fill("#new-project input[name=challenge_cues]", "2")  # the page must flash and report two cues
     requester.click("#new-project button")
     requester.wait_for_url("**/ui/projects/*")
     project_id = int(requester.url.rsplit("/", 1)[1])
@@ -211,6 +212,8 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     assert sum(t["status"] == "accepted" for t in trials) >= 3, trials
     # markers come from the page: the response follows the stimulus by the wait above
     assert all(0.3 < t["response_time"] < 10 for t in trials), trials
+    # the page flashed both cues of every lease and reported them: challenge–response pending (8 of 16 trials)
+    assert all(t["scores"].get("challenge") == 0.5 for t in trials), trials
 
     # 4. the explorer: the plotted epoch and its Merkle proof, once anchored
     requester.goto(f"/ui/explorer?project={project_id}")

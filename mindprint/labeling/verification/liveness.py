@@ -109,14 +109,16 @@ def _neighbourhoods(n_freqs: int, df: float) -> tuple[NDArray[np.int64], NDArray
 
 def _skew(x: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
     centred = x - x.mean(axis=axis, keepdims=True)
-    m2 = np.mean(centred**2, axis=axis)
-    return np.asarray(np.mean(centred**3, axis=axis) / np.maximum(m2, 1e-60) ** 1.5)
+    square = centred * centred  # products, not ** (np.power on floats is ~10x slower)
+    m2 = np.mean(square, axis=axis)
+    return np.asarray(np.mean(square * centred, axis=axis) / np.maximum(m2, 1e-60) ** 1.5)
 
 
 def _kurtosis(x: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
     centred = x - x.mean(axis=axis, keepdims=True)
-    m2 = np.mean(centred**2, axis=axis)
-    return np.asarray(np.mean(centred**4, axis=axis) / np.maximum(m2, 1e-60) ** 2 - 3.0)
+    square = centred * centred
+    m2 = np.mean(square, axis=axis)
+    return np.asarray(np.mean(square * square, axis=axis) / np.maximum(m2 * m2, 1e-120) - 3.0)
 
 
 def _stuck(x: NDArray[np.float64]) -> NDArray[np.bool_]:

@@ -151,11 +151,19 @@ def presentations(n_channels: int) -> list[int]:
 
 
 def featurise(
-    recordings: list[Recording], *, epoch_step: float = 2.0, seed: int = 0, all_presentations: bool = True
+    recordings: list[Recording],
+    *,
+    epoch_step: float = 2.0,
+    seed: int = 0,
+    all_presentations: bool = True,
+    subsets: int = 1,
 ) -> WindowSet:
     """Cut every recording into 4 s epochs (``epoch_step`` apart), in every channel
-    presentation (a random subset of 2, 4, 8 channels, and all), and featurise each epoch
-    alone — exactly what the platform scores."""
+    presentation (``subsets`` random subsets of 2 and 4 channels, one of 8, and all), and
+    featurise each epoch alone: exactly what the platform scores. (Three subsets of 2 and
+    4 channels instead of one lowered the out-of-fold real acceptance from 0.81 to 0.69:
+    at 2 channels, channel-shuffled real EEG and a distant real pair look alike, and the
+    extra shuffled pairs raise the threshold.)"""
     rng = np.random.default_rng(seed)
     columns: dict[str, list[object]] = {f: [] for f in WindowSet.__dataclass_fields__}
     rows: list[NDArray[np.float64]] = []
@@ -164,7 +172,8 @@ def featurise(
         width = int(round(EPOCH_SECONDS * recording.sfreq))
         stride = max(1, int(round(epoch_step * recording.sfreq)))
         n_ch = recording.data.shape[0]
-        for k in presentations(n_ch) if all_presentations else [n_ch]:
+        ways = [(k, i) for k in presentations(n_ch) for i in range(subsets if k < min(n_ch, 8) else 1)]
+        for k, _ in ways if all_presentations else [(n_ch, 0)]:
             picks = np.arange(n_ch) if k == n_ch else np.sort(rng.choice(n_ch, k, replace=False))
             data = recording.data[picks]
             for number, start in enumerate(range(0, data.shape[1] - width + 1, stride)):

@@ -62,6 +62,7 @@ async function createProject(form) {
     name: field("name"),
     description: field("description"),
     redundancy: Number(field("redundancy") || 3),
+    challenge_cues: Number(field("challenge_cues") || 0),
     reward_pool: BigInt(Math.round(Number(field("reward_pool") || 0) * 1e6)) * 10n ** 12n + "",
     label_schema: { kind, classes: kind === "classes" ? field("classes").split(",").map((c) => c.trim()).filter(Boolean) : [] },
   };
