@@ -237,3 +237,21 @@ def test_replays_anywhere_in_the_epoch_and_across_two_stored_samples(cyton) -> N
             straddle = clean + rng.normal(0, 0.2 * _band_rms(clean, 250.0), clean.shape)
             match = index.query(straddle, 250.0)
             assert match is not None and match.owner in (owner, owner + 1), f"straddle at {split} s missed"
+
+
+def test_adc_quantisation_is_not_stuck(model, cyton) -> None:  # type: ignore[no-untyped-def]
+    """Real EEG stored with a coarse ADC step (0.5 µV, as a 16-bit EDF with a ±16 mV range
+    stores it) repeats values now and then, but never in runs of five: 'stuck' stays 0 and
+    the epoch stays live; a stream that holds its value is flagged."""
+    from mindprint.labeling.verification.liveness import liveness_features
+
+    quantised = np.round(cyton[:, 50 * 250 : 54 * 250] / 0.5e-6) * 0.5e-6
+    features = liveness_features(quantised, 250.0, step_seconds=0.5)
+    assert np.all(features.column("stuck") == 0.0)
+    assert model.assess(quantised, 250.0).accepted
+    held = quantised.copy()
+    held[:, ::10] = held[:, 1::10]  # pairs of equal samples: still not a run of five
+    assert np.all(liveness_features(held, 250.0).column("stuck") == 0.0)
+    frozen = quantised.copy()
+    frozen[:, 300:700] = frozen[:, 300:301]  # the stream froze for 1.6 s
+    assert np.all(liveness_features(frozen, 250.0, step_seconds=0.5).column("stuck") > 0.2)

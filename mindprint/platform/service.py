@@ -64,8 +64,8 @@ class Platform:
     nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     verify_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
-    challenge_trials: int = 16  # cue trials of a device that decide its challenge score
-    challenge_min_z: float = 3.0
+    challenge_trials: int = 24  # cue trials of a device that decide its challenge score
+    challenge_min_z: float = 4.0
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
     _chunks: OrderedDict[bytes, dict[str, Any]] = field(default_factory=OrderedDict, repr=False)
     # the caches' own lock: ``lock`` is held across replay queries, which chunk uploads and
