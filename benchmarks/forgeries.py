@@ -318,10 +318,12 @@ def combined_rows(
                         cues = usable[first : first + trials]
                     else:  # the platform's cue times: independent of what the forger holds
                         cues = np.sort(rng.uniform(edge, data.shape[1] / sf - edge, trials))
-                    z, verdicts = session(source, sf, cues, rng, model if draw < max(1, draws // 4) else None)
+                    scored = counted and draw < max(1, draws // 4)  # liveness only where the row counts
+                    z, verdicts = session(source, sf, cues, rng, model if scored else None)
                     zs.append(z)
                     live += verdicts
-                passed, alive = float(np.mean(np.asarray(zs) >= min_z)), float(np.mean(live))
+                passed = float(np.mean(np.asarray(zs) >= min_z))
+                alive = float(np.mean(live)) if live else float("nan")
                 rate = passed * alive
                 if counted:
                     (honest if cls == "real" else false).setdefault(name if cls == "real" else cls, []).append(rate)
