@@ -148,7 +148,8 @@ class RespondingHead:
 def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
     """A project with three cues per task: the lease draws them, the companion inserts a cue
     marker at each and signs them; with K = 9, a head that responds is accepted once decided
-    (score 1), the same EEG without a response is refused (score 0)."""
+    (score 1), the same EEG without a response is refused (score 0); the samples accepted
+    while pending are paid only to the device that passed."""
     import httpx
     from eth_account import Account
 
@@ -188,6 +189,7 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             assert http.post(f"/projects/{project['id']}/items", json=items, headers=auth).status_code == 201
 
         outcomes = {}
+        clients = {}
         for responding in (True, False):
             wallet, key = Account.create(), DeviceKey.generate()
             client = PlatformClient(server.url, wallet, timeout=10)
@@ -204,6 +206,7 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
                     assert client.next_task(project["id"])["challenge"] == task["challenge"]  # the same lease
                     trials.append(run.trial(task, _answer))
             outcomes[responding] = trials
+            clients[responding] = client
         for responding, trials in outcomes.items():
             scores = [t.verdict["scores"]["challenge"] for t in trials]
             assert scores[:2] == [0.5, 0.5], (responding, scores)  # 3 and 6 cue trials: pending
@@ -216,6 +219,20 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
                 assert scores[2:] == [0.0, 0.0], [t.verdict for t in trials]
                 assert all(t.verdict["status"] == "rejected" for t in trials[2:])
                 assert any("no response time-locked to the platform's cues" in r for r in reasons)
+        # rewards: the samples accepted while pending were held; the device that responded
+        # is paid for all four, the one that did not for none (its two pending ones forfeited)
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            operator = PlatformClient(server.url, OPERATOR, http=http)
+            operator.sign_in()
+            closed = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {operator.token}"})
+            assert closed.status_code == 201, closed.text
+            assert closed.json()["contributors"] == 1
+            again = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {operator.token}"})
+            assert again.status_code == 409  # nothing new: released and forfeited samples are not counted twice
+        paid = clients[True].call("GET", "/rewards")
+        assert paid["accepted_samples"] == 4 and len(paid["claims"]) == 1 and int(paid["claims"][0]["amount"]) == 10**18
+        unpaid = clients[False].call("GET", "/rewards")
+        assert unpaid["accepted_samples"] == 2 and unpaid["claims"] == []
     finally:
         server.__exit__(None, None, None)
         running.close()

@@ -152,6 +152,8 @@ class Device(Base):
     deadline: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the device's challenge–response, once decided: "passed" | "failed" (None: never decided)
+    challenge: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class Submission(Base):
@@ -179,6 +181,9 @@ class Submission(Base):
     device_signature: Mapped[str | None] = mapped_column(String(130), nullable=True)
     wallet_signature: Mapped[str | None] = mapped_column(String(132), nullable=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # accepted while its device's challenge was pending: "held" from rewards until the device's
+    # challenge is decided, then "released" (paid) or "forfeited"
+    reward_hold: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
 
 
 class IdempotentRequest(Base):

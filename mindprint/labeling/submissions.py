@@ -302,6 +302,12 @@ def submit(
         db.add(row)
     if cued is not None and cued.trials is not None and authenticity.value >= 1.0:
         store_trials(db, sample.device, cid, cued.trials, check.sfreq)
+        if cued.score.value == 0.5 and verdict.accepted:
+            submission.reward_hold = "held"  # paid once the device's challenge passes
+        elif cued.score.value != 0.5:
+            record = db.get(Device, sample.device.hex())
+            if record is not None:
+                record.challenge = "passed" if cued.score.value >= 1.0 else "failed"
     lease = db.scalar(
         select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
     )

@@ -1,4 +1,9 @@
-"""Reward epochs: accepted samples since the last epoch, weighted by quality, root on chain."""
+"""Reward epochs: accepted samples since the last epoch, weighted by quality, root on chain.
+
+A sample accepted while its device's challenge–response was still pending (fewer than K
+cue trials) is held: it is paid in the first epoch after the device's challenge passes,
+and never if it fails — a forger cannot cash the samples the challenge has not judged yet.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mindprint.core.errors import Conflict
-from mindprint.labeling.store import FederatedRound, RewardEpoch, Submission, aware, utcnow
+from mindprint.labeling.store import Device, FederatedRound, RewardEpoch, Submission, aware, utcnow
 from mindprint.platform.service import Platform
 
-__all__ = ["close_epoch", "rewards_of"]
+__all__ = ["close_epoch", "release_held", "rewards_of"]
 
 #: what one round's update earns, against a sample's liveness × attention (at most 1)
 FEDERATED_WEIGHT = 1.0
@@ -22,10 +27,13 @@ def close_epoch(db: Session, platform: Platform, pool_wei: int) -> dict[str, Any
     from mindprint.ledger.rewards import build_epoch, publish_epoch
 
     last = db.scalar(select(func.max(RewardEpoch.until)))
-    query = select(Submission.contributor, Submission.scores).where(Submission.status == "accepted")
+    query = select(Submission.contributor, Submission.scores).where(
+        Submission.status == "accepted", Submission.reward_hold.is_(None)
+    )
     if last is not None:
         query = query.where(Submission.created > aware(last))
-    rows = db.execute(query).all()
+    rows = list(db.execute(query).all())
+    rows += release_held(db)
     # federated rounds since the last epoch: every client whose masked update is in the sum
     # (secure aggregation keeps the platform from judging one update on its own)
     rounds = select(FederatedRound.members).where(FederatedRound.phase == "done")
@@ -50,6 +58,23 @@ def close_epoch(db: Session, platform: Platform, pool_wei: int) -> dict[str, Any
     )
     db.commit()
     return {"epoch": number, "root": epoch.root, "total": str(epoch.total), "contributors": len(claims), "tx_hash": tx}
+
+
+def release_held(db: Session) -> list[Any]:
+    """Samples accepted while their device's challenge was pending: those of devices that
+    have since passed are paid now (``released``), those of devices that failed are not
+    (``forfeited``); the rest stay held. Reads the held rows only (an index)."""
+    held = db.execute(
+        select(Submission, Device.challenge)
+        .join(Device, Device.device == Submission.device)
+        .where(Submission.reward_hold == "held", Device.challenge.is_not(None))
+    ).all()
+    paid = []
+    for submission, outcome in held:
+        submission.reward_hold = "released" if outcome == "passed" else "forfeited"
+        if outcome == "passed":
+            paid.append((submission.contributor, submission.scores))
+    return paid
 
 
 def rewards_of(db: Session, platform: Platform, address: str) -> dict[str, Any]:

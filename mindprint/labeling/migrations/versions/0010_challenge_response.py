@@ -1,4 +1,5 @@
-"""challenge–response liveness: cues per project, the lease's challenge, devices' cue trials
+"""challenge–response liveness: cues per project, the lease's challenge, devices' cue trials,
+devices' decided challenge and rewards held while it is pending
 
 Revision ID: 0010
 Revises: 0009
@@ -29,9 +30,15 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_cue_trials_device_shape", "cue_trials", ["device", "n_channels", "n_times", "id"])
+    op.add_column("devices", sa.Column("challenge", sa.String(8), nullable=True))
+    op.add_column("submissions", sa.Column("reward_hold", sa.String(12), nullable=True))
+    op.create_index("ix_submissions_reward_hold", "submissions", ["reward_hold"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_submissions_reward_hold", "submissions")
+    op.drop_column("submissions", "reward_hold")
+    op.drop_column("devices", "challenge")
     op.drop_index("ix_cue_trials_device_shape", "cue_trials")
     op.drop_table("cue_trials")
     op.drop_column("assignments", "challenge")
