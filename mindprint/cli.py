@@ -845,6 +845,14 @@ def project_create(
     text: Annotated[bool, typer.Option("--text", help="Free-text answers.")] = False,
     redundancy: Annotated[int, typer.Option(min=1, max=50, help="Contributors per item (k).")] = 3,
     description: Annotated[str, typer.Option(help="Shown to contributors.")] = "",
+    challenge_cues: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=3,
+            help="Challenge–response liveness: cues flashed per task at moments the platform draws (0 = off).",
+        ),
+    ] = 0,
     items: ItemsOption = None,
     wallet_key_file: WalletOption = None,
 ) -> None:
@@ -862,8 +870,11 @@ def project_create(
         schema = {"kind": "text"}
     parsed = _read_items(items) if items is not None else []
     client = _requester(api, wallet_key_file)
-    project = client.create_project(name, schema, redundancy=redundancy, description=description)
-    console.print(f"project [bold]{project['id']}[/] created: {escape(name)} ({schema['kind']}, k={redundancy})")
+    project = client.create_project(
+        name, schema, redundancy=redundancy, description=description, challenge_cues=challenge_cues
+    )
+    cued = f", {challenge_cues} challenge cues per task" if challenge_cues else ""
+    console.print(f"project [bold]{project['id']}[/] created: {escape(name)} ({schema['kind']}, k={redundancy}{cued})")
     if parsed:
         ids = client.add_items(int(project["id"]), parsed)
         gold = sum(item["gold"] is not None for item in parsed)

@@ -68,10 +68,10 @@ def test_project_create_with_items_and_gold(server: str, tmp_path: Path) -> None
     result = runner.invoke(
         app,
         ["project", "create", "--api", server, "--name", "first", "--classes", "yes,no", "--redundancy", "1",
-         "--items", str(items), "--wallet-key-file", str(key_file)],
+         "--challenge-cues", "2", "--items", str(items), "--wallet-key-file", str(key_file)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "3 items added (1 gold)" in result.output
+    assert "3 items added (1 gold)" in result.output and "2 challenge cues per task" in result.output
     more = tmp_path / "more.json"
     more.write_text('[{"text": "one more"}]')
     added = runner.invoke(
@@ -83,6 +83,7 @@ def test_project_create_with_items_and_gold(server: str, tmp_path: Path) -> None
     contributor.sign_in()
     task = contributor.next_task(1)
     assert task is not None and task["content"]["text"] == "Is it a square?" and "gold" not in task
+    assert len(task["challenge"]["offsets_ms"]) == 2 and len(task["challenge"]["nonce"]) == 32
     bad_gold = tmp_path / "bad.csv"
     bad_gold.write_text("text,gold\nq,maybe\n")
     refused = runner.invoke(

@@ -137,9 +137,21 @@ class PlatformClient:
         return dict(self._call("POST", "/submissions", json=body, headers=headers))
 
     def create_project(
-        self, name: str, label_schema: dict[str, Any], *, redundancy: int = 3, description: str = ""
+        self,
+        name: str,
+        label_schema: dict[str, Any],
+        *,
+        redundancy: int = 3,
+        description: str = "",
+        challenge_cues: int = 0,
     ) -> dict[str, Any]:
-        body = {"name": name, "label_schema": label_schema, "redundancy": redundancy, "description": description}
+        body = {
+            "name": name,
+            "label_schema": label_schema,
+            "redundancy": redundancy,
+            "description": description,
+            "challenge_cues": challenge_cues,
+        }
         return dict(self._call("POST", "/projects", json=body))
 
     def add_items(self, project: int, items: list[dict[str, Any]]) -> list[int]:
