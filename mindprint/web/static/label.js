@@ -95,7 +95,7 @@
     $("trials").querySelector("tbody").innerHTML = trials.slice().reverse().map((t) => `<tr class="trial">
       <td>${t.task}</td><td>${escapeHtml(t.label)}</td><td>${t.response_time.toFixed(2)} s</td>
       <td><span class="badge ${t.status}">${t.status}</span></td>
-      ${["authenticity", "liveness", "attention"].map((s) => `<td class="num">${t.scores[s] !== undefined ? t.scores[s].toFixed(2) : "–"}</td>`).join("")}
+      ${["authenticity", "liveness", "attention", "challenge"].map((s) => `<td class="num">${t.scores[s] !== undefined ? t.scores[s].toFixed(2) : "–"}</td>`).join("")}
       <td>${t.reasons.length ? t.reasons.map(escapeHtml).join("<br>") : '<span class="muted">every check passed</span>'}</td>
       <td><code title="${t.sample_cid || ""}">${t.sample_cid ? t.sample_cid.slice(0, 12) + "…" : ""}</code></td></tr>`).join("");
   }
