@@ -38,6 +38,7 @@ from mindprint.device.openbci import import_recording
 from mindprint.ledger.chain import ChainClient
 
 from .conftest import CYTON_CSV, require
+from .test_challenge import RespondingHead
 
 OPERATOR = Account.create()
 REQUESTER = Account.create()
@@ -88,6 +89,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, An
         operators=(OPERATOR.address.lower(),),
         data_dir=tmp / "platform",
         token_seconds=3600,
+        # the browser test's project flashes two cues per task: its four samples decide (K = 8)
+        challenge_trials=8,
+        challenge_min_z=3.0,
     )
     running = start_platform(settings, worker_interval=0.2)
     try:
@@ -169,7 +173,9 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     client.consent(True)
     playback = tmp_path / "cyton.csv"
     import_recording(require(CYTON_CSV), playback, start_seconds=28, seconds=90)
-    source = BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton"))
+    # real EEG replayed, with an evoked response after every marker the page causes (the
+    # stimulus, each cue flash, the answer): a head that sees the flashes
+    source = RespondingHead(BrainFlowSource(BoardSpec.create("playback", file=str(playback), master_board="cyton")))
     running.chain.fund(wallet.address, 10**17)  # gas for the claim
     claim = claim_on(ChainClient(running.chain.w3, wallet), running.deployment.distributor)
     with LabelingRun(client, source, key, tmp_path / "session", chain_id=client.config()["chain_id"]) as run:
@@ -212,8 +218,10 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     assert sum(t["status"] == "accepted" for t in trials) >= 3, trials
     # markers come from the page: the response follows the stimulus by the wait above
     assert all(0.3 < t["response_time"] < 10 for t in trials), trials
-    # the page flashed both cues of every lease and reported them: challenge–response pending (8 of 16 trials)
-    assert all(t["scores"].get("challenge") == 0.5 for t in trials), trials
+    # the page flashed both cues of every lease and reported them: challenge–response pending for
+    # three samples (2, 4, 6 of 8 cue trials), decided with the fourth; the pending ones were held
+    # from rewards until then and paid in the epoch the contributor claimed
+    assert [t["scores"].get("challenge") for t in trials] == [0.5, 0.5, 0.5, 1.0], trials
 
     # 4. the explorer: the plotted epoch and its Merkle proof, once anchored
     requester.goto(f"/ui/explorer?project={project_id}")
