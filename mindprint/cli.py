@@ -670,7 +670,11 @@ def _with_chain_files(settings: Any, ipfs_url: str | None, deployment: Path | No
 def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     host: Annotated[
-        str, typer.Option(help="Address to bind: loopback by default; 0.0.0.0 only inside a container network.")
+        str,
+        typer.Option(
+            help="Address to bind: loopback by default; behind a load balancer the machine's "
+            "(or container's) private address."
+        ),
     ] = "127.0.0.1",
     rpc_url: Annotated[str | None, typer.Option(help="JSON-RPC chain (default: an embedded in-process EVM).")] = None,
     key_file: Annotated[
