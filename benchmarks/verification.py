@@ -44,9 +44,9 @@ def main() -> None:
     recordings = build_recordings(args.shared, synthetic_seconds=30.0)
     start = time.perf_counter()
     windows = featurise(recordings)
-    epochs = np.unique(windows.epochs, return_index=True)[1]
-    per_epoch = (time.perf_counter() - start) / len(epochs)
-    _, oof = epoch_scores(windows, out_of_fold_scores(windows))  # each 4 s epoch: its weakest window
+    featurised = time.perf_counter() - start
+    epochs, oof = epoch_scores(windows, out_of_fold_scores(windows))  # each 4 s epoch: its weakest window
+    per_epoch = featurised / len(epochs)
     labels, kinds = windows.labels[epochs], windows.kinds[epochs]
     threshold = choose_threshold(oof, labels, 0.01)
     positives = oof[labels == 1]

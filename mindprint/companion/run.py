@@ -46,12 +46,6 @@ class Trial:
 Answerer = Callable[[dict[str, Any]], Any]
 
 
-class _CueThread(threading.Thread):
-    def __init__(self, target: Callable[[], None], failures: list[BaseException]) -> None:
-        super().__init__(target=target, name="mindprint-cues", daemon=True)
-        self.failures = failures
-
-
 #: shows cue ``i`` of a task's challenge and returns once it is on screen
 Cue = Callable[[dict[str, Any], int], None]
 
@@ -173,9 +167,10 @@ class LabelingRun:
         self._wait_for(lambda: self.index.find_marker("response", seen) is not None, 30)
         answered: dict[str, Any] | None = None
         if challenge is not None and cues is not None:
-            cues.join(10.0)
-            if cues.failures or cues.is_alive():
-                raise MindprintError(f"the challenge's cues were not shown: {cues.failures or 'timed out'}")
+            thread, failures = cues
+            thread.join(10.0)
+            if failures or thread.is_alive():
+                raise MindprintError(f"the challenge's cues were not shown: {failures or 'timed out'}")
             n = len(challenge["offsets_ms"])
             self._wait_for(lambda: len(self.index.find_markers("cue", seen)) >= n, 30)
             answered = {"nonce": challenge["nonce"], "cues_ns": self.index.find_markers("cue", seen)[:n]}
@@ -214,8 +209,11 @@ class LabelingRun:
             self.keep.add(label, kept[0], header.eeg_names, header.sfreq)
         return Trial(task, label, verdict, stimulus, response)
 
-    def _start_cues(self, task: dict[str, Any], challenge: dict[str, Any] | None, cue: Cue | None) -> _CueThread | None:
-        """A thread that inserts a ``cue`` marker at each of the challenge's offsets."""
+    def _start_cues(
+        self, task: dict[str, Any], challenge: dict[str, Any] | None, cue: Cue | None
+    ) -> tuple[threading.Thread, list[BaseException]] | None:
+        """A thread that inserts a ``cue`` marker at each of the challenge's offsets, and the
+        list its failures go to (reported by the trial, not lost in the thread)."""
         if challenge is None:
             return None
         acquisition = self._acquisition
@@ -233,12 +231,12 @@ class LabelingRun:
                     if cue is not None:
                         cue(task, i)
                     acquisition.insert_marker("cue")
-            except Exception as err:  # reported by the trial, not lost in a thread
+            except Exception as err:
                 failures.append(err)
 
-        thread = _CueThread(run, failures)
+        thread = threading.Thread(target=run, name="mindprint-cues", daemon=True)
         thread.start()
-        return thread
+        return thread, failures
 
     def _first_ns(self) -> int:
         entries = self.index.entries

@@ -304,10 +304,8 @@ def submit(
         store_trials(db, sample.device, cid, cued.trials, check.sfreq)
         if cued.score.value == 0.5 and verdict.accepted:
             submission.reward_hold = "held"  # paid once the device's challenge passes
-        elif cued.score.value != 0.5:
-            record = db.get(Device, sample.device.hex())
-            if record is not None:
-                record.challenge = "passed" if cued.score.value >= 1.0 else "failed"
+        elif cued.score.value != 0.5 and device is not None:  # the bound device (authenticity 1)
+            device.challenge = "passed" if cued.score.value >= 1.0 else "failed"
     lease = db.scalar(
         select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
     )

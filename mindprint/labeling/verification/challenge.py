@@ -67,15 +67,31 @@ class EvokedResponse:
     power: float  # mean squared amplitude of the average in the window (V²)
 
 
-def _epochs(
-    data: NDArray[np.float64], sfreq: float, onsets: Sequence[float], tmin: float, tmax: float
-) -> NDArray[np.float64]:
+def _trials(
+    data: NDArray[np.floating],
+    sfreq: float,
+    onsets: Sequence[float],
+    tmin: float,
+    tmax: float,
+    band: tuple[float, float],
+    what: str,
+) -> tuple[NDArray[np.float64], list[float]]:
+    """Band-passed, baseline-corrected (``tmin``–0 s) trials around the ``onsets`` that fit
+    inside ``data``, and the onsets left out."""
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim != 2 or not np.all(np.isfinite(x)):
+        raise SignalError(f"{what} needs finite (n_channels, n_times) data")
+    filtered = filter_offline(x - x.mean(axis=1, keepdims=True), design_filter(sfreq, *band, order=2))
     first, last = int(round(tmin * sfreq)), int(round(tmax * sfreq))
-    starts = [int(round(t * sfreq)) for t in onsets]
-    kept = [s for s in starts if s + first >= 0 and s + last <= data.shape[1]]
-    if not kept:
-        return np.empty((0, data.shape[0], last - first))
-    return np.stack([data[:, s + first : s + last] for s in kept])
+    kept, outside = [], []
+    for onset in onsets:
+        at = int(round(onset * sfreq))
+        if at + first < 0 or at + last > x.shape[1]:
+            outside.append(onset)
+        else:
+            kept.append(filtered[:, at + first : at + last])
+    trials = np.asarray(kept).reshape(len(kept), x.shape[0], last - first)
+    return trials - trials[:, :, :-first].mean(axis=2, keepdims=True), outside
 
 
 def evoked_response(
@@ -95,15 +111,9 @@ def evoked_response(
     ``data`` is (n_channels, n_times) in volts. Each trial is baseline-corrected on
     ``tmin``–0 s; the response is the mean power of the average over channels in ``window``.
     """
-    x = np.asarray(data, dtype=np.float64)
-    if x.ndim != 2 or not np.all(np.isfinite(x)):
-        raise SignalError("an evoked response needs finite (n_channels, n_times) data")
-    filtered = filter_offline(x - x.mean(axis=1, keepdims=True), design_filter(sfreq, *band, order=2))
-    epochs = _epochs(filtered, sfreq, onsets, tmin, tmax)
+    epochs, _ = _trials(data, sfreq, onsets, tmin, tmax, band, "an evoked response")
     if len(epochs) < 4:
         raise SignalError(f"an evoked response needs at least 4 trials inside the data, got {len(epochs)}")
-    baseline = int(round(-tmin * sfreq))
-    epochs = epochs - epochs[:, :, :baseline].mean(axis=2, keepdims=True)
     z, power = _z(epochs, sfreq, tmin, window, flips, seed)
     return EvokedResponse(z, len(epochs), power)
 
@@ -155,19 +165,11 @@ def cue_trials(epoch: NDArray[np.floating], sfreq: float, cues: Sequence[float])
     """Trials (n_cues, n_channels, n_times) around ``cues`` (seconds from the epoch's first
     sample): the epoch band-passed 1–15 Hz, each trial baseline-corrected on −0.2–0 s.
     Raises :class:`SignalError` when a trial does not fit inside the epoch."""
-    x = np.asarray(epoch, dtype=np.float64)
-    if x.ndim != 2 or not np.all(np.isfinite(x)):
-        raise SignalError("cue trials need finite (n_channels, n_times) data")
-    filtered = filter_offline(x - x.mean(axis=1, keepdims=True), design_filter(sfreq, *BAND, order=2))
-    first, last = int(round(TMIN * sfreq)), int(round(TMAX * sfreq))
-    trials = []
-    for cue in cues:
-        at = int(round(cue * sfreq))
-        if at + first < 0 or at + last > x.shape[1]:
-            raise SignalError(f"a cue at {cue:.2f} s leaves its trial outside the {x.shape[1] / sfreq:.2f} s epoch")
-        trial = filtered[:, at + first : at + last]
-        trials.append(trial - trial[:, :-first].mean(axis=1, keepdims=True))
-    return np.asarray(trials, dtype=np.float32)
+    trials, outside = _trials(epoch, sfreq, cues, TMIN, TMAX, BAND, "cue trials")
+    if outside:
+        length = np.shape(epoch)[-1] / sfreq
+        raise SignalError(f"a cue at {outside[0]:.2f} s leaves its trial outside the {length:.2f} s epoch")
+    return trials.astype(np.float32)
 
 
 def trials_z(trials: NDArray[np.floating], sfreq: float, *, seed: int = 0) -> float:

@@ -245,11 +245,11 @@ def _score(params: _Params, values: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def epoch_scores(windows: WindowSet, scores: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """(epoch ids, the weakest window's score of each epoch)."""
-    ids, inverse = np.unique(windows.epochs, return_inverse=True)
-    weakest = np.full(len(ids), np.inf)
+    """(each epoch's first window row — its labels, names, kinds —, the weakest window's score)."""
+    _, first, inverse = np.unique(windows.epochs, return_index=True, return_inverse=True)
+    weakest = np.full(len(first), np.inf)
     np.minimum.at(weakest, inverse, scores)
-    return ids, weakest
+    return first, weakest
 
 
 def out_of_fold_scores(windows: WindowSet, c: float = 0.3) -> NDArray[np.float64]:
@@ -291,8 +291,7 @@ def _real_acceptance(threshold: float, scores: NDArray[np.float64], names: NDArr
 def train_liveness(windows: WindowSet, *, c: float = 0.3, max_fpr: float = 0.01) -> LivenessModel:
     """Fit on every window; the epoch threshold from the out-of-fold epoch scores."""
     oof = out_of_fold_scores(windows, c)
-    ids, weakest = epoch_scores(windows, oof)
-    first = np.unique(windows.epochs, return_index=True)[1]
+    first, weakest = epoch_scores(windows, oof)
     labels, names, kinds, channels = (
         windows.labels[first],
         windows.names[first],
@@ -311,7 +310,7 @@ def train_liveness(windows: WindowSet, *, c: float = 0.3, max_fpr: float = 0.01)
         human_low=params.low.tolist(),
         human_high=params.high.tolist(),
         training={
-            "epochs": int(len(ids)),
+            "epochs": int(len(first)),
             "windows": int(len(windows.labels)),
             "real_epochs": int(real.sum()),
             "groups": sorted(set(windows.groups.tolist())),
