@@ -230,7 +230,8 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             again = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {operator.token}"})
             assert again.status_code == 409  # nothing new: released and forfeited samples are not counted twice
         paid = clients[True].call("GET", "/rewards")
-        assert paid["accepted_samples"] == 4 and len(paid["claims"]) == 1 and int(paid["claims"][0]["amount"]) == 10**18
+        assert paid["accepted_samples"] == 4 and len(paid["claims"]) == 1
+        assert 10**18 - 10**6 <= int(paid["claims"][0]["amount"]) <= 10**18  # the whole pool, to rounding
         unpaid = clients[False].call("GET", "/rewards")
         assert unpaid["accepted_samples"] == 2 and unpaid["claims"] == []
     finally:
