@@ -709,7 +709,7 @@ def serve(
         )
     operator_key = _private_key(key_file, "MINDPRINT_OPERATOR_KEY") if rpc_url else None
     settings = _with_chain_files(get_settings(), ipfs_url, deployment)
-    console.print("starting the platform: database migrations, contracts, replay index…")
+    console.print("starting the platform: database migrations, contracts…")
     with console.status("starting…"):
         # with several API processes this one deploys, migrates and runs the worker; they serve
         running = start_platform(
@@ -717,7 +717,6 @@ def serve(
             rpc_url=rpc_url,
             operator_key=operator_key,
             worker=run_worker,
-            replay_index=workers == 1,
             deploy=deploy,
         )
     console.print(

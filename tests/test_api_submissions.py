@@ -236,9 +236,9 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
 
 
 def test_a_replay_accepted_by_one_replica_is_caught_by_another(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Two platforms (two API processes: each its own in-memory index) on one database: EEG
-    accepted through A and replayed through B is caught by B's index; and when B's query
-    ran before A's commit (the race of two replicas), the guard step catches it."""
+    """Two platforms (two API processes) on one database: EEG accepted through A and
+    replayed through B is caught by B's query of the shared index; and when B's query ran
+    before A's commit (the race of two replicas), the guard step catches it."""
     from mindprint.labeling import submissions
 
     def replica(name: str) -> TestClient:
@@ -254,10 +254,10 @@ def test_a_replay_accepted_by_one_replica_is_caught_by_another(tmp_path: Path, m
         _, token, session, replay = _contributor_sample(b, tmp_path, "replayed")  # same EEG, new device
         verdict = _submit(b, replay, session, _auth(token)).json()
         assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict
-        # the race: B's local index is read before A's next acceptance commits (sync skipped)
+        # the race: B's query reads the index before A's next acceptance commits (it saw row 1 only)
         _, token, session, fresh = _contributor_sample(a, tmp_path, "second", offset_seconds=40)
         assert _submit(a, fresh, session, _auth(token)).json()["status"] == "accepted"
-        monkeypatch.setattr(submissions, "sync", lambda platform: 0)
+        monkeypatch.setattr(submissions, "lookup", lambda db, queries, cid, like: (None, None, 1))
         _, token, session, raced = _contributor_sample(b, tmp_path, "raced", offset_seconds=40)
         verdict = _submit(b, raced, session, _auth(token)).json()
         assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict

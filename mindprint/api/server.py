@@ -68,12 +68,10 @@ def start_platform(
     operator_key: str | None = None,
     worker_interval: float = 1.0,
     worker: bool = True,
-    replay_index: bool = True,
     deploy: bool = False,
 ) -> RunningPlatform:
     """Build the app, the chain (embedded unless ``rpc_url``), the contracts and, with
-    ``worker``, a pinning/anchoring worker thread. ``replay_index`` loads the replay index now
-    (an API process); a process that serves no submissions leaves it unloaded. ``deploy``:
+    ``worker``, a pinning/anchoring worker thread. ``deploy``:
     deploy the contracts on ``rpc_url`` when no deployment file names them."""
     if rpc_url and rpc_url != settings.rpc_url:
         settings = settings.model_copy(update={"rpc_url": rpc_url})
@@ -82,12 +80,6 @@ def start_platform(
     platform = connect_chain(platform_for(settings), settings, operator_key=operator_key, deploy=deploy)
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
     chain, deployment = platform.chain, platform.deployment
-    if replay_index:
-        from mindprint.platform.replay import sync
-
-        with platform.lock:
-            loaded = sync(platform)
-        logger.info("replay index: %d accepted samples", loaded)
     from mindprint.web.exports import fail_interrupted
 
     if fail_interrupted(platform.engine):

@@ -340,18 +340,27 @@ class ExportJob(Base):
 
 
 class FingerprintRow(Base):
-    """The replay index's shared, durable form: one row per accepted sample, in commit order.
-
-    Every API process and worker keeps the index in memory and reads the rows it has not
-    seen (``id`` above its position): what any replica accepts, every replica checks
-    against. ``codes`` are the sample's fingerprint vectors as int8 (``vector × 200``),
-    ``positions`` their grid positions as int16 — about 31 KB for 4 s of 8 channels."""
+    """An accepted sample's fingerprints, one row per sample in commit order (the replay
+    index, with :class:`ReplayKey`). ``codes`` are the fingerprint vectors as int8
+    (``vector × 200``), ``positions`` their grid positions as int16 — about 31 KB for 4 s of
+    8 channels; read only for the few candidates a query's keys name."""
 
     __tablename__ = "fingerprints"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     sample: Mapped[str] = mapped_column(String(120), index=True)
     codes: Mapped[bytes] = mapped_column(LargeBinary)
     positions: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ReplayKey(Base):
+    """The replay index's lookup table: the SimHash keys of an accepted sample's fingerprints
+    (``uniqueness.hash_keys``), one row per distinct key. A query looks its keys up through
+    the primary key's B-tree — cost in log(rows), shared by every process, nothing to load."""
+
+    __tablename__ = "replay_keys"
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012  # SQLAlchemy reads it from the class
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    fingerprint: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class ReplayGuard(Base):

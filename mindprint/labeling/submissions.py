@@ -55,7 +55,6 @@ from mindprint.labeling.samples import check_cited, parse_signed
 from mindprint.labeling.store import (
     Assignment,
     Device,
-    FingerprintRow,
     IdempotentRequest,
     Job,
     Project,
@@ -71,10 +70,10 @@ from mindprint.labeling.verification.scores import (
     decide,
     uniqueness_score,
 )
-from mindprint.labeling.verification.uniqueness import fingerprints
+from mindprint.labeling.verification.uniqueness import fingerprints, query_set
 from mindprint.platform.challenges import check_challenge, store_trials
 from mindprint.platform.ingest import excerpt_manifest, load_cited
-from mindprint.platform.replay import check_fresh, encode, guard, sync
+from mindprint.platform.replay import add, check_fresh, guard, lookup
 from mindprint.platform.service import Platform
 from mindprint.platform.tasks import check_label
 from mindprint.protocol.formats import SampleError, SignedSample, device_typed_data
@@ -249,27 +248,24 @@ def submit(
             engagement, [s.engagement for s in history if s.engagement], [response_time], sum(past_gold), len(past_gold)
         )
         clock.lap("attention")
-        # 5. the replay query: the local index, brought up to date with what every process accepted
-        with platform.lock:
-            sync(platform)
-            match = platform.index.query(check.epoch, check.sfreq)
-            seen = platform.log_position
-    if match is not None and platform.owners.get(match.owner) == cid:
-        match = None  # our own fingerprints (a retry of a sample whose commit was interrupted)
+        # 5. the replay query: the shared index in the platform database (keys, then the few
+        # samples sharing most of them checked exactly)
+        rule = platform.replay_rule
+        queries = query_set(check.epoch, check.sfreq, rule.hop)
+        match, _, seen = lookup(db, queries, cid, like=rule)
+        db.commit()
     verdict = decide(authenticity, liveness, uniqueness_score(match), attention, challenge)
     clock.lap("replay")
-    row = None
     if verdict.accepted:
         # what other processes accepted meanwhile, under the cross-process guard held until
         # this transaction commits: two replicas cannot both accept the same EEG
-        vectors, starts, n_channels = fingerprints(check.epoch, check.sfreq, platform.index.hop)
+        vectors, starts, n_channels = fingerprints(check.epoch, check.sfreq, rule.hop)
         guard(db)
-        late, _ = check_fresh(db, seen, check.epoch, check.sfreq, cid, like=platform.index)
+        late, _ = check_fresh(db, seen, queries, cid, like=rule)
         if late is not None:
             verdict = decide(authenticity, liveness, uniqueness_score(late), attention, challenge)
         if verdict.accepted:
-            codes, positions = encode(vectors, np.tile(starts, n_channels))
-            row = FingerprintRow(sample=cid, codes=codes, positions=positions)
+            add(db, cid, vectors, np.tile(starts, n_channels))
     clock.lap("fingerprints")
     status = "accepted" if verdict.accepted else "rejected"
     result = {
@@ -298,8 +294,6 @@ def submit(
         sealed_manifest=cid_text(excerpt_manifest(platform, cited)) if verdict.accepted else None,
     )
     db.add(submission)
-    if row is not None:
-        db.add(row)
     if cued is not None and cued.trials is not None and authenticity.value >= 1.0:
         store_trials(db, sample.device, cid, cued.trials, check.sfreq)
         if cued.score.value == 0.5 and verdict.accepted:

@@ -1,43 +1,52 @@
-"""The replay index shared by every API process and worker.
+"""The replay index, shared by every API process and worker through the platform database.
 
-The durable form is the platform database's ``fingerprints`` table — one row per accepted
-sample, appended in commit order. Each process keeps a faiss index in memory
-(:class:`FingerprintIndex`, an HNSW graph: a query is sublinear in what it holds) and
-reads the rows it has not seen before each query, so a replay of EEG accepted by any
-replica is caught by every replica; the cost of catching up is the rows added since the
-last query, never the history.
+Two tables hold it: ``fingerprints`` (an accepted sample's fingerprint vectors as int8, one
+row per sample, in commit order) and ``replay_keys`` (the SimHash keys of those vectors,
+``uniqueness.hash_keys``, one row per key and sample, primary key ``(key, fingerprint)``).
+A query hashes its own fingerprints (≤ 8 channels, ~2,600 keys), looks the keys up through
+the B-tree in one statement, and checks exactly — against the stored vectors, with the same
+rule as before (several channels at one offset and direction) — only the few samples that
+share the most keys. Nothing is held in a process's memory, nothing is loaded at start-up,
+and a query costs index probes (log of the rows) plus a handful of candidates, whatever
+the history: an engine every deployment already runs (SQLite or PostgreSQL), no service to add.
 
-A query and the insert of an accepted sample's fingerprints cannot be one lock across
-processes without serialising every replay query (~36 ms at 10^5 vectors). Instead the
-check is optimistic: query the local index (no database lock), then, only for a sample
-about to be accepted, in its commit transaction, take the ``replay_guard`` row lock (an
-UPDATE: PostgreSQL row lock, SQLite write lock), check the rows other processes committed
-since the local index was read (a handful, searched exactly) and add this sample's row.
-Two replicas accepting the same EEG at the same moment are serialised there: the second
-sees the first's row and rejects.
+A query and the insert of an accepted sample's keys cannot be one lock across processes
+without serialising every query. The check is optimistic: query (no lock), then, only for a
+sample about to be accepted, in its commit transaction, take the ``replay_guard`` row lock
+(an UPDATE: PostgreSQL row lock, SQLite write lock), check exactly the rows other processes
+committed since the query read (a handful) and add this sample's rows. Two replicas
+accepting the same EEG at the same moment are serialised there: the second sees the first.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from mindprint.labeling.store import FingerprintRow, ReplayGuard, sessions
-from mindprint.labeling.verification.uniqueness import SEGMENT, FingerprintIndex, ReplayMatch
+from mindprint.labeling.verification.uniqueness import (
+    SEGMENT,
+    FingerprintIndex,
+    QuerySet,
+    ReplayMatch,
+    hash_keys,
+)
 
 logger = logging.getLogger(__name__)
 
 CODE_SCALE = 200.0  # fingerprint components are within ±0.6: int8 steps of 0.005
-SYNC_BATCH = 2000
+CANDIDATES = 8  # samples sharing the most keys with a query that are checked exactly
+BACKFILL_BATCH = 500
 
-__all__ = ["check_fresh", "decode", "encode", "guard", "import_fingerprint_files", "sync"]
+__all__ = ["add", "backfill_keys", "check_fresh", "decode", "encode", "guard", "import_fingerprint_files", "lookup"]
 
 
 def encode(vectors: NDArray[np.float32], positions: NDArray[np.int64]) -> tuple[bytes, bytes]:
@@ -53,27 +62,88 @@ def decode(codes: bytes, positions: bytes) -> tuple[NDArray[np.float32], NDArray
     return np.ascontiguousarray(vectors), np.frombuffer(positions, dtype=np.int16).astype(np.int64)
 
 
-def sync(platform: Any) -> int:
-    """Add the rows committed since this process last looked (call under ``platform.lock``);
-    returns how many samples were added. Owners are row ids: unique across processes."""
-    assert platform.engine is not None
-    added = 0
-    with sessions(platform.engine)() as db:
-        while True:
-            rows = db.execute(
-                select(FingerprintRow.id, FingerprintRow.sample, FingerprintRow.codes, FingerprintRow.positions)
-                .where(FingerprintRow.id > platform.log_position)
-                .order_by(FingerprintRow.id)
-                .limit(SYNC_BATCH)
-            ).all()
-            for row_id, sample, codes, positions in rows:
-                vectors, starts = decode(codes, positions)
-                platform.index.add_vectors(row_id, vectors, starts)
-                platform.owners[row_id] = sample
-                platform.log_position = row_id
-            added += len(rows)
-            if len(rows) < SYNC_BATCH:
-                return added
+# one bound parameter expands into the keys: an array on PostgreSQL, a JSON array through
+# ``json_each`` on SQLite (one parameter, not thousands: the statement is prepared once)
+_KEYS_SQL = {
+    "postgresql": "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k",
+    "sqlite": "SELECT value FROM json_each(:keys)",
+}
+
+
+def _keys_param(connection: Connection | Session, keys: NDArray[np.int64]) -> tuple[str, Any]:
+    """(a SELECT of the keys, its parameter) for ``connection``'s database."""
+    bind = connection.engine if isinstance(connection, Connection) else connection.get_bind()
+    if bind.dialect.name == "postgresql":
+        return _KEYS_SQL["postgresql"], keys.tolist()
+    return _KEYS_SQL["sqlite"], json.dumps(keys.tolist())
+
+
+def _insert_keys(connection: Connection | Session, fingerprint: int, keys: NDArray[np.int64]) -> None:
+    selected, param = _keys_param(connection, keys)
+    connection.execute(
+        text(f"INSERT INTO replay_keys (key, fingerprint) SELECT q.*, :fp FROM ({selected}) AS q"),
+        {"keys": param, "fp": fingerprint},
+    )
+
+
+def add(db: Session, sample: str, vectors: NDArray[np.float32], positions: NDArray[np.int64]) -> FingerprintRow:
+    """Add an accepted sample's fingerprints and keys to ``db``'s transaction (under :func:`guard`)."""
+    codes, stored_positions = encode(vectors, positions)
+    row = FingerprintRow(sample=sample, codes=codes, positions=stored_positions)
+    db.add(row)
+    db.flush()  # the row id the keys point to
+    _insert_keys(db, row.id, hash_keys(vectors))
+    return row
+
+
+def _search(
+    rows: list[Any], queries: QuerySet, exclude: str, like: FingerprintIndex
+) -> tuple[ReplayMatch | None, str | None]:
+    """Exact replay evidence among fingerprint ``rows`` (id, sample, codes, positions)."""
+    exact = FingerprintIndex(
+        hop=like.hop, threshold=like.threshold, min_channels=like.min_channels, min_fraction=like.min_fraction
+    )
+    owners = {}
+    for row_id, sample, codes, positions in rows:
+        if sample == exclude:
+            continue  # our own fingerprints (a retry of a sample whose commit was interrupted)
+        exact.add_vectors(row_id, *decode(codes, positions))
+        owners[row_id] = sample
+    match = exact.search(queries)
+    return match, owners.get(match.owner) if match else None
+
+
+def lookup(
+    db: Session, queries: QuerySet, exclude: str, *, like: FingerprintIndex
+) -> tuple[ReplayMatch | None, str | None, int]:
+    """(replay evidence, the sample it replays, the last fingerprint row this read saw).
+
+    The samples sharing the most keys with ``queries`` are checked exactly; ``exclude`` (the
+    sample's own CID) is never evidence against itself."""
+    seen = int(db.scalar(select(func.max(FingerprintRow.id))) or 0)
+    if not len(queries.keys) or not seen:
+        return None, None, seen
+    selected, param = _keys_param(db, queries.keys)
+    candidates = [
+        int(fp)
+        for fp, _hits in db.execute(
+            text(
+                "SELECT fingerprint, count(*) AS hits FROM replay_keys "
+                f"WHERE key IN ({selected}) AND fingerprint <= :seen "
+                "GROUP BY fingerprint ORDER BY hits DESC, fingerprint DESC LIMIT :n"
+            ),
+            {"keys": param, "seen": seen, "n": CANDIDATES},
+        )
+    ]
+    if not candidates:
+        return None, None, seen
+    rows = db.execute(
+        select(FingerprintRow.id, FingerprintRow.sample, FingerprintRow.codes, FingerprintRow.positions).where(
+            FingerprintRow.id.in_(candidates)
+        )
+    ).all()
+    match, sample = _search(list(rows), queries, exclude, like)
+    return match, sample, seen
 
 
 def guard(db: Session) -> None:
@@ -82,7 +152,7 @@ def guard(db: Session) -> None:
 
 
 def check_fresh(
-    db: Session, seen: int, epoch: NDArray[np.floating], sfreq: float, cid: str, *, like: FingerprintIndex
+    db: Session, seen: int, queries: QuerySet, cid: str, *, like: FingerprintIndex
 ) -> tuple[ReplayMatch | None, str | None]:
     """Under :func:`guard`: the replay evidence among rows committed after ``seen`` (what other
     processes accepted while this sample was checked), searched exactly; and its sample."""
@@ -91,22 +161,27 @@ def check_fresh(
         .where(FingerprintRow.id > seen)
         .order_by(FingerprintRow.id)
     ).all()
-    rows = [row for row in rows if row.sample != cid]
-    if not rows:
-        return None, None
-    fresh = FingerprintIndex(
-        hop=like.hop, threshold=like.threshold, min_channels=like.min_channels, min_fraction=like.min_fraction
-    )
-    owners = {}
-    for row_id, sample, codes, positions in rows:
-        fresh.add_vectors(row_id, *decode(codes, positions))
-        owners[row_id] = sample
-    match = fresh.query(epoch, sfreq)
-    return match, owners.get(match.owner) if match else None
+    return _search(list(rows), queries, cid, like) if rows else (None, None)
+
+
+def backfill_keys(connection: Connection) -> int:
+    """Key every fingerprint row that has no keys yet (the migration that added the table);
+    returns the rows keyed."""
+    last, keyed = 0, 0
+    while True:
+        rows = connection.execute(
+            text("SELECT id, codes, positions FROM fingerprints WHERE id > :last ORDER BY id LIMIT :n"),
+            {"last": last, "n": BACKFILL_BATCH},
+        ).all()
+        for row_id, codes, positions in rows:
+            _insert_keys(connection, int(row_id), hash_keys(decode(codes, positions)[0]))
+            last, keyed = int(row_id), keyed + 1
+        if len(rows) < BACKFILL_BATCH:
+            return keyed
 
 
 def import_fingerprint_files(engine: Engine, root: Path) -> int:
-    """Copy the ``.npz`` fingerprint files of an older version into the table once (the
+    """Copy the ``.npz`` fingerprint files of an older version into the tables once (the
     folder is renamed ``*.imported``); returns the samples copied."""
     root = Path(root)
     files = sorted(root.glob("*.npz")) if root.is_dir() else []
@@ -119,11 +194,11 @@ def import_fingerprint_files(engine: Engine, root: Path) -> int:
         for path in files:
             try:
                 with np.load(path) as stored:
-                    codes, positions = encode(stored["vectors"], stored["positions"])
+                    vectors, positions = np.asarray(stored["vectors"], np.float32), stored["positions"]
             except (OSError, ValueError, KeyError) as err:
                 logger.warning("skipping unreadable fingerprints %s: %s", path.name, err)
                 continue
-            db.add(FingerprintRow(sample=path.stem, codes=codes, positions=positions))
+            add(db, path.stem, vectors, positions)
             copied += 1
         db.commit()
     root.rename(root.with_name(root.name + ".imported"))

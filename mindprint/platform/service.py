@@ -2,7 +2,7 @@
 
 :func:`platform_for` returns the process's :class:`Platform` for a data directory: the
 database engine (migrated), blockstore, key store and platform key, liveness model,
-replay index (reloaded from its fingerprints), token secret. :func:`connect_chain` adds
+token secret. :func:`connect_chain` adds
 the chain, the contracts and the anchoring journal. The API (``api/deps.py``), ``serve``,
 ``worker``, the export commands and the demo all go through here.
 """
@@ -50,10 +50,8 @@ class Platform:
     platform_key: RecipientKey
     chain_id: int = 1
     registry_address: str = "0x0000000000000000000000000000000000000000"
-    index: FingerprintIndex = field(default_factory=lambda: FingerprintIndex(hnsw=True))
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    owners: dict[int, str] = field(default_factory=dict)  # fingerprint row id -> sample CID
-    log_position: int = 0  # the last fingerprint row in ``index`` (platform/replay.py)
+    # the replay rule (hop, similarity, channels): the index itself is in the database
+    replay_rule: FingerprintIndex = field(default_factory=FingerprintIndex)
     anchorer: Anchorer | None = None  # set by connect_chain
     chain: ChainClient | None = None
     distributor: str | None = None
@@ -165,7 +163,7 @@ def _build(settings: Settings) -> Platform:
 
     assert platform.engine is not None
     import_fingerprint_files(platform.engine, root / "fingerprints")  # an older version's files
-    return platform  # the replay index is read from the database at the first query (or start_platform)
+    return platform
 
 
 def connect_chain(

@@ -41,12 +41,24 @@ faiss.omp_set_num_threads(1)
 
 GRID_HZ = 64.0
 SEGMENT = 96  # 1.5 s at 64 Hz
-FRACTIONS = (0.0,)  # grid phases a query is tried at
+FRACTIONS = (0.0, 0.5)  # grid phases a query is tried at (half a grid sample: 7.8 ms)
 PRE_EMPHASIS = 0.8
 QUERY_START = 16  # grid samples skipped at each end of a query (filter edge)
 SPACING = 32  # grid samples (0.5 s) between query segments
 
-__all__ = ["FingerprintIndex", "ReplayMatch", "fingerprints"]
+# keys for the shared index (SimHash, Charikar 2002): the sign of a fingerprint's projection
+# on random hyperplanes within the span of its DCT components 1..HASH_DIMS, HASH_BITS signs
+# per key, HASH_TABLES keys per fingerprint. Similar fingerprints share a key with
+# probability (1 − angle/π)^HASH_BITS; a replay has dozens of aligned fingerprints, so it
+# shares many keys with the sample it copies, while a distinct one shares ~none.
+# The hyperplanes are drawn from a fixed seed (PCG64: the same on every machine and numpy).
+HASH_BITS = 32
+HASH_TABLES = 4
+HASH_DIMS = 48
+HASH_SEED = 20261203
+KEY_CHANNELS = 8  # query channels whose keys look up candidates (all channels are checked)
+
+__all__ = ["FingerprintIndex", "QuerySet", "ReplayMatch", "fingerprints", "hash_keys", "query_set"]
 
 
 def _to_grid(data: NDArray[np.float64], sfreq: float, fraction: float = 0.0) -> NDArray[np.float64]:
@@ -88,6 +100,31 @@ def _segments(
     return np.ascontiguousarray(vectors), starts
 
 
+def _hash_planes() -> NDArray[np.float32]:
+    """(SEGMENT, HASH_TABLES * HASH_BITS) hyperplanes: Gaussian directions in the span of
+    the DCT-II basis vectors 1..HASH_DIMS (below ~16 Hz on the grid, where a sub-sample
+    misalignment moves a fingerprint least; the mean is already removed)."""
+    n = np.arange(SEGMENT)
+    k = np.arange(1, HASH_DIMS + 1)
+    basis = np.cos(np.pi * (n[:, None] + 0.5) * k[None, :] / SEGMENT) * np.sqrt(2.0 / SEGMENT)
+    gauss = np.random.Generator(np.random.PCG64(HASH_SEED)).standard_normal((HASH_DIMS, HASH_TABLES * HASH_BITS))
+    return np.ascontiguousarray(basis @ gauss, dtype=np.float32)
+
+
+_PLANES = _hash_planes()
+_WEIGHTS = (np.int64(1) << np.arange(HASH_BITS, dtype=np.int64)).astype(np.int64)
+
+
+def hash_keys(vectors: NDArray[np.float32]) -> NDArray[np.int64]:
+    """The distinct keys of ``vectors`` (n, SEGMENT): ``table << HASH_BITS | signs``."""
+    if not len(vectors):
+        return np.empty(0, np.int64)
+    signs = (np.asarray(vectors, np.float32) @ _PLANES > 0).reshape(len(vectors), HASH_TABLES, HASH_BITS)
+    keys = signs.astype(np.int64) @ _WEIGHTS  # (n, tables)
+    keys |= np.arange(HASH_TABLES, dtype=np.int64) << HASH_BITS
+    return np.unique(keys)
+
+
 def _training_vectors() -> NDArray[np.float32]:
     """Fingerprints of seeded 1/f noise: the per-dimension range the 8-bit quantiser needs
     (fingerprints are z-normalised unit vectors, so any broadband signal spans it)."""
@@ -121,6 +158,60 @@ def _query_shifts(n: int, hop: int) -> list[int]:
     if last - starts[-1] >= SPACING // 2:
         starts.append(last)  # the tail of the epoch too
     return [start + step for start in starts for step in range(hop)]
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySet:
+    """A query's fingerprints across the whole epoch, both directions and grid phases, with
+    the channel, grid start and direction of each row; ``keys`` look up candidates."""
+
+    vectors: NDArray[np.float32]
+    channels: NDArray[np.int64]
+    shifts: NDArray[np.int64]
+    reversed: NDArray[np.bool_]
+    n_channels: int
+    keys: NDArray[np.int64]
+
+
+def query_set(data: NDArray[np.floating], sfreq: float, hop: int = 4) -> QuerySet:
+    """The fingerprints a replay query of ``data`` (n_channels, ≥ 2 s) searches with.
+
+    Segments every SPACING grid samples from edge to edge (a replayed stretch that straddles
+    two stored samples still has a whole segment inside one of them, as long as that part
+    is ≥ SEGMENT + SPACING grid samples), each at ``hop`` shifts so that one lines up with the
+    stored grid, at two grid phases, forwards and time-reversed."""
+    x = np.asarray(data, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2 * sfreq or not np.all(np.isfinite(x)):
+        raise SignalError("a replay query needs finite (n_channels, >= 2 s) data")
+    n_ch = x.shape[0]
+    keyed = np.unique(np.round(np.linspace(0, n_ch - 1, min(n_ch, KEY_CHANNELS))).astype(np.int64))
+    batches, channels, shifts_of, directions = [], [], [], []
+    for fraction in FRACTIONS:
+        grid = _to_grid(x, sfreq, fraction)
+        for direction in (False, True):
+            series = grid[:, ::-1] if direction else grid
+            shifts = np.asarray(_query_shifts(series.shape[1], hop), dtype=np.int64)
+            if not len(shifts):
+                continue
+            vectors, _ = _segments(series, 1, shifts)
+            batches.append(vectors)
+            # rows are channel-major: row = channel * len(shifts) + j
+            channels.append(np.repeat(np.arange(n_ch), len(shifts)))
+            shifts_of.append(np.tile(shifts, n_ch))
+            directions.append(np.full(n_ch * len(shifts), direction))
+    if not batches:
+        empty = np.empty(0, np.int64)
+        return QuerySet(np.empty((0, SEGMENT), np.float32), empty, empty, np.empty(0, bool), n_ch, empty)
+    vectors = np.concatenate(batches)
+    channel = np.concatenate(channels)
+    return QuerySet(
+        vectors,
+        channel,
+        np.concatenate(shifts_of),
+        np.concatenate(directions),
+        n_ch,
+        hash_keys(vectors[np.isin(channel, keyed)]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,37 +311,18 @@ class FingerprintIndex:
 
     def query(self, data: NDArray[np.floating], sfreq: float, *, k: int = 4) -> ReplayMatch | None:
         """The strongest replay evidence for ``data`` (n_channels, ≥ 2 s), or None."""
-        x = np.asarray(data, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] < 2 * sfreq or not np.all(np.isfinite(x)):
-            raise SignalError("a replay query needs finite (n_channels, >= 2 s) data")
-        if len(self) == 0:
+        queries = query_set(data, sfreq, self.hop)
+        return self.search(queries, k=k)
+
+    def search(self, queries: QuerySet, *, k: int = 4) -> ReplayMatch | None:
+        """The strongest replay evidence for a prepared :class:`QuerySet`, or None."""
+        if len(self) == 0 or not len(queries.vectors):
             return None
-        n_ch = x.shape[0]
         owners, positions = self.owners, self.positions
-        # query segments across the whole epoch, every SPACING grid samples (each tried at
-        # ``hop`` shifts so that one lines up with the stored grid), all in one search: a
-        # replayed stretch that straddles two stored samples still has a whole segment
-        # inside one of them, as long as that part is ≥ SEGMENT + SPACING grid samples
-        batches, meta = [], []
-        for fraction in FRACTIONS:
-            grid = _to_grid(x, sfreq, fraction)
-            for direction in (False, True):
-                series = grid[:, ::-1] if direction else grid
-                shifts = np.asarray(_query_shifts(series.shape[1], self.hop), dtype=np.int64)
-                if not len(shifts):
-                    continue
-                vectors, _ = _segments(series, 1, shifts)
-                batches.append(vectors)
-                # rows are channel-major: row = channel * len(shifts) + j
-                meta.append((np.repeat(np.arange(n_ch), len(shifts)), np.tile(shifts, n_ch), direction))
-        if not batches:
-            return None
-        sims, ids = self.index.search(np.concatenate(batches), k)
-        channels_of = np.concatenate([m[0] for m in meta])
-        shifts_of = np.concatenate([m[1] for m in meta])
-        reversed_of = np.concatenate([np.full(len(m[0]), m[2]) for m in meta])
+        sims, ids = self.index.search(queries.vectors, min(k, len(self)))
         rows, cols = np.nonzero((sims >= self.threshold) & (ids >= 0))
         votes: dict[tuple[int, int, bool], dict[int, float]] = defaultdict(dict)
+        channels_of, shifts_of, reversed_of = queries.channels, queries.shifts, queries.reversed
         for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
             idx, channel = int(ids[row, col]), int(channels_of[row])
             key = (int(owners[idx]), int(positions[idx]) - int(shifts_of[row]), bool(reversed_of[row]))
@@ -258,6 +330,7 @@ class FingerprintIndex:
             best[channel] = max(best.get(channel, 0.0), float(sims[row, col]))
         # a real replay moves every channel; a chance match among correlated scalp
         # channels moves a few neighbours: ask for a share of the channels too
+        n_ch = queries.n_channels
         needed = max(min(self.min_channels, n_ch), int(np.ceil(self.min_fraction * n_ch)))
         found = [
             ReplayMatch(owner, offset, direction, len(channels), float(np.mean(list(channels.values()))))
