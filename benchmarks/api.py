@@ -206,33 +206,59 @@ def count_lost(url_db: str, accepted_total: int) -> int:
 
 
 def write_history(url_db: str, samples: int) -> None:
-    """``samples`` earlier accepted samples' fingerprints (EEG-like stretches, phase-randomised
-    from the Cyton recording) in the fingerprints table, as acceptance leaves them."""
+    """``samples`` earlier accepted samples in the replay index as acceptance leaves them:
+    fingerprint rows and their keys. Each is a distinct 4 s stretch of a phase-randomised
+    copy of the Cyton recording (EEG's spectrum, new phases). Written with COPY, the key
+    table's primary key dropped during the load and rebuilt after (a sorted build)."""
     from mindprint.cli import sample_path_for_demo
     from mindprint.device.openbci import read_openbci_gui_csv
-    from mindprint.labeling.store import FingerprintRow, make_engine, migrate, sessions
-    from mindprint.labeling.verification.uniqueness import fingerprints
+    from mindprint.labeling.store import make_engine, migrate
+    from mindprint.labeling.verification.uniqueness import fingerprints, hash_keys
     from mindprint.platform.replay import encode
 
     data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
     spectrum = np.fft.rfft(data - data.mean(axis=1, keepdims=True), axis=1)
+    per_copy = data.shape[1] // 1000  # non-overlapping 4 s epochs of each copy
     rng = np.random.default_rng(1)
     engine = make_engine(url_db)
     migrate(engine)
-    with sessions(engine)() as db:
-        for n in range(samples):
+    started = time.perf_counter()
+    with engine.begin() as connection:
+        first = int(connection.exec_driver_sql("SELECT coalesce(max(id), 0) FROM fingerprints").scalar() or 0) + 1
+        connection.exec_driver_sql("ALTER TABLE replay_keys DROP CONSTRAINT replay_keys_pkey")
+    # two connections: one COPY each, at the same time
+    rows_connection, keys_connection = engine.raw_connection(), engine.raw_connection()
+    rows_cursor, keys_cursor = rows_connection.cursor(), keys_connection.cursor()
+    with (
+        rows_cursor.copy("COPY fingerprints (id, sample, codes, positions) FROM STDIN") as rows,  # type: ignore[attr-defined]
+        keys_cursor.copy("COPY replay_keys (key, fingerprint) FROM STDIN") as keys,  # type: ignore[attr-defined]
+    ):
+        n = 0
+        while n < samples:
             phases = np.exp(2j * np.pi * rng.random(spectrum.shape[1]))
             phases[0] = 1.0
-            start = int(rng.integers(0, data.shape[1] - 1000))
-            epoch = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)[:, start : start + 1000]
-            vectors, starts, n_channels = fingerprints(epoch, 250.0, 4)
-            codes, positions = encode(vectors, np.tile(starts, n_channels))
-            db.add(FingerprintRow(sample=f"history-{n:07d}", codes=codes, positions=positions))
-            if n % 1000 == 999:
-                db.commit()
-                if n % 10000 == 9999:
-                    print(f"  history: {n + 1} of {samples}", flush=True)
-        db.commit()
+            copy = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)
+            for k in range(min(per_copy, samples - n)):
+                vectors, starts, n_channels = fingerprints(copy[:, k * 1000 : (k + 1) * 1000], 250.0, 4)
+                codes, positions = encode(vectors, np.tile(starts, n_channels))
+                row_id = first + n
+                rows.write_row((row_id, f"history-{n:07d}", codes, positions))
+                for key in hash_keys(vectors).tolist():
+                    keys.write_row((key, row_id))
+                n += 1
+                if n % 10000 == 0:
+                    print(f"  history: {n} of {samples} ({time.perf_counter() - started:.0f} s)", flush=True)
+    rows_connection.commit()
+    keys_connection.commit()
+    rows_connection.close()
+    keys_connection.close()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE replay_keys ADD PRIMARY KEY (key, fingerprint)")
+        connection.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('fingerprints', 'id'), {first + samples})")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE replay_keys")
+        connection.exec_driver_sql("VACUUM ANALYZE fingerprints")
+    print(f"  history: {samples} samples written in {time.perf_counter() - started:.0f} s", flush=True)
     engine.dispose()
 
 

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 CODE_SCALE = 200.0  # fingerprint components are within ±0.6: int8 steps of 0.005
 CANDIDATES = 8  # samples sharing the most keys with a query that are checked exactly
+MIN_HITS = 2  # ... if they share at least this many: one shared key is chance at scale
+# (~10^-2 random rows per query key at 10^5 samples), and checking chance costs ~2 ms each
 BACKFILL_BATCH = 500
 
 __all__ = ["add", "backfill_keys", "check_fresh", "decode", "encode", "guard", "import_fingerprint_files", "lookup"]
@@ -130,9 +132,9 @@ def lookup(
             text(
                 "SELECT fingerprint, count(*) AS hits FROM replay_keys "
                 f"WHERE key IN ({selected}) AND fingerprint <= :seen "
-                "GROUP BY fingerprint ORDER BY hits DESC, fingerprint DESC LIMIT :n"
+                "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY hits DESC, fingerprint DESC LIMIT :n"
             ),
-            {"keys": param, "seen": seen, "n": CANDIDATES},
+            {"keys": param, "seen": seen, "n": CANDIDATES, "hits": MIN_HITS},
         )
     ]
     if not candidates:
