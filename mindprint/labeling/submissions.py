@@ -33,7 +33,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -70,7 +69,7 @@ from mindprint.labeling.verification.scores import (
     decide,
     uniqueness_score,
 )
-from mindprint.labeling.verification.uniqueness import fingerprints, query_set
+from mindprint.labeling.verification.uniqueness import query_set
 from mindprint.platform.challenges import check_challenge, store_trials
 from mindprint.platform.ingest import excerpt_manifest, load_cited
 from mindprint.platform.replay import add, check_fresh, guard, lookup
@@ -259,13 +258,13 @@ def submit(
     if verdict.accepted:
         # what other processes accepted meanwhile, under the cross-process guard held until
         # this transaction commits: two replicas cannot both accept the same EEG
-        vectors, starts, n_channels = fingerprints(check.epoch, check.sfreq, rule.hop)
+        vectors, positions = queries.stored(rule.hop)
         guard(db)
         late, _ = check_fresh(db, seen, queries, cid, like=rule)
         if late is not None:
             verdict = decide(authenticity, liveness, uniqueness_score(late), attention, challenge)
         if verdict.accepted:
-            add(db, cid, vectors, np.tile(starts, n_channels))
+            add(db, cid, vectors, positions)
     clock.lap("fingerprints")
     status = "accepted" if verdict.accepted else "rejected"
     result = {

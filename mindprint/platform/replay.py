@@ -43,7 +43,7 @@ from mindprint.labeling.verification.uniqueness import (
 logger = logging.getLogger(__name__)
 
 CODE_SCALE = 200.0  # fingerprint components are within ±0.6: int8 steps of 0.005
-CANDIDATES = 8  # samples sharing the most keys with a query that are checked exactly
+CANDIDATES = 4  # samples sharing the most keys with a query that are checked exactly
 MIN_HITS = 2  # ... if they share at least this many: one shared key is chance at scale
 # (~10^-2 random rows per query key at 10^5 samples), and checking chance costs ~2 ms each
 BACKFILL_BATCH = 500
@@ -99,20 +99,17 @@ def add(db: Session, sample: str, vectors: NDArray[np.float32], positions: NDArr
 
 
 def _search(
-    rows: list[Any], queries: QuerySet, exclude: str, like: FingerprintIndex
+    rows: list[Any], queries: QuerySet, exclude: str, rule: FingerprintIndex
 ) -> tuple[ReplayMatch | None, str | None]:
-    """Exact replay evidence among fingerprint ``rows`` (id, sample, codes, positions)."""
-    exact = FingerprintIndex(
-        hop=like.hop, threshold=like.threshold, min_channels=like.min_channels, min_fraction=like.min_fraction
-    )
-    owners = {}
+    """Exact replay evidence among fingerprint ``rows`` (id, sample, codes, positions), one
+    stored sample at a time in the given order: the first that the query replays."""
     for row_id, sample, codes, positions in rows:
         if sample == exclude:
             continue  # our own fingerprints (a retry of a sample whose commit was interrupted)
-        exact.add_vectors(row_id, *decode(codes, positions))
-        owners[row_id] = sample
-    match = exact.search(queries)
-    return match, owners.get(match.owner) if match else None
+        match = rule.match_sample(queries, int(row_id), *decode(codes, positions))
+        if match is not None:
+            return match, sample
+    return None, None
 
 
 def lookup(
@@ -144,6 +141,7 @@ def lookup(
             FingerprintRow.id.in_(candidates)
         )
     ).all()
+    rows = sorted(rows, key=lambda row: candidates.index(row.id))  # most shared keys first
     match, sample = _search(list(rows), queries, exclude, like)
     return match, sample, seen
 

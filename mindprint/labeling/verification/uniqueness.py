@@ -112,15 +112,15 @@ def _hash_planes() -> NDArray[np.float32]:
 
 
 _PLANES = _hash_planes()
-_WEIGHTS = (np.int64(1) << np.arange(HASH_BITS, dtype=np.int64)).astype(np.int64)
 
 
 def hash_keys(vectors: NDArray[np.float32]) -> NDArray[np.int64]:
     """The distinct keys of ``vectors`` (n, SEGMENT): ``table << HASH_BITS | signs``."""
     if not len(vectors):
         return np.empty(0, np.int64)
-    signs = (np.asarray(vectors, np.float32) @ _PLANES > 0).reshape(len(vectors), HASH_TABLES, HASH_BITS)
-    keys = signs.astype(np.int64) @ _WEIGHTS  # (n, tables)
+    signs = np.asarray(vectors, np.float32) @ _PLANES > 0  # (n, tables * bits)
+    packed = np.packbits(signs, axis=1, bitorder="little")  # bit j of a table: 2^j
+    keys = packed.view("<u4").astype(np.int64)  # (n, tables): HASH_BITS = 32
     keys |= np.arange(HASH_TABLES, dtype=np.int64) << HASH_BITS
     return np.unique(keys)
 
@@ -171,6 +171,13 @@ class QuerySet:
     reversed: NDArray[np.bool_]
     n_channels: int
     keys: NDArray[np.int64]
+    grid: NDArray[np.float64]  # the query on the grid (phase 0): what is stored if it is accepted
+
+    def stored(self, hop: int = 4) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The fingerprints and positions to store for this data once accepted (the same as
+        :func:`fingerprints`, from the grid already computed)."""
+        vectors, starts = _segments(self.grid, hop)
+        return vectors, np.tile(starts, self.n_channels)
 
 
 def query_set(data: NDArray[np.floating], sfreq: float, hop: int = 4) -> QuerySet:
@@ -185,9 +192,10 @@ def query_set(data: NDArray[np.floating], sfreq: float, hop: int = 4) -> QuerySe
         raise SignalError("a replay query needs finite (n_channels, >= 2 s) data")
     n_ch = x.shape[0]
     keyed = np.unique(np.round(np.linspace(0, n_ch - 1, min(n_ch, KEY_CHANNELS))).astype(np.int64))
-    batches, channels, shifts_of, directions = [], [], [], []
+    batches, channels, shifts_of, directions, grids = [], [], [], [], []
     for fraction in FRACTIONS:
         grid = _to_grid(x, sfreq, fraction)
+        grids.append(grid)
         for direction in (False, True):
             series = grid[:, ::-1] if direction else grid
             shifts = np.asarray(_query_shifts(series.shape[1], hop), dtype=np.int64)
@@ -201,7 +209,7 @@ def query_set(data: NDArray[np.floating], sfreq: float, hop: int = 4) -> QuerySe
             directions.append(np.full(n_ch * len(shifts), direction))
     if not batches:
         empty = np.empty(0, np.int64)
-        return QuerySet(np.empty((0, SEGMENT), np.float32), empty, empty, np.empty(0, bool), n_ch, empty)
+        return QuerySet(np.empty((0, SEGMENT), np.float32), empty, empty, np.empty(0, bool), n_ch, empty, grids[0])
     vectors = np.concatenate(batches)
     channel = np.concatenate(channels)
     return QuerySet(
@@ -211,6 +219,7 @@ def query_set(data: NDArray[np.floating], sfreq: float, hop: int = 4) -> QuerySe
         np.concatenate(directions),
         n_ch,
         hash_keys(vectors[np.isin(channel, keyed)]),
+        grids[0],
     )
 
 
@@ -318,16 +327,40 @@ class FingerprintIndex:
         """The strongest replay evidence for a prepared :class:`QuerySet`, or None."""
         if len(self) == 0 or not len(queries.vectors):
             return None
-        owners, positions = self.owners, self.positions
         sims, ids = self.index.search(queries.vectors, min(k, len(self)))
         rows, cols = np.nonzero((sims >= self.threshold) & (ids >= 0))
+        hits = ids[rows, cols]
+        return self.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols])
+
+    def match_sample(
+        self, queries: QuerySet, owner: int, vectors: NDArray[np.float32], positions: NDArray[np.int64]
+    ) -> ReplayMatch | None:
+        """Replay evidence against one stored sample's fingerprints, exactly: every pair of a
+        query and a stored fingerprint at or above the threshold votes (one matrix product)."""
+        if not len(vectors) or not len(queries.vectors):
+            return None
+        sims = queries.vectors @ np.asarray(vectors, np.float32).T
+        rows, cols = np.nonzero(sims >= self.threshold)
+        return self.vote(queries, rows, np.full(len(rows), owner), np.asarray(positions)[cols], sims[rows, cols])
+
+    def vote(
+        self,
+        queries: QuerySet,
+        rows: NDArray[np.int64],
+        owners: NDArray[np.int64],
+        positions: NDArray[np.int64],
+        sims: NDArray[np.float32],
+    ) -> ReplayMatch | None:
+        """Matching pairs (query row, stored owner and position, similarity) → the replay they
+        agree on: a channel counts for one (owner, offset, direction) at its best similarity."""
         votes: dict[tuple[int, int, bool], dict[int, float]] = defaultdict(dict)
-        channels_of, shifts_of, reversed_of = queries.channels, queries.shifts, queries.reversed
-        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-            idx, channel = int(ids[row, col]), int(channels_of[row])
-            key = (int(owners[idx]), int(positions[idx]) - int(shifts_of[row]), bool(reversed_of[row]))
-            best = votes[key]
-            best[channel] = max(best.get(channel, 0.0), float(sims[row, col]))
+        offsets = np.asarray(positions) - queries.shifts[rows]
+        for row, owner, offset, sim in zip(
+            rows.tolist(), np.asarray(owners).tolist(), offsets.tolist(), np.asarray(sims).tolist(), strict=True
+        ):
+            channel = int(queries.channels[row])
+            best = votes[(int(owner), int(offset), bool(queries.reversed[row]))]
+            best[channel] = max(best.get(channel, 0.0), float(sim))
         # a real replay moves every channel; a chance match among correlated scalp
         # channels moves a few neighbours: ask for a share of the channels too
         n_ch = queries.n_channels
