@@ -25,7 +25,6 @@ several channels agreeing on where they came from is not.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
 
 import faiss
@@ -353,22 +352,32 @@ class FingerprintIndex:
     ) -> ReplayMatch | None:
         """Matching pairs (query row, stored owner and position, similarity) → the replay they
         agree on: a channel counts for one (owner, offset, direction) at its best similarity."""
-        votes: dict[tuple[int, int, bool], dict[int, float]] = defaultdict(dict)
-        offsets = np.asarray(positions) - queries.shifts[rows]
-        for row, owner, offset, sim in zip(
-            rows.tolist(), np.asarray(owners).tolist(), offsets.tolist(), np.asarray(sims).tolist(), strict=True
-        ):
-            channel = int(queries.channels[row])
-            best = votes[(int(owner), int(offset), bool(queries.reversed[row]))]
-            best[channel] = max(best.get(channel, 0.0), float(sim))
+        if not len(rows):
+            return None
+        n_ch = queries.n_channels
+        # one vote per (owner, offset, direction, channel), at its best similarity
+        groups = np.stack(
+            [
+                np.asarray(owners, np.int64),
+                np.asarray(positions, np.int64) - queries.shifts[rows],
+                queries.reversed[rows].astype(np.int64),
+            ],
+            axis=1,
+        )
+        keys, group = np.unique(groups, axis=0, return_inverse=True)
+        group = group.ravel()
+        order = np.lexsort((-np.asarray(sims, np.float64), queries.channels[rows], group))
+        pair = group[order] * n_ch + queries.channels[rows][order]
+        first = np.r_[True, pair[1:] != pair[:-1]]  # each (group, channel) at its best
+        chosen_group, chosen_sim = group[order][first], np.asarray(sims, np.float64)[order][first]
+        channels = np.bincount(chosen_group, minlength=len(keys))
+        similarity = np.bincount(chosen_group, weights=chosen_sim, minlength=len(keys)) / np.maximum(channels, 1)
         # a real replay moves every channel; a chance match among correlated scalp
         # channels moves a few neighbours: ask for a share of the channels too
-        n_ch = queries.n_channels
         needed = max(min(self.min_channels, n_ch), int(np.ceil(self.min_fraction * n_ch)))
         found = [
-            ReplayMatch(owner, offset, direction, len(channels), float(np.mean(list(channels.values()))))
-            for (owner, offset, direction), channels in votes.items()
-            if len(channels) >= needed
+            ReplayMatch(int(keys[g, 0]), int(keys[g, 1]), bool(keys[g, 2]), int(channels[g]), float(similarity[g]))
+            for g in np.flatnonzero(channels >= needed).tolist()
         ]
         if not found:
             return None
