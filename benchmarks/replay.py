@@ -42,12 +42,12 @@ from sqlalchemy.engine import Engine
 from benchmarks.api import write_history
 from mindprint.labeling.store import make_engine, migrate, sessions
 from mindprint.labeling.verification.corpus import Recording, build_recordings
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, query_set
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, ReplayRule, query_set
 from mindprint.platform.replay import add, lookup
 from mindprint.signal.filters import design_filter, filter_offline
 from tests.services import create_database, postgres_server
 
-RULE = FingerprintIndex()
+RULE = ReplayRule()
 
 
 @contextlib.contextmanager
@@ -113,7 +113,7 @@ def robustness(
                 cases["straddle"] = (np.concatenate([other, x[:, start : start + 3 * int(sf)]], axis=1), sf)
                 for kind, (data, rate) in cases.items():
                     queries = query_set(data, rate)
-                    _, sample, _ = lookup(db, queries, "query", like=RULE)
+                    _, sample, _ = lookup(db, queries, "query", rule=RULE)
                     caught.setdefault(kind, []).append(sample is not None and sample.startswith(recording.name + "-"))
                     match = reference.search(queries)
                     caught_reference.setdefault(kind, []).append(
@@ -122,7 +122,7 @@ def robustness(
             for start in range(half, x.shape[1] - width, int(0.5 * sf)):
                 queries = query_set(x[:, start : start + width], sf)
                 distinct += 1
-                false += lookup(db, queries, "query", like=RULE)[1] is not None
+                false += lookup(db, queries, "query", rule=RULE)[1] is not None
                 false_reference += reference.search(queries) is not None
     return caught, caught_reference, false, false_reference, distinct
 
@@ -131,10 +131,10 @@ def lookup_times(engine: Engine, queries: list[QuerySet]) -> tuple[float, float]
     times = []
     with sessions(engine)() as db:
         for q in queries[:5]:
-            lookup(db, q, "query", like=RULE)  # warm the connection and the statement
+            lookup(db, q, "query", rule=RULE)  # warm the connection and the statement
         for q in queries:
             t0 = time.perf_counter()
-            lookup(db, q, "query", like=RULE)
+            lookup(db, q, "query", rule=RULE)
             times.append(time.perf_counter() - t0)
             db.commit()
     return 1000 * float(np.median(times)), 1000 * float(np.percentile(times, 99))

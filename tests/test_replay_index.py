@@ -18,7 +18,7 @@ from mindprint.labeling.store import FingerprintRow, ReplayKey, make_engine, mig
 from mindprint.labeling.verification.uniqueness import (
     HASH_BITS,
     HASH_TABLES,
-    FingerprintIndex,
+    ReplayRule,
     fingerprints,
     hash_keys,
     query_set,
@@ -30,7 +30,7 @@ from .conftest import CYTON_CSV, require
 from .services import create_database
 
 SF = 250
-RULE = FingerprintIndex()
+RULE = ReplayRule()
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def _accept(engine: Engine, name: str, epoch: np.ndarray) -> None:
 
 def _query(engine: Engine, epoch: np.ndarray, cid: str = "query") -> str | None:
     with sessions(engine)() as db:
-        _, sample, _ = lookup(db, query_set(epoch, SF), cid, like=RULE)
+        _, sample, _ = lookup(db, query_set(epoch, SF), cid, rule=RULE)
     return sample
 
 
@@ -102,11 +102,11 @@ def test_rows_committed_after_the_query_are_checked_under_the_guard(engine: Engi
     epoch = cyton[:, 10 * SF : 14 * SF]
     queries = query_set(epoch, SF)
     with sessions(engine)() as db:
-        match, _, seen = lookup(db, queries, "late", like=RULE)
+        match, _, seen = lookup(db, queries, "late", rule=RULE)
     assert match is None and seen == 1
     _accept(engine, "raced", epoch)  # another replica accepts the same EEG meanwhile
     with sessions(engine)() as db:
-        late, sample = check_fresh(db, seen, queries, "late", like=RULE)
+        late, sample = check_fresh(db, seen, queries, "late", rule=RULE)
     assert late is not None and sample == "raced"
 
 

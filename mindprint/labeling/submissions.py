@@ -251,7 +251,7 @@ def submit(
         # samples sharing most of them checked exactly)
         rule = platform.replay_rule
         queries = query_set(check.epoch, check.sfreq, rule.hop)
-        match, _, seen = lookup(db, queries, cid, like=rule)
+        match, _, seen = lookup(db, queries, cid, rule=rule)
         db.commit()
     verdict = decide(authenticity, liveness, uniqueness_score(match), attention, challenge)
     clock.lap("replay")
@@ -260,7 +260,7 @@ def submit(
         # this transaction commits: two replicas cannot both accept the same EEG
         vectors, positions = queries.stored(rule.hop)
         guard(db)
-        late, _ = check_fresh(db, seen, queries, cid, like=rule)
+        late, _ = check_fresh(db, seen, queries, cid, rule=rule)
         if late is not None:
             verdict = decide(authenticity, liveness, uniqueness_score(late), attention, challenge)
         if verdict.accepted:

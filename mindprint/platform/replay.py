@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session
 from mindprint.labeling.store import FingerprintRow, ReplayGuard, sessions
 from mindprint.labeling.verification.uniqueness import (
     SEGMENT,
-    FingerprintIndex,
     QuerySet,
     ReplayMatch,
+    ReplayRule,
     hash_keys,
 )
 
@@ -99,7 +99,7 @@ def add(db: Session, sample: str, vectors: NDArray[np.float32], positions: NDArr
 
 
 def _search(
-    rows: list[Any], queries: QuerySet, exclude: str, rule: FingerprintIndex
+    rows: list[Any], queries: QuerySet, exclude: str, rule: ReplayRule
 ) -> tuple[ReplayMatch | None, str | None]:
     """Exact replay evidence among fingerprint ``rows`` (id, sample, codes, positions), one
     stored sample at a time in the given order: the first that the query replays."""
@@ -113,7 +113,7 @@ def _search(
 
 
 def lookup(
-    db: Session, queries: QuerySet, exclude: str, *, like: FingerprintIndex
+    db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule
 ) -> tuple[ReplayMatch | None, str | None, int]:
     """(replay evidence, the sample it replays, the last fingerprint row this read saw).
 
@@ -142,7 +142,7 @@ def lookup(
         )
     ).all()
     rows = sorted(rows, key=lambda row: candidates.index(row.id))  # most shared keys first
-    match, sample = _search(list(rows), queries, exclude, like)
+    match, sample = _search(list(rows), queries, exclude, rule)
     return match, sample, seen
 
 
@@ -152,7 +152,7 @@ def guard(db: Session) -> None:
 
 
 def check_fresh(
-    db: Session, seen: int, queries: QuerySet, cid: str, *, like: FingerprintIndex
+    db: Session, seen: int, queries: QuerySet, cid: str, *, rule: ReplayRule
 ) -> tuple[ReplayMatch | None, str | None]:
     """Under :func:`guard`: the replay evidence among rows committed after ``seen`` (what other
     processes accepted while this sample was checked), searched exactly; and its sample."""
@@ -161,7 +161,7 @@ def check_fresh(
         .where(FingerprintRow.id > seen)
         .order_by(FingerprintRow.id)
     ).all()
-    return _search(list(rows), queries, cid, like) if rows else (None, None)
+    return _search(list(rows), queries, cid, rule) if rows else (None, None)
 
 
 def backfill_keys(connection: Connection) -> int:

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from mindprint.core.ratelimit import RateLimiter
 from mindprint.labeling.store import make_engine, migrate
 from mindprint.labeling.verification.model import LivenessModel
-from mindprint.labeling.verification.uniqueness import FingerprintIndex
+from mindprint.labeling.verification.uniqueness import ReplayRule
 from mindprint.ledger.blockstore import Blockstore
 from mindprint.ledger.crypto import KeyStore, RecipientKey
 from mindprint.platform.secrets import resolve_secrets
@@ -51,7 +51,7 @@ class Platform:
     chain_id: int = 1
     registry_address: str = "0x0000000000000000000000000000000000000000"
     # the replay rule (hop, similarity, channels): the index itself is in the database
-    replay_rule: FingerprintIndex = field(default_factory=FingerprintIndex)
+    replay_rule: ReplayRule = field(default_factory=ReplayRule)
     anchorer: Anchorer | None = None  # set by connect_chain
     chain: ChainClient | None = None
     distributor: str | None = None

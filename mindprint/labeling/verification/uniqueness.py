@@ -57,7 +57,7 @@ HASH_DIMS = 48
 HASH_SEED = 20261203
 KEY_CHANNELS = 8  # query channels whose keys look up candidates (all channels are checked)
 
-__all__ = ["FingerprintIndex", "QuerySet", "ReplayMatch", "fingerprints", "hash_keys", "query_set"]
+__all__ = ["FingerprintIndex", "QuerySet", "ReplayMatch", "ReplayRule", "fingerprints", "hash_keys", "query_set"]
 
 
 def _to_grid(data: NDArray[np.float64], sfreq: float, fraction: float = 0.0) -> NDArray[np.float64]:
@@ -233,6 +233,70 @@ class ReplayMatch:
     similarity: float
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayRule:
+    """When fingerprints make a replay: ``threshold`` cosine similarity per channel, at least
+    ``min_channels`` and ``min_fraction`` of the query's channels agreeing on one stored
+    sample, offset and direction; ``hop`` grid samples between stored fingerprints."""
+
+    hop: int = 4
+    threshold: float = 0.8
+    min_channels: int = 2
+    min_fraction: float = 0.5
+
+    def match_sample(
+        self, queries: QuerySet, owner: int, vectors: NDArray[np.float32], positions: NDArray[np.int64]
+    ) -> ReplayMatch | None:
+        """Replay evidence against one stored sample's fingerprints, exactly: every pair of a
+        query and a stored fingerprint at or above the threshold votes (one matrix product)."""
+        if not len(vectors) or not len(queries.vectors):
+            return None
+        sims = queries.vectors @ np.asarray(vectors, np.float32).T
+        rows, cols = np.nonzero(sims >= self.threshold)
+        return self.vote(queries, rows, np.full(len(rows), owner), np.asarray(positions)[cols], sims[rows, cols])
+
+    def vote(
+        self,
+        queries: QuerySet,
+        rows: NDArray[np.int64],
+        owners: NDArray[np.int64],
+        positions: NDArray[np.int64],
+        sims: NDArray[np.float32],
+    ) -> ReplayMatch | None:
+        """Matching pairs (query row, stored owner and position, similarity) → the replay they
+        agree on: a channel counts for one (owner, offset, direction) at its best similarity."""
+        if not len(rows):
+            return None
+        n_ch = queries.n_channels
+        # one vote per (owner, offset, direction, channel), at its best similarity
+        groups = np.stack(
+            [
+                np.asarray(owners, np.int64),
+                np.asarray(positions, np.int64) - queries.shifts[rows],
+                queries.reversed[rows].astype(np.int64),
+            ],
+            axis=1,
+        )
+        keys, group = np.unique(groups, axis=0, return_inverse=True)
+        group = group.ravel()
+        order = np.lexsort((-np.asarray(sims, np.float64), queries.channels[rows], group))
+        pair = group[order] * n_ch + queries.channels[rows][order]
+        first = np.r_[True, pair[1:] != pair[:-1]]  # each (group, channel) at its best
+        chosen_group, chosen_sim = group[order][first], np.asarray(sims, np.float64)[order][first]
+        channels = np.bincount(chosen_group, minlength=len(keys))
+        similarity = np.bincount(chosen_group, weights=chosen_sim, minlength=len(keys)) / np.maximum(channels, 1)
+        # a real replay moves every channel; a chance match among correlated scalp
+        # channels moves a few neighbours: ask for a share of the channels too
+        needed = max(min(self.min_channels, n_ch), int(np.ceil(self.min_fraction * n_ch)))
+        found = [
+            ReplayMatch(int(keys[g, 0]), int(keys[g, 1]), bool(keys[g, 2]), int(channels[g]), float(similarity[g]))
+            for g in np.flatnonzero(channels >= needed).tolist()
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda m: (m.channels, m.similarity))
+
+
 class FingerprintIndex:
     """faiss index of accepted EEG fingerprints with replay queries.
 
@@ -265,10 +329,9 @@ class FingerprintIndex:
         min_fraction: float = 0.5,
         hnsw: bool = False,
     ) -> None:
-        self.min_fraction = min_fraction
+        self.rule = ReplayRule(hop=hop, threshold=threshold, min_channels=min_channels, min_fraction=min_fraction)
         self.hop = hop
         self.threshold = threshold
-        self.min_channels = min_channels
         if hnsw:
             # 8-bit scalar-quantised vectors: a quarter of the memory, so the graph stays in cache longer
             index = faiss.IndexHNSWSQ(SEGMENT, faiss.ScalarQuantizer.QT_8bit, 12, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]  # faiss stubs: the enum is an int
@@ -329,56 +392,4 @@ class FingerprintIndex:
         sims, ids = self.index.search(queries.vectors, min(k, len(self)))
         rows, cols = np.nonzero((sims >= self.threshold) & (ids >= 0))
         hits = ids[rows, cols]
-        return self.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols])
-
-    def match_sample(
-        self, queries: QuerySet, owner: int, vectors: NDArray[np.float32], positions: NDArray[np.int64]
-    ) -> ReplayMatch | None:
-        """Replay evidence against one stored sample's fingerprints, exactly: every pair of a
-        query and a stored fingerprint at or above the threshold votes (one matrix product)."""
-        if not len(vectors) or not len(queries.vectors):
-            return None
-        sims = queries.vectors @ np.asarray(vectors, np.float32).T
-        rows, cols = np.nonzero(sims >= self.threshold)
-        return self.vote(queries, rows, np.full(len(rows), owner), np.asarray(positions)[cols], sims[rows, cols])
-
-    def vote(
-        self,
-        queries: QuerySet,
-        rows: NDArray[np.int64],
-        owners: NDArray[np.int64],
-        positions: NDArray[np.int64],
-        sims: NDArray[np.float32],
-    ) -> ReplayMatch | None:
-        """Matching pairs (query row, stored owner and position, similarity) → the replay they
-        agree on: a channel counts for one (owner, offset, direction) at its best similarity."""
-        if not len(rows):
-            return None
-        n_ch = queries.n_channels
-        # one vote per (owner, offset, direction, channel), at its best similarity
-        groups = np.stack(
-            [
-                np.asarray(owners, np.int64),
-                np.asarray(positions, np.int64) - queries.shifts[rows],
-                queries.reversed[rows].astype(np.int64),
-            ],
-            axis=1,
-        )
-        keys, group = np.unique(groups, axis=0, return_inverse=True)
-        group = group.ravel()
-        order = np.lexsort((-np.asarray(sims, np.float64), queries.channels[rows], group))
-        pair = group[order] * n_ch + queries.channels[rows][order]
-        first = np.r_[True, pair[1:] != pair[:-1]]  # each (group, channel) at its best
-        chosen_group, chosen_sim = group[order][first], np.asarray(sims, np.float64)[order][first]
-        channels = np.bincount(chosen_group, minlength=len(keys))
-        similarity = np.bincount(chosen_group, weights=chosen_sim, minlength=len(keys)) / np.maximum(channels, 1)
-        # a real replay moves every channel; a chance match among correlated scalp
-        # channels moves a few neighbours: ask for a share of the channels too
-        needed = max(min(self.min_channels, n_ch), int(np.ceil(self.min_fraction * n_ch)))
-        found = [
-            ReplayMatch(int(keys[g, 0]), int(keys[g, 1]), bool(keys[g, 2]), int(channels[g]), float(similarity[g]))
-            for g in np.flatnonzero(channels >= needed).tolist()
-        ]
-        if not found:
-            return None
-        return max(found, key=lambda m: (m.channels, m.similarity))
+        return self.rule.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols])
