@@ -214,7 +214,7 @@ def test_replays_anywhere_in_the_epoch_and_across_two_stored_samples(cyton) -> N
     caught, and so is a stretch that straddles two stored samples (each indexed alone, as
     the platform stores accepted samples)."""
     rng = np.random.default_rng(3)
-    index = FingerprintIndex(hnsw=True)
+    index = FingerprintIndex()
     sf = 250
     stored = {owner: (10 + 4 * owner) * sf for owner in range(1, 7)}  # six consecutive 4 s samples, 14–38 s
     for owner, start in stored.items():

@@ -230,7 +230,7 @@ def submit(
             clock.lap("challenge")
         except (SampleError, SignalError) as err:
             raise InvalidRequest(f"sample does not check out: {err}") from err
-        db.commit()  # end the read transaction: no connection is held while the index is locked
+        db.commit()  # end the read transaction: the replay lookup below reads the newest rows
         report = check.report
         if check.problems:
             report = SessionReport(path=report.path, session=report.session, device=report.device)

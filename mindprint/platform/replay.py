@@ -136,13 +136,13 @@ def lookup(
     ]
     if not candidates:
         return None, None, seen
-    rows = db.execute(
+    found = db.execute(
         select(FingerprintRow.id, FingerprintRow.sample, FingerprintRow.codes, FingerprintRow.positions).where(
             FingerprintRow.id.in_(candidates)
         )
     ).all()
-    rows = sorted(rows, key=lambda row: candidates.index(row.id))  # most shared keys first
-    match, sample = _search(list(rows), queries, exclude, rule)
+    rows = sorted(found, key=lambda row: candidates.index(row.id))  # most shared keys first
+    match, sample = _search(rows, queries, exclude, rule)
     return match, sample, seen
 
 

@@ -4,8 +4,8 @@ A fingerprint is a 1.5 s stretch of one channel, low-passed at 20 Hz, resampled 
 64 Hz grid (96 values), with its own quadratic trend removed and z-normalised — so
 rescaling, DC offsets, slow drift and broadband noise barely move it, and the same
 stretch gives the same vector whether it was cut from a long recording or submitted on
-its own. Accepted data is indexed per channel every ``hop`` grid samples (faiss
-inner-product index). A query (≥ 2 s) is checked over its whole length — segments every
+its own. Accepted data is fingerprinted per channel every ``hop`` grid samples (stored and
+keyed in the platform database, ``platform/replay.py``). A query (≥ 2 s) is checked over its whole length — segments every
 0.5 s from one edge to the other, so a replayed stretch anywhere in the epoch, or one that
 straddles two stored samples (one part is ≥ 2 s of a 4 s epoch and holds a whole segment),
 is seen — each at ``hop`` integer offsets of the grid (a time shift lines up within half
@@ -122,16 +122,6 @@ def hash_keys(vectors: NDArray[np.float32]) -> NDArray[np.int64]:
     keys = packed.view("<u4").astype(np.int64)  # (n, tables): HASH_BITS = 32
     keys |= np.arange(HASH_TABLES, dtype=np.int64) << HASH_BITS
     return np.unique(keys)
-
-
-def _training_vectors() -> NDArray[np.float32]:
-    """Fingerprints of seeded 1/f noise: the per-dimension range the 8-bit quantiser needs
-    (fingerprints are z-normalised unit vectors, so any broadband signal spans it)."""
-    rng = np.random.default_rng(0)
-    spectrum = rng.standard_normal((8, 2001)) + 1j * rng.standard_normal((8, 2001))
-    spectrum /= np.maximum(np.arange(2001), 1.0) ** 0.5
-    signal = np.fft.irfft(spectrum, n=4000, axis=1)
-    return fingerprints(signal, 250.0, 4)[0]
 
 
 def fingerprints(
@@ -298,49 +288,14 @@ class ReplayRule:
 
 
 class FingerprintIndex:
-    """faiss index of accepted EEG fingerprints with replay queries.
+    """An in-process exact (faiss flat) index of fingerprints with replay queries under a
+    :class:`ReplayRule`: the reference the shared database index (``platform/replay.py``) is
+    measured against, and the index of tools that hold everything in memory. Its query cost
+    grows with what it holds (5.5 s at 10^6 vectors): the platform does not use it."""
 
-    Parameters
-    ----------
-    hop : int
-        Grid samples (1/64 s) between stored fingerprints.
-    threshold : float
-        Cosine similarity for a channel to count as matching.
-    min_channels : int
-        Matching channels (same owner, offset and direction) that make a replay.
-    min_fraction : float
-        ... and at least this share of the query's channels.
-    hnsw : bool
-        Use an HNSW graph (approximate; query cost grows with log N, not N) instead of
-        exact search. The platform uses it: with the exact index a query cost 118 ms at
-        3·10^4 stored vectors and 458 ms at 1.3·10^5 (about 400 accepted samples). The graph
-        over 8-bit quantised vectors (M=12, efConstruction=16, efSearch=80) answered in
-        29–39 ms and added a sample in 25–37 ms from 10^5 to 3·10^5 vectors, and found 45 of
-        45 scaled, noisy replays at 3·10^5 (the same graph over float vectors with efSearch=40
-        found 40). Approximate search can miss a neighbour, never invent one.
-    """
-
-    def __init__(
-        self,
-        *,
-        hop: int = 4,
-        threshold: float = 0.8,
-        min_channels: int = 2,
-        min_fraction: float = 0.5,
-        hnsw: bool = False,
-    ) -> None:
-        self.rule = ReplayRule(hop=hop, threshold=threshold, min_channels=min_channels, min_fraction=min_fraction)
-        self.hop = hop
-        self.threshold = threshold
-        if hnsw:
-            # 8-bit scalar-quantised vectors: a quarter of the memory, so the graph stays in cache longer
-            index = faiss.IndexHNSWSQ(SEGMENT, faiss.ScalarQuantizer.QT_8bit, 12, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]  # faiss stubs: the enum is an int
-            index.train(_training_vectors())
-            index.hnsw.efConstruction = 16
-            index.hnsw.efSearch = 80
-            self.index: faiss.Index = index
-        else:
-            self.index = faiss.IndexFlatIP(SEGMENT)
+    def __init__(self, rule: ReplayRule | None = None) -> None:
+        self.rule = rule or ReplayRule()
+        self.index = faiss.IndexFlatIP(SEGMENT)
         # grown by doubling: adding a sample costs the same at 10 and at 10^5 samples
         self._owners = np.empty(1024, np.int64)
         self._positions = np.empty(1024, np.int64)
@@ -363,7 +318,7 @@ class FingerprintIndex:
 
         Returns the vectors and positions added.
         """
-        vectors, starts, n_ch = fingerprints(data, sfreq, self.hop)
+        vectors, starts, n_ch = fingerprints(data, sfreq, self.rule.hop)
         positions = np.tile(starts, n_ch)
         self.add_vectors(owner, vectors, positions)
         return vectors, positions
@@ -382,7 +337,7 @@ class FingerprintIndex:
 
     def query(self, data: NDArray[np.floating], sfreq: float, *, k: int = 4) -> ReplayMatch | None:
         """The strongest replay evidence for ``data`` (n_channels, ≥ 2 s), or None."""
-        queries = query_set(data, sfreq, self.hop)
+        queries = query_set(data, sfreq, self.rule.hop)
         return self.search(queries, k=k)
 
     def search(self, queries: QuerySet, *, k: int = 4) -> ReplayMatch | None:
@@ -390,6 +345,6 @@ class FingerprintIndex:
         if len(self) == 0 or not len(queries.vectors):
             return None
         sims, ids = self.index.search(queries.vectors, min(k, len(self)))
-        rows, cols = np.nonzero((sims >= self.threshold) & (ids >= 0))
+        rows, cols = np.nonzero((sims >= self.rule.threshold) & (ids >= 0))
         hits = ids[rows, cols]
         return self.rule.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols])
