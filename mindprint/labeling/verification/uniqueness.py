@@ -4,10 +4,11 @@ A fingerprint is a 1.5 s stretch of one channel, low-passed at 20 Hz, resampled 
 64 Hz grid (96 values), with its own quadratic trend removed and z-normalised — so
 rescaling, DC offsets, slow drift and broadband noise barely move it, and the same
 stretch gives the same vector whether it was cut from a long recording or submitted on
-its own. Accepted data is fingerprinted per channel every ``hop`` grid samples (stored and
-keyed in the platform database, ``platform/replay.py``). A query (≥ 2 s) is checked over its whole length — segments every
-0.5 s from one edge to the other, so a replayed stretch anywhere in the epoch, or one that
-straddles two stored samples (one part is ≥ 2 s of a 4 s epoch and holds a whole segment),
+its own. Accepted data is fingerprinted per channel every ``hop`` grid samples (stored
+and keyed in the platform database, ``platform/replay.py``). A query (≥ 2 s) is checked
+over its whole length — segments every 0.5 s from one edge to the other, so a replayed
+stretch anywhere in the epoch, or one that straddles two stored samples (one part is
+≥ 2 s of a 4 s epoch and holds a whole segment),
 is seen — each at ``hop`` integer offsets of the grid (a time shift lines up within half
 a grid sample, 7.8 ms, which the 20 Hz low-pass makes cheap), forwards and time-reversed,
 channel by channel, all in one search: channel identity is ignored, so permuted channels
