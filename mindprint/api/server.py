@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from mindprint.api.app import create_app
 from mindprint.api.settings import ApiSettings, get_settings
+from mindprint.labeling.submissions import warm_up
 from mindprint.labeling.worker import Worker, requeue_accepted
 from mindprint.ledger.chain import ChainClient, Deployment
 from mindprint.platform.service import Platform, connect_chain, platform_for
@@ -83,6 +84,7 @@ def start_platform(
     app = create_app(max_body=settings.max_body_bytes, sign_ins_per_minute=settings.sign_ins_per_minute)
     app.state.settings = settings
     platform = connect_chain(platform_for(settings), settings, operator_key=operator_key, deploy=deploy)
+    warm_up(platform)  # the first submission would otherwise wait seconds for compiled kernels
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
     chain, deployment = platform.chain, platform.deployment
     from mindprint.web.exports import fail_interrupted

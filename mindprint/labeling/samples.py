@@ -39,6 +39,7 @@ from mindprint.device.session import (
     verify_session,
 )
 from mindprint.protocol.formats import SAMPLE_TYPE, SampleError, SampleValue, SignedSample, sample_typed_data
+from mindprint.signal.filters import FilterDesign
 from mindprint.signal.pipeline import PipelineParams, process_recording
 
 #: relative tolerance between edge and platform features (both compute from the same
@@ -72,6 +73,10 @@ class SampleCheck:
     recomputed: dict[str, Any] = field(default_factory=dict)
     sample: SampleValue | None = None
     t0_ns: int = 0  # device time of the epoch's first sample
+    #: the epoch through the pipeline's filter, and that filter (liveness reuses it when it
+    #: band-passes alike, :func:`~mindprint.labeling.verification.liveness.shares_band`)
+    filtered: NDArray[np.float64] | None = None
+    design: FilterDesign | None = None
 
 
 def _close(a: Any, b: Any, path: str, problems: list[str]) -> None:
@@ -87,13 +92,18 @@ def _close(a: Any, b: Any, path: str, problems: list[str]) -> None:
 
 def parse_signed(signed: SignedSample) -> SampleValue:
     """The sample's fields, after checking its bytes against its CID (``SampleError`` if not)."""
+    return decode_signed(signed)[1]
+
+
+def decode_signed(signed: SignedSample) -> tuple[dict[str, Any], SampleValue]:
+    """The sample block decoded and its fields checked (:func:`parse_signed`), both kept."""
     if cid_for_block(signed.block) != signed.cid:
         raise SampleError("sample bytes do not match the sample CID")
     try:
         value = decode_block(signed.block)
     except SessionFormatError as err:
         raise SampleError(f"sample block is not DAG-CBOR: {err}") from err
-    return SampleValue.parse(value)
+    return dict(value) if isinstance(value, dict) else value, SampleValue.parse(value)
 
 
 def signature_problems(signed: SignedSample, sample: SampleValue, *, contributor: str, chain_id: int) -> list[str]:
@@ -138,10 +148,12 @@ def check_cited(
     chain_id: int,
     params: PipelineParams | None = None,
     models: Callable[[str], Any] | None = None,
+    value: dict[str, Any] | None = None,
 ) -> SampleCheck:
     """Check a sample against the decoded chunks it cites (consecutive, in its order).
 
-    ``models`` loads a model by CID, to re-execute a sample's on-device inference.
+    ``models`` loads a model by CID, to re-execute a sample's on-device inference; ``value``
+    is the decoded sample block if the caller has it (:func:`decode_signed`).
     """
     problems = []
     if header.device != sample.device or header.session != sample.session:
@@ -158,9 +170,12 @@ def check_cited(
         problems += inference_problems(sample.inference, result.filtered, names, models)
     if sample.pipeline != recomputed.get("pipeline_version"):
         problems.append("edge pipeline version differs from the platform's")
-    value = dict(decode_block(signed.block))
+    value = dict(decode_block(signed.block)) if value is None else value
     t0_ns = int(chunks[0].get("t0_ns", 0)) + round(sample.start / header.sfreq * 1e9)
-    return SampleCheck(value, signed.cid, report, epoch, header.sfreq, names, problems, recomputed, sample, t0_ns)
+    return SampleCheck(
+        value, signed.cid, report, epoch, header.sfreq, names, problems, recomputed, sample, t0_ns,
+        result.filtered, result.design,
+    )  # fmt: skip
 
 
 def _signed_chunks(car: bytes) -> dict[CID, dict[str, Any]]:

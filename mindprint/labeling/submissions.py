@@ -33,6 +33,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
@@ -50,7 +51,7 @@ from mindprint.core.errors import (
 )
 from mindprint.core.ipld import cid_for_block, cid_text
 from mindprint.device.session import Issue, SessionReport
-from mindprint.labeling.samples import check_cited, parse_signed
+from mindprint.labeling.samples import check_cited, decode_signed
 from mindprint.labeling.store import (
     Assignment,
     Device,
@@ -62,6 +63,7 @@ from mindprint.labeling.store import (
     aware,
     utcnow,
 )
+from mindprint.labeling.verification.liveness import shares_band
 from mindprint.labeling.verification.scores import (
     Score,
     attention_score,
@@ -174,7 +176,7 @@ def submit(
         decode_hex(bundle["wallet_signature"], "wallet_signature"),
     )
     try:
-        sample = parse_signed(signed)
+        value, sample = decode_signed(signed)
     except SampleError as err:
         raise InvalidRequest(f"sample does not check out: {err}") from err
     cid = cid_text(signed.cid)
@@ -221,9 +223,12 @@ def submit(
                 contributor=contributor,
                 chain_id=platform.chain_id,
                 models=platform.models,
+                value=value,
             )
             clock.lap("pipeline")
-            liveness = platform.liveness.assess(check.epoch, check.sfreq)
+            shared = check.design is not None and shares_band(check.design)
+            band = check.filtered if shared else None  # the pipeline's filtered epoch, not filtered twice
+            liveness = platform.liveness.assess(check.epoch, check.sfreq, band=band)
             clock.lap("liveness")
             cued = check_challenge(db, platform, issued, sample, check)
             challenge = None if cued is None else Score(cued.score.value, cued.score.reasons)
@@ -318,6 +323,19 @@ def submit(
         raise Conflict(f"duplicate submission: sample {cid} was already submitted") from err
     clock.lap("commit")
     return result
+
+
+def warm_up(platform: Platform, sfreq: float = 250.0, n_channels: int = 8) -> None:
+    """Run the signal pipeline, liveness and the replay query once on 4 s of noise, so that
+    the first request does not pay for loading the compiled filter kernels (numba), the
+    filter designs and scipy's lazy imports (seconds on a cold process)."""
+    from mindprint.signal.pipeline import process_recording
+
+    noise = np.random.default_rng(0).standard_normal((n_channels, int(4 * sfreq))) * 1e-5
+    result = process_recording(noise, sfreq, [f"EEG{i}" for i in range(n_channels)])
+    band = result.filtered if result.design is not None and shares_band(result.design) else None
+    platform.liveness.assess(noise, sfreq, band=band)
+    query_set(noise, sfreq, platform.replay_rule.hop).stored(platform.replay_rule.hop)
 
 
 class _Clock:

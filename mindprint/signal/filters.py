@@ -263,6 +263,26 @@ class StreamingFilter:
         return out
 
 
+@functools.lru_cache(maxsize=32)
+def _hann(n: int) -> NDArray[np.float64]:
+    window = sps.get_window("hann", n)
+    window.flags.writeable = False
+    return window
+
+
+def _welch_shape(x: NDArray[np.float64], sfreq: float, nperseg: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Welch's average of Hann-windowed periodograms (half-overlapping segments, each
+    detrended by its mean), as ``scipy.signal.welch`` computes it but unscaled: the same
+    spectrum up to one constant factor (and ×2 outside DC and Nyquist), for ratios between
+    bins away from both ends, at a fraction of its per-call overhead."""
+    step = nperseg - nperseg // 2
+    segments = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=1)[:, ::step]  # (c, s, nperseg)
+    centred = segments - segments.mean(axis=2, keepdims=True)
+    spectra = np.fft.rfft(centred * _hann(nperseg), axis=2)
+    power = (spectra.real**2 + spectra.imag**2).mean(axis=1)
+    return np.fft.rfftfreq(nperseg, 1 / sfreq).astype(np.float64), np.asarray(power, dtype=np.float64)
+
+
 def detect_line_frequency(
     data: NDArray[np.floating],
     sfreq: float,
@@ -279,7 +299,7 @@ def detect_line_frequency(
     nperseg = int(min(x.shape[1], round(4 * sfreq)))
     if nperseg < sfreq:
         return None
-    freqs, psd = sps.welch(x, fs=sfreq, nperseg=nperseg)
+    freqs, psd = _welch_shape(x, sfreq, nperseg)
     psd = np.median(psd, axis=0)
     best: tuple[float, float] | None = None
     for line in LINE_FREQUENCIES:

@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from scipy import signal as sps
 
 from mindprint.core.errors import SignalError
-from mindprint.signal.filters import design_filter, filter_offline
+from mindprint.signal.filters import FilterDesign, design_filter, filter_offline
 from mindprint.signal.spectral import window_spectra
 
 FEATURES = (
@@ -71,9 +71,10 @@ FEATURES = (
     "low_high",
 )
 
-__all__ = ["FEATURES", "LivenessFeatures", "liveness_features"]
+__all__ = ["BAND", "FEATURES", "LivenessFeatures", "liveness_features", "shares_band"]
 
 EDGE_SECONDS = 0.25  # filter edge effects: windows start and end this far inside the data
+BAND = (1.0, 45.0)  # the band-pass most features read (the edge pipeline's default filter)
 STUCK_RUN = 5
 
 
@@ -133,8 +134,18 @@ def _stuck(x: NDArray[np.float64]) -> NDArray[np.bool_]:
     return flags
 
 
+def shares_band(design: FilterDesign) -> bool:
+    """Is ``design`` the filter liveness band-passes with (so its output can be reused)?"""
+    return np.array_equal(design.sos, design_filter(design.sfreq, *BAND).sos)
+
+
 def liveness_features(
-    data: NDArray[np.floating], sfreq: float, *, window_seconds: float = 2.0, step_seconds: float = 2.0
+    data: NDArray[np.floating],
+    sfreq: float,
+    *,
+    window_seconds: float = 2.0,
+    step_seconds: float = 2.0,
+    band: NDArray[np.float64] | None = None,
 ) -> LivenessFeatures:
     """Features of the windows of a recording, ``step_seconds`` apart (the outer 0.25 s are left out).
 
@@ -144,6 +155,9 @@ def liveness_features(
         EEG in volts (raw; DC offsets allowed).
     sfreq : float
         Sampling rate in hertz (≥ 90 Hz: the features use up to 45 Hz).
+    band : ndarray, optional
+        ``data`` already band-passed by ``filter_offline(data, design_filter(sfreq, *BAND))``
+        (the platform's pipeline re-run has it, see :func:`shares_band`): not filtered again.
     """
     x = np.asarray(data, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
@@ -160,7 +174,10 @@ def liveness_features(
         raise SignalError(f"need at least {needed:g} s of data, got {x.shape[1] / sfreq:.2f} s")
     n_ch = x.shape[0]
     stuck_all = _stuck(x)
-    band = filter_offline(x, design_filter(sfreq, 1.0, 45.0))
+    if band is None:
+        band = filter_offline(x, design_filter(sfreq, *BAND))
+    elif band.shape != x.shape:
+        raise SignalError(f"band-passed data has shape {band.shape}, the data {x.shape}")
     alpha = filter_offline(x, design_filter(sfreq, 8.0, 13.0, order=3))
     alpha_env = np.abs(sps.hilbert(alpha, axis=1))
     broad_env = np.abs(sps.hilbert(band, axis=1))

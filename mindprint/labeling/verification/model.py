@@ -90,10 +90,13 @@ class LivenessModel:
             np.asarray(self.human_high),
         )
 
-    def assess(self, data: NDArray[np.floating], sfreq: float) -> LivenessScore:
+    def assess(
+        self, data: NDArray[np.floating], sfreq: float, *, band: NDArray[np.float64] | None = None
+    ) -> LivenessScore:
         """Score EEG (n_channels, n_times) in volts, at least 2.5 s: 2 s windows every 0.5 s
-        over the whole stretch, the weakest decides."""
-        values = liveness_features(data, sfreq, step_seconds=WINDOW_STEP).values
+        over the whole stretch, the weakest decides. ``band``: the data already band-passed
+        (see :func:`~mindprint.labeling.verification.liveness.liveness_features`)."""
+        values = liveness_features(data, sfreq, step_seconds=WINDOW_STEP, band=band).values
         probabilities = self.probabilities(values)
         weakest = int(np.argmin(probabilities))
         score = float(probabilities[weakest])

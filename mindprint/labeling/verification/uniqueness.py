@@ -61,15 +61,21 @@ KEY_CHANNELS = 8  # query channels whose keys look up candidates (all channels a
 __all__ = ["FingerprintIndex", "QuerySet", "ReplayMatch", "ReplayRule", "fingerprints", "hash_keys", "query_set"]
 
 
-def _to_grid(data: NDArray[np.float64], sfreq: float, fraction: float = 0.0) -> NDArray[np.float64]:
-    """Low-pass at 20 Hz and resample onto the 64 Hz grid starting ``fraction`` of a grid step late."""
+def _to_grid(
+    data: NDArray[np.float64], sfreq: float, fractions: tuple[float, ...] = (0.0,)
+) -> list[NDArray[np.float64]]:
+    """Low-pass at 20 Hz (once) and resample onto the 64 Hz grid starting each of ``fractions``
+    of a grid step late."""
     centred = data - data.mean(axis=1, keepdims=True)
     band = filter_offline(centred, design_filter(sfreq, None, min(20.0, sfreq / 2 - 1), order=4))
-    n_grid = int(np.floor((band.shape[1] / sfreq - fraction / GRID_HZ) * GRID_HZ))
-    times = (np.arange(n_grid) + fraction) / GRID_HZ
     source = np.arange(band.shape[1]) / sfreq
-    # the 1–20 Hz signal is smooth at the source rate: linear interpolation is enough
-    return np.stack([np.interp(times, source, channel) for channel in band])
+    grids = []
+    for fraction in fractions:
+        n_grid = int(np.floor((band.shape[1] / sfreq - fraction / GRID_HZ) * GRID_HZ))
+        times = (np.arange(n_grid) + fraction) / GRID_HZ
+        # the 1–20 Hz signal is smooth at the source rate: linear interpolation is enough
+        grids.append(np.stack([np.interp(times, source, channel) for channel in band]))
+    return grids
 
 
 _t = np.linspace(-1, 1, SEGMENT)
@@ -132,7 +138,7 @@ def fingerprints(
     x = np.asarray(data, dtype=np.float64)
     if x.ndim != 2 or not np.all(np.isfinite(x)):
         raise SignalError("fingerprints need finite data of shape (n_channels, n_times)")
-    grid = _to_grid(x, sfreq)
+    (grid,) = _to_grid(x, sfreq)
     vectors, starts = _segments(grid, hop)
     return vectors, starts, x.shape[0]
 
@@ -182,10 +188,9 @@ def query_set(data: NDArray[np.floating], sfreq: float, hop: int = 4) -> QuerySe
         raise SignalError("a replay query needs finite (n_channels, >= 2 s) data")
     n_ch = x.shape[0]
     keyed = np.unique(np.round(np.linspace(0, n_ch - 1, min(n_ch, KEY_CHANNELS))).astype(np.int64))
-    batches, channels, shifts_of, directions, grids = [], [], [], [], []
-    for fraction in FRACTIONS:
-        grid = _to_grid(x, sfreq, fraction)
-        grids.append(grid)
+    batches, channels, shifts_of, directions = [], [], [], []
+    grids = _to_grid(x, sfreq, FRACTIONS)
+    for grid in grids:
         for direction in (False, True):
             series = grid[:, ::-1] if direction else grid
             shifts = np.asarray(_query_shifts(series.shape[1], hop), dtype=np.int64)
