@@ -37,7 +37,7 @@ import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -183,17 +183,18 @@ def submit(
     # 2. cheap checks
     if db.get(Submission, cid) is not None:
         raise Conflict(f"duplicate submission: sample {cid} was already submitted")
-    task = db.get(TaskItem, sample.task)
-    if task is None:
+    found = db.execute(
+        select(TaskItem, Project).join(Project, Project.id == TaskItem.project_id).where(TaskItem.id == sample.task)
+    ).first()  # the task and its project in one round trip
+    if found is None:
         raise NotFound(f"no task {sample.task}")
+    task, project = found.tuple()
     lease = db.scalar(
         select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
     )
     if lease is None or lease.status != "leased" or aware(lease.lease_expires) < utcnow():
         raise Conflict("you hold no active lease on this task (GET /tasks/next first)")
     issued = lease.challenge  # the challenge this lease was given (None: none)
-    project = db.get(Project, task.project_id)
-    assert project is not None  # a task belongs to a project (foreign key)
     check_label(project.label_schema, sample.label)
     device = db.get(Device, sample.device.hex())
     bound = device is not None and device.contributor == contributor and not device.revoked
@@ -304,11 +305,11 @@ def submit(
             submission.reward_hold = "held"  # paid once the device's challenge passes
         elif cued.score.value != 0.5 and device is not None:  # the bound device (authenticity 1)
             device.challenge = "passed" if cued.score.value >= 1.0 else "failed"
-    lease = db.scalar(
-        select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
+    db.execute(
+        update(Assignment)
+        .where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
+        .values(status="submitted")
     )
-    if lease is not None:
-        lease.status = "submitted"
     if verdict.accepted:
         db.add_all([Job(kind="pin", ref=cid), Job(kind="anchor", ref=cid)])
     if key is not None:

@@ -118,31 +118,26 @@ def lookup(
     """(replay evidence, the sample it replays, the last fingerprint row this read saw).
 
     The samples sharing the most keys with ``queries`` are checked exactly; ``exclude`` (the
-    sample's own CID) is never evidence against itself."""
-    seen = int(db.scalar(select(func.max(FingerprintRow.id))) or 0)
-    if not len(queries.keys) or not seen:
-        return None, None, seen
+    sample's own CID) is never evidence against itself. One statement: the newest row id
+    (the guard's ``seen``), the candidates and their stored fingerprints."""
+    if not len(queries.keys):
+        return None, None, int(db.scalar(select(func.max(FingerprintRow.id))) or 0)
     selected, param = _keys_param(db, queries.keys)
-    candidates = [
-        int(fp)
-        for fp, _hits in db.execute(
-            text(
-                "SELECT fingerprint, count(*) AS hits FROM replay_keys "
-                f"WHERE key IN ({selected}) AND fingerprint <= :seen "
-                "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY hits DESC, fingerprint DESC LIMIT :n"
-            ),
-            {"keys": param, "seen": seen, "n": CANDIDATES, "hits": MIN_HITS},
-        )
-    ]
-    if not candidates:
-        return None, None, seen
-    found = db.execute(
-        select(FingerprintRow.id, FingerprintRow.sample, FingerprintRow.codes, FingerprintRow.positions).where(
-            FingerprintRow.id.in_(candidates)
-        )
+    rows = db.execute(
+        text(
+            "WITH s AS (SELECT coalesce(max(id), 0) AS seen FROM fingerprints), "
+            "c AS (SELECT fingerprint, count(*) AS hits FROM replay_keys "
+            f"WHERE key IN ({selected}) AND fingerprint <= (SELECT seen FROM s) "
+            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY hits DESC, fingerprint DESC LIMIT :n) "
+            "SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
+            "LEFT JOIN c ON 1 = 1 LEFT JOIN fingerprints f ON f.id = c.fingerprint "
+            "ORDER BY c.hits DESC, c.fingerprint DESC"
+        ),
+        {"keys": param, "n": CANDIDATES, "hits": MIN_HITS},
     ).all()
-    rows = sorted(found, key=lambda row: candidates.index(row.id))  # most shared keys first
-    match, sample = _search(rows, queries, exclude, rule)
+    seen = int(rows[0][0])
+    found = [row[1:] for row in rows if row[1] is not None]  # most shared keys first
+    match, sample = _search(found, queries, exclude, rule) if found else (None, None)
     return match, sample, seen
 
 
