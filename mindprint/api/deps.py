@@ -17,11 +17,12 @@ from mindprint.platform.service import Platform, engine_for, platform_for
 SESSION_COOKIE = "mindprint_session"
 
 
-def app_settings(request: Request) -> ApiSettings:
+async def app_settings(request: Request) -> ApiSettings:
     """The app's settings: ``app.state.settings`` when the app was given some (``start_platform``,
     the tests), else the environment's. Not a ``dependency_overrides`` entry: with any override
     set, FastAPI re-analyses every dependency's signature on every request (13 % of a
-    submission's server time when measured)."""
+    submission's server time when measured). ``async``, like the other dependencies that do
+    no I/O: FastAPI runs a sync dependency on a worker thread, one thread hop each."""
     settings = getattr(request.app.state, "settings", None)
     return settings if settings is not None else get_settings()
 
@@ -29,7 +30,7 @@ def app_settings(request: Request) -> ApiSettings:
 SettingsDep = Annotated[ApiSettings, Depends(app_settings)]
 
 
-def get_platform(settings: SettingsDep) -> Platform:
+async def get_platform(settings: SettingsDep) -> Platform:
     """The platform of these settings (built once per process by :func:`platform_for`)."""
     return platform_for(settings)
 
@@ -92,7 +93,7 @@ AccountDep = Annotated[Account, Depends(current_account)]
 
 
 def require_role(*roles: str):
-    def check(account: AccountDep) -> Account:
+    async def check(account: AccountDep) -> Account:
         if account.role not in roles:
             raise HTTPException(403, f"this needs the {' or '.join(roles)} role; you are a {account.role}")
         return account
