@@ -128,6 +128,23 @@ def test_no_line_frequency_in_clean_data() -> None:
     assert detect_line_frequency(_noise(seconds=10), SFREQ) is None
 
 
+@pytest.mark.parametrize(("seconds", "sfreq"), [(4.0, 250.0), (10.0, 250.0), (4.94, 500.0), (3.1, 256.0)])
+def test_line_detection_spectrum_is_welchs_up_to_a_constant(seconds: float, sfreq: float) -> None:
+    """The line detector's spectrum (no scipy call per submission) has scipy's Welch bins and,
+    away from DC and Nyquist, Welch's values times one constant: the same ratios, the same decision."""
+    from scipy import signal as sps
+
+    from mindprint.signal.filters import _welch_shape
+
+    x = np.random.default_rng(7).standard_normal((6, int(seconds * sfreq)))
+    nperseg = int(min(x.shape[1], round(4 * sfreq)))
+    freqs, psd = sps.welch(x, fs=sfreq, nperseg=nperseg)
+    ours_freqs, ours = _welch_shape(x, sfreq, nperseg)
+    assert np.allclose(freqs, ours_freqs)
+    ratio = psd[:, 1:-1] / ours[:, 1:-1]
+    assert np.allclose(ratio, ratio[0, 0], rtol=1e-9)
+
+
 def test_bad_input_is_refused_with_the_parameter_named() -> None:
     design = design_filter(SFREQ, 1.0, 45.0)
     bad = _noise()

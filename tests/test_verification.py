@@ -255,3 +255,25 @@ def test_adc_quantisation_is_not_stuck(model, cyton) -> None:  # type: ignore[no
     frozen = quantised.copy()
     frozen[:, 300:700] = frozen[:, 300:301]  # the stream froze for 1.6 s
     assert np.all(liveness_features(frozen, 250.0, step_seconds=0.5).column("stuck") > 0.2)
+
+
+def test_liveness_reuses_the_pipelines_filtered_epoch_bit_for_bit(model, cyton) -> None:  # type: ignore[no-untyped-def]
+    """The platform passes the pipeline re-run's filtered epoch to liveness when the filter is
+    the same (no notch): the features, hence the model's verdict, are identical; with a notch
+    it is not shared; a band of another shape is refused."""
+    from mindprint.core.errors import SignalError
+    from mindprint.labeling.verification.liveness import liveness_features, shares_band
+    from mindprint.signal.pipeline import PipelineParams, process_recording
+
+    epoch = cyton[:, 44 * 250 : 48 * 250]
+    names = ["Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2"]
+    result = process_recording(epoch, 250.0, names, params=PipelineParams(notch=None))
+    assert result.design is not None and shares_band(result.design)
+    alone = liveness_features(epoch, 250.0, step_seconds=0.5).values
+    shared = liveness_features(epoch, 250.0, step_seconds=0.5, band=result.filtered).values
+    assert np.array_equal(alone, shared, equal_nan=True)
+    assert model.assess(epoch, 250.0, band=result.filtered) == model.assess(epoch, 250.0)
+    notched = process_recording(epoch, 250.0, names, params=PipelineParams(notch=60.0))
+    assert notched.design is not None and not shares_band(notched.design)
+    with pytest.raises(SignalError, match="shape"):
+        liveness_features(epoch, 250.0, band=result.filtered[:, :-1])
