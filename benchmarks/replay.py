@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine
 from benchmarks.api import write_history
 from mindprint.labeling.store import make_engine, migrate, sessions
 from mindprint.labeling.verification.corpus import Recording, build_recordings
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, ReplayRule, query_set
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, ReplayMatch, ReplayRule, query_set
 from mindprint.platform import replay
 from mindprint.platform.replay import add, lookup
 from mindprint.signal.filters import design_filter, filter_offline
@@ -136,9 +136,11 @@ def lookup_times(engine: Engine, queries: list[QuerySet]) -> tuple[float, float,
     checked: list[int] = []
     search = replay._search
 
-    def counting(rows: list[Any], *args: Any) -> Any:
+    def counting(
+        rows: list[Any], queries: QuerySet, exclude: str, rule: ReplayRule
+    ) -> tuple[ReplayMatch | None, str | None]:
         checked[-1] += len(rows)
-        return search(rows, *args)
+        return search(rows, queries, exclude, rule)
 
     replay._search = counting
     try:
