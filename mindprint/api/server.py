@@ -84,7 +84,9 @@ def start_platform(
     app = create_app(max_body=settings.max_body_bytes, sign_ins_per_minute=settings.sign_ins_per_minute)
     app.state.settings = settings
     platform = connect_chain(platform_for(settings), settings, operator_key=operator_key, deploy=deploy)
-    warm_up(platform)  # the first submission would otherwise wait seconds for compiled kernels
+    # in the processes that serve the app, before they accept a connection (not in the
+    # supervisor of `serve --workers`): the first submission would wait for compiled kernels
+    app.router.add_event_handler("startup", lambda: warm_up(platform))
     assert platform.chain is not None and platform.deployment is not None and platform.engine is not None
     chain, deployment = platform.chain, platform.deployment
     from mindprint.web.exports import fail_interrupted

@@ -206,7 +206,7 @@ def check_sample(
     models: Callable[[str], Any] | None = None,
 ) -> SampleCheck:
     """:func:`check_cited` against a whole session CAR (verified here first)."""
-    sample = parse_signed(signed)
+    value, sample = decode_signed(signed)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / SESSION_FILE).write_bytes(car)
         report = verify_session(Path(tmp))
@@ -217,5 +217,6 @@ def check_sample(
         raise SampleError(f"sample references chunks not in the session: {missing[:3]}")
     cited = [blocks[c] for c in sample.chunks]
     return check_cited(
-        signed, sample, header, cited, report, contributor=contributor, chain_id=chain_id, params=params, models=models
-    )
+        signed, sample, header, cited, report,
+        contributor=contributor, chain_id=chain_id, params=params, models=models, value=value,
+    )  # fmt: skip

@@ -63,7 +63,7 @@ from mindprint.labeling.store import (
     aware,
     utcnow,
 )
-from mindprint.labeling.verification.liveness import shares_band
+from mindprint.labeling.verification.liveness import reusable_band
 from mindprint.labeling.verification.scores import (
     Score,
     attention_score,
@@ -227,8 +227,7 @@ def submit(
                 value=value,
             )
             clock.lap("pipeline")
-            shared = check.design is not None and shares_band(check.design)
-            band = check.filtered if shared else None  # the pipeline's filtered epoch, not filtered twice
+            band = reusable_band(check.filtered, check.design)  # the pipeline's filtered epoch, not filtered twice
             liveness = platform.liveness.assess(check.epoch, check.sfreq, band=band)
             clock.lap("liveness")
             cued = check_challenge(db, platform, issued, sample, check)
@@ -334,8 +333,7 @@ def warm_up(platform: Platform, sfreq: float = 250.0, n_channels: int = 8) -> No
 
     noise = np.random.default_rng(0).standard_normal((n_channels, int(4 * sfreq))) * 1e-5
     result = process_recording(noise, sfreq, [f"EEG{i}" for i in range(n_channels)])
-    band = result.filtered if result.design is not None and shares_band(result.design) else None
-    platform.liveness.assess(noise, sfreq, band=band)
+    platform.liveness.assess(noise, sfreq, band=reusable_band(result.filtered, result.design))
     query_set(noise, sfreq, platform.replay_rule.hop).stored(platform.replay_rule.hop)
 
 

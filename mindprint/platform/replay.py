@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -120,8 +120,6 @@ def lookup(
     The samples sharing the most keys with ``queries`` are checked exactly; ``exclude`` (the
     sample's own CID) is never evidence against itself. One statement: the newest row id
     (the guard's ``seen``), the candidates and their stored fingerprints."""
-    if not len(queries.keys):
-        return None, None, int(db.scalar(select(func.max(FingerprintRow.id))) or 0)
     selected, param = _keys_param(db, queries.keys)
     rows = db.execute(
         text(

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,31 +69,8 @@ def code_version() -> str:
     return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
-def _frozen(value: object) -> object:
-    """A hashable image of parameters (dataclasses and dicts as tuples), to key a cache."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return tuple((f.name, _frozen(getattr(value, f.name))) for f in fields(value))
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    return value
-
-
-_VERSIONS: dict[object, str] = {}
-
-
 def pipeline_version(params: PipelineParams, sfreq: float, line_freq: float | None = None) -> str:
-    """Stable hash of the code version, all parameters, sampling rate and resolved notch
-    (computed once per distinct parameters: every submission asks)."""
-    key = (_frozen(params), float(sfreq), line_freq)
-    version = _VERSIONS.get(key)
-    if version is None:
-        version = _pipeline_version(params, sfreq, line_freq)
-        if len(_VERSIONS) < 256:
-            _VERSIONS[key] = version
-    return version
-
-
-def _pipeline_version(params: PipelineParams, sfreq: float, line_freq: float | None) -> str:
+    """Stable hash of the code version, all parameters, sampling rate and resolved notch."""
     payload = {"code": code_version(), "params": params.to_dict(), "sfreq": float(sfreq), "line_freq": line_freq}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return "mp-signal-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]

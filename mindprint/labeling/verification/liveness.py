@@ -71,7 +71,7 @@ FEATURES = (
     "low_high",
 )
 
-__all__ = ["BAND", "FEATURES", "LivenessFeatures", "liveness_features", "shares_band"]
+__all__ = ["BAND", "FEATURES", "LivenessFeatures", "liveness_features", "reusable_band", "shares_band"]
 
 EDGE_SECONDS = 0.25  # filter edge effects: windows start and end this far inside the data
 BAND = (1.0, 45.0)  # the band-pass most features read (the edge pipeline's default filter)
@@ -137,6 +137,12 @@ def _stuck(x: NDArray[np.float64]) -> NDArray[np.bool_]:
 def shares_band(design: FilterDesign) -> bool:
     """Is ``design`` the filter liveness band-passes with (so its output can be reused)?"""
     return np.array_equal(design.sos, design_filter(design.sfreq, *BAND).sos)
+
+
+def reusable_band(filtered: NDArray[np.float64] | None, design: FilterDesign | None) -> NDArray[np.float64] | None:
+    """``filtered`` if it came through liveness's own band-pass (:func:`shares_band`), else None:
+    what to pass as ``band`` to :func:`liveness_features`."""
+    return filtered if filtered is not None and design is not None and shares_band(design) else None
 
 
 def liveness_features(
