@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from mindprint.labeling.verification.uniqueness import (
     hash_keys,
     query_set,
 )
-from mindprint.platform.replay import add, backfill_keys, check_fresh, lookup
+from mindprint.platform.replay import STRONG_HITS, add, backfill_keys, check_fresh, lookup
 from mindprint.signal.filters import design_filter, filter_offline
 
 from .conftest import CYTON_CSV, require
@@ -108,6 +109,37 @@ def test_rows_committed_after_the_query_are_checked_under_the_guard(engine: Engi
     with sessions(engine)() as db:
         late, sample = check_fresh(db, seen, queries, "late", rule=RULE)
     assert late is not None and sample == "raced"
+
+
+def test_a_runner_up_sharing_only_two_keys_is_not_checked(engine: Engine, cyton: np.ndarray) -> None:
+    """The candidate sharing the most keys is checked from two keys up, the others only from
+    STRONG_HITS: chance pairs of keys grow with the index, and each exact check costs ~2 ms."""
+    _accept(engine, "leader", cyton[:, : 4 * SF])
+    _accept(engine, "runner-up", cyton[:, 20 * SF : 24 * SF])
+    with sessions(engine)() as db:
+        keys = {
+            name: db.scalars(
+                select(ReplayKey.key)
+                .join(FingerprintRow, FingerprintRow.id == ReplayKey.fingerprint)
+                .where(FingerprintRow.sample == name)
+                .order_by(ReplayKey.key)
+            ).all()
+            for name in ("leader", "runner-up")
+        }
+    only = {
+        name: sorted(set(keys[name]) - set(keys[other]))
+        for name, other in (("leader", "runner-up"), ("runner-up", "leader"))
+    }
+    replay = query_set(cyton[:, 20 * SF : 24 * SF], SF)  # replays "runner-up" exactly
+
+    def found(leader_keys: int, runner_keys: int) -> str | None:
+        chosen = np.asarray(only["leader"][:leader_keys] + only["runner-up"][:runner_keys], dtype=np.int64)
+        with sessions(engine)() as db:
+            return lookup(db, replace(replay, keys=chosen), "query", rule=RULE)[1]
+
+    assert found(0, 2) == "runner-up"  # the only candidate: checked from two keys
+    assert found(4, 2) is None  # second with two keys: not checked
+    assert found(4, STRONG_HITS) == "runner-up"  # second with enough keys: checked
 
 
 def test_keys_are_the_same_on_every_machine() -> None:

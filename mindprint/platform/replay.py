@@ -45,7 +45,11 @@ logger = logging.getLogger(__name__)
 CODE_SCALE = 200.0  # fingerprint components are within ±0.6: int8 steps of 0.005
 CANDIDATES = 4  # samples sharing the most keys with a query that are checked exactly
 MIN_HITS = 2  # ... if they share at least this many: one shared key is chance at scale
-# (~10^-2 random rows per query key at 10^5 samples), and checking chance costs ~2 ms each
+STRONG_HITS = 3  # beyond the first candidate, only those sharing this many are checked
+# Two shared keys are still chance often enough as the index fills (2.28 such samples per
+# distinct query at 10^5, 0.14 with three), and an exact check costs ~2 ms; but a noisy or
+# resampled replay may share only two with its source, which then leads the list: the first
+# candidate is checked from two keys up, the others from three (benchmarks/replay.py).
 BACKFILL_BATCH = 500
 
 __all__ = ["add", "backfill_keys", "check_fresh", "decode", "encode", "guard", "import_fingerprint_files", "lookup"]
@@ -124,14 +128,16 @@ def lookup(
     rows = db.execute(
         text(
             "WITH s AS (SELECT coalesce(max(id), 0) AS seen FROM fingerprints), "
-            "c AS (SELECT fingerprint, count(*) AS hits FROM replay_keys "
+            "c AS (SELECT fingerprint, count(*) AS hits, "
+            "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank FROM replay_keys "
             f"WHERE key IN ({selected}) AND fingerprint <= (SELECT seen FROM s) "
-            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY hits DESC, fingerprint DESC LIMIT :n) "
+            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY hits DESC, fingerprint DESC LIMIT :n), "
+            "d AS (SELECT fingerprint, hits FROM c WHERE rank = 1 OR hits >= :strong) "
             "SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
-            "LEFT JOIN c ON 1 = 1 LEFT JOIN fingerprints f ON f.id = c.fingerprint "
-            "ORDER BY c.hits DESC, c.fingerprint DESC"
+            "LEFT JOIN d ON 1 = 1 LEFT JOIN fingerprints f ON f.id = d.fingerprint "
+            "ORDER BY d.hits DESC, d.fingerprint DESC"
         ),
-        {"keys": param, "n": CANDIDATES, "hits": MIN_HITS},
+        {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS},
     ).all()
     seen = int(rows[0][0])
     found = [row[1:] for row in rows if row[1] is not None]  # most shared keys first
