@@ -10,7 +10,11 @@ channels, their per-channel surrogates and channel shuffles, the signal generato
 pink/brown noise, BrainFlow's synthetic board) **without** the held-out recording or
 anything derived from it; then 4 s epochs of the held-out recording and of forgeries
 derived from it are scored with ``LivenessModel.assess`` — what ``submissions.submit``
-calls: 2 s windows every 0.5 s, the weakest decides.
+calls: 2 s windows every 0.5 s, the weakest decides. Real acceptance per presentation:
+every epoch through its own random k channels (a k-channel device anywhere on the cap;
+until 2026-12-04 one random subset served every epoch, so one unlucky pair decided the
+row), epochs 4 s apart or closer in a short recording (at least 8: the 10 s BioSemi file
+gave 2).
 
 Forgery classes (each built from a 4 s epoch of the held-out recording, all channels):
 
@@ -34,8 +38,8 @@ lowest true-vs-shuffled AUC at K = 16 over 2, 4, 8, 32 channels) and alpha react
 the Cyton recording's eyes-closed prompt. Then **the decision with the challenge**, as
 the platform makes it, on the recordings with known events (EEGLAB: 80 stimuli; Elekta:
 13 visual stimuli — fewer than K, so its rows are shown, not counted): each sample a 4 s
-epoch whose cue is an event, the device's last K
-trials cut by ``cue_trials`` and scored by ``trials_z`` at the platform's default
+epoch whose cue is an event (each session through its own random channels of the cap,
+as above; until 2026-12-04 the first and last channel), the device's last K trials cut by ``cue_trials`` and scored by ``trials_z`` at the platform's default
 ``challenge_min_z``; honest sessions use the true onsets, forged sessions (the recording
 forged whole) are scored at cue times drawn independently of the data — what any forger
 whose EEG exists before the lease faces.
@@ -327,11 +331,12 @@ def combined_rows(
             )
         forged = {cls: forge(data, sf) for cls, forge in forgers.items()}
         for n_ch in presentations(data.shape[0]):
-            picks = np.linspace(0, data.shape[0] - 1, n_ch).round().astype(int)
             for cls in ("real", *forgers):
-                source = (data if cls == "real" else forged[cls])[picks]
                 zs, live = [], []
                 for draw in range(draws):
+                    # each session a device with its own random n_ch channels of the cap
+                    picks = np.sort(rng.choice(data.shape[0], n_ch, replace=False))
+                    source = (data if cls == "real" else forged[cls])[picks]
                     if cls == "real":
                         first = int(rng.integers(0, len(usable) - trials + 1))
                         cues = usable[first : first + trials]
