@@ -166,10 +166,11 @@ def run_level(url: str, pids: list[int], workdir: Path, clients: int, count: int
     prepared = prepare(url, workdir, count, Account.create(), operator)
     queue: Any = mp.get_context("spawn").Queue()
     generator = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
-    cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    cpu_before = {pid: cpu_seconds(pid) for pid in pids}
     generator.start()
     elapsed, outcomes = queue.get()
-    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+    split = [cpu_seconds(pid) - cpu_before[pid] for pid in pids]
+    cpu = sum(split)
     generator.join()
     latencies = np.array([o[0] for o in outcomes])
     statuses = [o[1] for o in outcomes]
@@ -182,7 +183,12 @@ def run_level(url: str, pids: list[int], workdir: Path, clients: int, count: int
         "p50": float(np.percentile(latencies, 50)) * 1000,
         "p99": float(np.percentile(latencies, 99)) * 1000,
         "cpu_ms": 1000 * cpu / len(outcomes),
+        "cpu_split": split,  # seconds per process holding the socket (connections are not balanced)
     }
+
+
+def split_line(result: dict[str, Any]) -> str:
+    return "  CPU seconds per server process: " + " / ".join(f"{s:.1f}" for s in result["cpu_split"])
 
 
 @contextlib.contextmanager
@@ -307,7 +313,7 @@ def main() -> None:
                             lost = count_lost(url_db, accepted_total)
                             lost_total += lost
                             rows.append(row(backend, clients, result, lost))
-                            print(rows[-1], flush=True)
+                            print(rows[-1] + "\n" + split_line(result), flush=True)
                             if backend == "postgresql" and clients == 32:
                                 last = {**result, "lost": lost}
                     if backend == "postgresql" and args.history:
@@ -319,7 +325,7 @@ def main() -> None:
                             pids = server_pids(int(base.rsplit(":", 1)[1]))
                             after = run_level(base, pids, Path(tmp) / "after", 32, max(args.per_level, 32), operator)
                             rows.append(row(f"{backend}, after {args.history:,} samples", 32, after, 0))
-                            print(rows[-1], flush=True)
+                            print(rows[-1] + "\n" + split_line(after), flush=True)
     print("\n" + "\n".join(rows))
     if last is None:  # the named cell was not run: report the last one, saying so
         print("(PostgreSQL at 32 clients was not among the levels run)")
