@@ -123,7 +123,7 @@ def splice(first_real: bool) -> Forger:
 
 def epochs_of(x: NDArray[np.float64], sfreq: float, limit: int, rng: np.random.Generator) -> list[NDArray[np.float64]]:
     """Up to ``limit`` 4 s epochs of ``x``: 4 s apart, or closer (down to 0.5 s) in a short
-    recording, so that it gives at least MIN_EPOCHS (the 10 s BioSemi file: 2 → 13)."""
+    recording, so that it gives at least MIN_EPOCHS (the 10 s BioSemi file: 2 → 8)."""
     width = int(EPOCH_SECONDS * sfreq)
     room = x.shape[1] - width
     if room < 0:
