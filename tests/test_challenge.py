@@ -214,7 +214,9 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             assert any("pending: 3 of 9" in r for r in reasons)
             if responding:
                 assert scores[2:] == [1.0, 1.0], [t.verdict for t in trials]
-                assert all(t.verdict["status"] == "accepted" for t in trials), [t.verdict for t in trials]
+                assert all(t.verdict["status"] == "accepted" for t in trials), [
+                    (t.verdict["status"], t.verdict["scores"], t.verdict["reasons"]) for t in trials
+                ]
             else:
                 assert scores[2:] == [0.0, 0.0], [t.verdict for t in trials]
                 assert all(t.verdict["status"] == "rejected" for t in trials[2:])
