@@ -54,6 +54,20 @@ def test_assembler_records_timestamp_jumps_as_gaps() -> None:
     assert chunks[1].gap.resume_ns == chunks[1].t0_ns == 12_000_000_000
 
 
+def test_assembler_records_a_jump_inside_one_block_as_a_gap() -> None:
+    """A board that drops samples mid-read: the chunk after the jump declares a gap (without
+    it the platform refuses the chunk: "undeclared gap")."""
+    assembler = ChunkAssembler(100.0, 50, str)
+    stamps = np.r_[10 + np.arange(70) / 100, 24 + np.arange(60) / 100]  # 13.31 s lost after sample 70
+    block = np.vstack([np.arange(130.0), stamps, np.zeros(130)])
+    chunks = list(assembler.add(block)) + list(assembler.flush())
+    assert [c.samples.shape[1] for c in chunks] == [50, 20, 50, 10]
+    assert [c.gap is not None for c in chunks] == [False, False, True, False]
+    assert chunks[2].t0_ns == chunks[2].gap.resume_ns == 24_000_000_000
+    assert "13.310 s" in chunks[2].gap.reason
+    np.testing.assert_array_equal(np.concatenate([c.samples[0] for c in chunks]), np.arange(130.0))
+
+
 def _synthetic() -> BrainFlowSource:
     return BrainFlowSource(BoardSpec.create("synthetic"))
 

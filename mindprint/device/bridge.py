@@ -433,9 +433,17 @@ class ChunkAssembler:
         self._gap_pending = gap
 
     def add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:
-        """Append ``block`` (channels + timestamp + marker rows); yield full chunks."""
+        """Append ``block`` (channels + timestamp + marker rows); yield full chunks.
+
+        A jump in the device timestamps is a gap wherever it falls, between blocks or inside
+        one (a board that dropped samples mid-read): the block is cut there."""
         if block.shape[1] == 0:
             return
+        inside = np.flatnonzero(np.diff(block[-2]) > self._jump_seconds) + 1
+        for part in np.split(block, inside, axis=1) if len(inside) else (block,):
+            yield from self._add(part)
+
+    def _add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:
         first_ts = float(block[-2, 0])
         if self._gap_pending is None and self._last_ts is not None and first_ts - self._last_ts > self._jump_seconds:
             self._gap_pending = Gap(0, 0, f"device timestamps jump by {first_ts - self._last_ts:.3f} s")
