@@ -121,6 +121,11 @@ def splice(first_real: bool) -> Forger:
     return forge
 
 
+def montage(n_channels: int, k: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """k of a recording's channels at random, in order: a k-channel device anywhere on the cap."""
+    return np.sort(rng.choice(n_channels, k, replace=False))
+
+
 def epochs_of(x: NDArray[np.float64], sfreq: float, limit: int, rng: np.random.Generator) -> list[NDArray[np.float64]]:
     """Up to ``limit`` 4 s epochs of ``x``: 4 s apart, or closer (down to 0.5 s) in a short
     recording, so that it gives at least MIN_EPOCHS (the 10 s BioSemi file: 2 → 8)."""
@@ -180,7 +185,7 @@ def main() -> None:
         for k in presentations(x.shape[0]):
             # each epoch through its own random k channels: a k-channel device anywhere on the head
             results = [
-                model.assess(e[sorted(rng.choice(x.shape[0], k, replace=False).tolist())], sfreq)
+                model.assess(e[montage(x.shape[0], k, rng)], sfreq)
                 for e in epochs_of(x, sfreq, args.epochs_per_class, rng)
             ]
             rate = float(np.mean([r.accepted for r in results]))
@@ -272,17 +277,20 @@ def session(
     cues: NDArray[np.float64],
     rng: np.random.Generator,
     model: LivenessModel | None = None,
+    *,
+    picks: NDArray[np.int64] | None = None,
 ) -> tuple[float, list[bool]]:
     """Score K samples as the platform does: each a 4 s epoch around a stimulus drawn
-    0.3–2.2 s before its cue; the device's K cue trials give one z (and, with ``model``,
-    each epoch's liveness verdict)."""
+    0.3–2.2 s before its cue, through the channels ``picks`` (all by default); the device's
+    K cue trials give one z (and, with ``model``, each epoch's liveness verdict)."""
     from mindprint.labeling.verification.challenge import cue_trials, trials_z
 
     trials, live = [], []
     for cue in cues:
         offset = rng.uniform(0.3, 2.2)
         start = int(round((cue - offset - 1.0) * sfreq))
-        epoch = data[:, start : start + int(round(EPOCH_SECONDS * sfreq))]
+        rows = slice(None) if picks is None else picks  # only the epoch is copied, not the recording
+        epoch = data[rows, start : start + int(round(EPOCH_SECONDS * sfreq))]
         trials.append(cue_trials(epoch, sfreq, [(cue - start / sfreq)])[0])
         if model is not None:
             live.append(model.assess(epoch, sfreq).accepted)
@@ -334,16 +342,15 @@ def combined_rows(
             for cls in ("real", *forgers):
                 zs, live = [], []
                 for draw in range(draws):
-                    # each session a device with its own random n_ch channels of the cap
-                    picks = np.sort(rng.choice(data.shape[0], n_ch, replace=False))
-                    source = (data if cls == "real" else forged[cls])[picks]
+                    picks = montage(data.shape[0], n_ch, rng)  # each session its own device
                     if cls == "real":
                         first = int(rng.integers(0, len(usable) - trials + 1))
                         cues = usable[first : first + trials]
                     else:  # the platform's cue times: independent of what the forger holds
                         cues = np.sort(rng.uniform(edge, data.shape[1] / sf - edge, trials))
                     scored = counted and draw < max(1, draws // 4)  # liveness only where the row counts
-                    z, verdicts = session(source, sf, cues, rng, model if scored else None)
+                    source = data if cls == "real" else forged[cls]
+                    z, verdicts = session(source, sf, cues, rng, model if scored else None, picks=picks)
                     zs.append(z)
                     live += verdicts
                 passed = float(np.mean(np.asarray(zs) >= min_z))

@@ -440,7 +440,7 @@ class ChunkAssembler:
         if block.shape[1] == 0:
             return
         inside = np.flatnonzero(np.diff(block[-2]) > self._jump_seconds) + 1
-        for part in np.split(block, inside, axis=1) if len(inside) else (block,):
+        for part in np.split(block, inside, axis=1):  # one part when there is no jump
             yield from self._add(part)
 
     def _add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:

@@ -131,11 +131,10 @@ def lookup(
             "c AS (SELECT fingerprint, count(*) AS hits, "
             "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank FROM replay_keys "
             f"WHERE key IN ({selected}) AND fingerprint <= (SELECT seen FROM s) "
-            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY hits DESC, fingerprint DESC LIMIT :n), "
-            "d AS (SELECT fingerprint, hits FROM c WHERE rank = 1 OR hits >= :strong) "
+            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY rank LIMIT :n), "
+            "d AS (SELECT fingerprint, rank FROM c WHERE rank = 1 OR hits >= :strong) "
             "SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
-            "LEFT JOIN d ON 1 = 1 LEFT JOIN fingerprints f ON f.id = d.fingerprint "
-            "ORDER BY d.hits DESC, d.fingerprint DESC"
+            "LEFT JOIN d ON 1 = 1 LEFT JOIN fingerprints f ON f.id = d.fingerprint ORDER BY d.rank"
         ),
         {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS},
     ).all()
