@@ -176,6 +176,30 @@ def test_the_whole_epoch_is_checked(model, cyton) -> None:  # type: ignore[no-un
         assert not spliced.accepted and "below the threshold" in spliced.reasons[0], spliced
 
 
+def test_a_splice_that_keeps_the_spectrum_is_caught_by_the_correlation_pattern(model, cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
+    """Real EEG for 2.75 s, then each channel's own phase-randomised surrogate of the same
+    epoch: every feature the model reads stays human (the logistic score passes these), but
+    the forged second loses the pattern of channel correlations a head keeps — the
+    ``stability`` rule rejects it and says where. Real EEG keeps it; 2 channels have no pattern."""
+    from mindprint.labeling.verification.liveness import liveness_features
+
+    data, sfreq = eeglab
+    for x, rate, start in ((cyton, 250.0, 18), (data, sfreq, 26), (data, sfreq, 30)):
+        epoch = x[:, int(start * rate) : int(start * rate) + int(4 * rate)]
+        cut = int(2.75 * rate)
+        forged = phase_surrogate(epoch, np.random.default_rng(start))
+        spliced = np.hstack([epoch[:, :cut], forged[:, cut:]])
+        verdict = model.assess(spliced, rate)
+        assert verdict.score >= model.threshold, verdict  # the model alone would accept it
+        assert not verdict.accepted and "correlation pattern changes" in verdict.reasons[0], verdict
+        honest = model.assess(epoch, rate)
+        assert honest.accepted, honest
+        floor = model.stability_floor(len(epoch))
+        assert floor is not None and liveness_features(epoch, rate, step_seconds=0.5).stability.min() >= floor
+    assert np.all(np.isnan(liveness_features(cyton[:2, :1000], 250.0).stability))
+    assert model.stability_floor(2) is None and model.stability_floor(64) == model.stability_low["8"]
+
+
 def test_features_are_bounded_and_two_channels_are_handled(model, cyton) -> None:  # type: ignore[no-untyped-def]
     """One feature far outside the human range cannot buy acceptance (each is clipped to
     its range widened by half), and a 2-channel epoch has no correlation spread instead of

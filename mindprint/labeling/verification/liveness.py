@@ -35,6 +35,18 @@ head and a forgery:
                       synthetic stream; ADC quantisation alone rarely gives such runs)
 ``low_high``          log ratio of 1–8 Hz to 13–45 Hz power (spectral shape)
 
+Beside the features, one statistic that is a rule, not evidence (the model never sees it):
+
+``stability``         how well every 0.5 s piece of the window reproduces the window's
+                      signed pattern of channel correlations (mean over channel pairs of
+                      the piece's r, signed by the window's r, over the window's mean |r|;
+                      the lowest piece). A head's geometry and reference fix that pattern
+                      for seconds; EEG spliced with a forged piece (each channel's own
+                      spectrum, no shared pattern) breaks it for the forged piece. Not a
+                      number with fewer than 3 channels. The model's decision rejects a
+                      window below the lowest real values of its channel count
+                      (:class:`~mindprint.labeling.verification.model.LivenessModel`).
+
 A window is expected with at least 2 channels, in volts. Everything is computed for all
 windows at once (one 4 s epoch: 2 s windows every 0.5 s, ~4 ms).
 """
@@ -80,10 +92,11 @@ STUCK_RUN = 5
 
 @dataclass(frozen=True, slots=True)
 class LivenessFeatures:
-    """Feature matrix (n_windows, n_features) and window start samples."""
+    """Feature matrix (n_windows, n_features), window start samples and each window's ``stability``."""
 
     values: NDArray[np.float64]
     starts: NDArray[np.int64]
+    stability: NDArray[np.float64]
     names: tuple[str, ...] = FEATURES
 
     def column(self, name: str) -> NDArray[np.float64]:
@@ -221,9 +234,9 @@ def liveness_features(
     log_rms = np.log10(np.maximum(np.median(robust, axis=1), 1e-30))
     centred = seg - seg.mean(axis=2, keepdims=True)
     unit = centred / np.maximum(np.linalg.norm(centred, axis=2, keepdims=True), 1e-30)
-    corr = np.abs(unit @ np.transpose(unit, (0, 2, 1)))  # (w, c, c)
+    signed = unit @ np.transpose(unit, (0, 2, 1))  # (w, c, c)
     pairs = np.triu_indices(n_ch, 1)
-    absolute = corr[:, pairs[0], pairs[1]]  # (w, pairs)
+    absolute = np.abs(signed[:, pairs[0], pairs[1]])  # (w, pairs)
     correlation = np.median(absolute, axis=1)
     spread = absolute.std(axis=1) if n_ch >= 3 else np.full(n_win, np.nan)
     env = windows_of(alpha_env)
@@ -237,7 +250,8 @@ def liveness_features(
     env_kurt = np.median(_kurtosis(windows_of(broad_env)), axis=1)
     piece = max(1, int(round(0.5 * sfreq)))
     n_pieces = window // piece
-    power = (seg[:, :, : n_pieces * piece] ** 2).reshape(n_win, n_ch, n_pieces, piece).mean(axis=3)
+    pieces = seg[:, :, : n_pieces * piece].reshape(n_win, n_ch, n_pieces, piece)
+    power = (pieces**2).mean(axis=3)
     power_cv = np.median(power.std(axis=2) / np.maximum(power.mean(axis=2), 1e-60), axis=1)
     stuck = windows_of(stuck_all.astype(np.float64)).mean(axis=(1, 2))
     low = psd[:, :, (f >= 1) & (f < 8)].sum(axis=(1, 2))
@@ -261,4 +275,20 @@ def liveness_features(
             np.log10(low / high),
         ]
     )
-    return LivenessFeatures(values.astype(np.float64), starts)
+    return LivenessFeatures(values.astype(np.float64), starts, _stability(pieces, signed, pairs))
+
+
+def _stability(
+    pieces: NDArray[np.float64], signed: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArray[np.intp]]
+) -> NDArray[np.float64]:
+    """Per window: the lowest agreement of a piece's channel correlations with the window's
+    (see ``stability`` above). ``pieces`` (w, c, p, n), ``signed`` the windows' r (w, c, c)."""
+    if pieces.shape[1] < 3:
+        return np.full(pieces.shape[0], np.nan)
+    centred = pieces - pieces.mean(axis=3, keepdims=True)
+    unit = centred / np.maximum(np.linalg.norm(centred, axis=3, keepdims=True), 1e-30)
+    unit = np.transpose(unit, (0, 2, 1, 3))  # (w, p, c, n)
+    r = (unit @ np.transpose(unit, (0, 1, 3, 2)))[:, :, pairs[0], pairs[1]]  # (w, p, pairs)
+    window = signed[:, pairs[0], pairs[1]]  # (w, pairs)
+    agreement = (r * np.sign(window)[:, None, :]).mean(axis=2) / np.maximum(np.abs(window).mean(axis=1), 1e-9)[:, None]
+    return np.asarray(agreement.min(axis=1))

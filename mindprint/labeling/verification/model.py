@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 MODEL_PATH = Path(__file__).parent / "liveness_model.json"
 EPOCH_SECONDS = 4.0  # what a sample carries (tmin −1 s … tmax 3 s)
 WINDOW_STEP = 0.5
+# the share of real training epochs whose weakest window falls below the stability floor
+STABILITY_PERCENTILE = 1.0
+STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
 
 __all__ = [
     "EPOCH_SECONDS",
@@ -51,6 +54,7 @@ __all__ = [
     "load_default_model",
     "out_of_fold_scores",
     "presentations",
+    "stability_floors",
     "train_liveness",
 ]
 
@@ -76,6 +80,14 @@ class LivenessModel:
     human_high: list[float]
     features: list[str] = field(default_factory=lambda: list(FEATURES))
     training: dict[str, object] = field(default_factory=dict)
+    # lowest channel count of a band (as text: JSON keys) -> the lowest ``stability`` a window
+    # of real EEG in that band showed in training (see :func:`stability_floors`)
+    stability_low: dict[str, float] = field(default_factory=dict)
+
+    def stability_floor(self, n_channels: int) -> float | None:
+        """The floor for ``n_channels``: that of the band it falls in (None below 3 channels)."""
+        counts = [int(k) for k in self.stability_low if int(k) <= n_channels]
+        return self.stability_low[str(max(counts))] if counts else None
 
     def probabilities(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
         return _score(self._params(), values)
@@ -96,20 +108,30 @@ class LivenessModel:
         """Score EEG (n_channels, n_times) in volts, at least 2.5 s: 2 s windows every 0.5 s
         over the whole stretch, the weakest decides. ``band``: the data already band-passed
         (see :func:`~mindprint.labeling.verification.liveness.liveness_features`)."""
-        values = liveness_features(data, sfreq, step_seconds=WINDOW_STEP, band=band).values
+        features = liveness_features(data, sfreq, step_seconds=WINDOW_STEP, band=band)
+        values = features.values
         probabilities = self.probabilities(values)
         weakest = int(np.argmin(probabilities))
         score = float(probabilities[weakest])
-        reasons = []
+        rejections = []  # why it is rejected, before the features outside the human range
+        if score < self.threshold:
+            rejections.append(
+                f"liveness {score:.2f}{_where(weakest, len(values))} below the threshold {self.threshold:.2f}"
+            )
+        floor = self.stability_floor(data.shape[0])
+        if floor is not None and np.nanmin(features.stability) < floor:
+            unstable = int(np.nanargmin(features.stability))
+            rejections.append(
+                f"the channels' correlation pattern changes within a window{_where(unstable, len(values))} "
+                f"(stability {features.stability[unstable]:.2f}, real EEG ≥ {floor:.2f}): spliced or forged piecewise"
+            )
+        accepted = not rejections
+        reasons = list(rejections)
         row = values[weakest]
         for i, name in enumerate(self.features):
             low, high = self.human_low[i], self.human_high[i]
             if np.isfinite(row[i]) and not low <= row[i] <= high:
                 reasons.append(f"{name} {row[i]:.2f} outside the human range {low:.2f}–{high:.2f}")
-        accepted = score >= self.threshold
-        if not accepted:
-            where = f" at {weakest * WINDOW_STEP:.1f}–{weakest * WINDOW_STEP + 2:.1f} s" if len(values) > 1 else ""
-            reasons.insert(0, f"liveness {score:.2f}{where} below the threshold {self.threshold:.2f}")
         return LivenessScore(score, accepted, [float(p) for p in probabilities], reasons if not accepted else [])
 
     def save(self, path: Path) -> None:
@@ -124,6 +146,11 @@ class LivenessModel:
         if model.features != list(FEATURES):
             raise ConfigurationError(f"liveness model {path} was trained on other features: retrain it")
         return model
+
+
+def _where(window: int, n_windows: int) -> str:
+    """ " at 0.5–2.5 s": where a window lies in the stretch (nothing if it is the only one)."""
+    return f" at {window * WINDOW_STEP:.1f}–{window * WINDOW_STEP + 2:.1f} s" if n_windows > 1 else ""
 
 
 def load_default_model() -> LivenessModel:
@@ -143,6 +170,7 @@ class WindowSet:
     epochs: NDArray[np.int64]  # epoch id, unique over the set
     names: NDArray[np.str_]  # recording name
     channels: NDArray[np.int64]  # channels presented
+    stability: NDArray[np.float64]  # a rule beside the model (see liveness.py)
 
     def subset(self, keep: NDArray[np.bool_]) -> WindowSet:
         return WindowSet(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
@@ -189,6 +217,7 @@ def featurise(
                     break
                 n = len(features.values)
                 rows.append(features.values)
+                columns["stability"] += features.stability.tolist()
                 for name, value in (
                     ("labels", recording.label),
                     ("groups", recording.group),
@@ -211,6 +240,7 @@ def featurise(
         epochs=np.asarray(columns["epochs"], dtype=np.int64),
         names=np.asarray(columns["names"]),
         channels=np.asarray(columns["channels"], dtype=np.int64),
+        stability=np.asarray(columns["stability"], dtype=np.float64),
     )
 
 
@@ -291,6 +321,18 @@ def _real_acceptance(threshold: float, scores: NDArray[np.float64], names: NDArr
     return float(np.mean([np.mean(scores[names == name] >= threshold) for name in np.unique(names)]))
 
 
+def stability_floors(windows: WindowSet, percentile: float = STABILITY_PERCENTILE) -> dict[str, float]:
+    """Per band of channel counts (``STABILITY_BANDS``: 3, 4–7, 8 and more): the ``percentile``
+    of the real epochs' weakest window ``stability`` — below it, a window's correlation
+    pattern is not one a head keeps. Bands, not single counts: a count above 8 is one
+    recording's in training, and one recording's floor rejected another's (Elekta 60 channels
+    held out: 3 of 8 epochs below EEGLAB's 32-channel floor)."""
+    real = (windows.labels == 1) & np.isfinite(windows.stability)
+    first, weakest = epoch_scores(windows.subset(real), windows.stability[real])
+    bands = np.array([max(b for b in STABILITY_BANDS if b <= k) for k in windows.channels[real][first]])
+    return {str(b): float(np.percentile(weakest[bands == b], percentile)) for b in np.unique(bands)}
+
+
 def train_liveness(windows: WindowSet, *, c: float = 0.3, max_fpr: float = 0.01) -> LivenessModel:
     """Fit on every window; the epoch threshold from the out-of-fold epoch scores."""
     oof = out_of_fold_scores(windows, c)
@@ -312,6 +354,7 @@ def train_liveness(windows: WindowSet, *, c: float = 0.3, max_fpr: float = 0.01)
         threshold=threshold,
         human_low=params.low.tolist(),
         human_high=params.high.tolist(),
+        stability_low=stability_floors(windows),
         training={
             "epochs": int(len(first)),
             "windows": int(len(windows.labels)),
