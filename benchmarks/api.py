@@ -72,8 +72,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def server_pids(port: int) -> list[int]:
-    """The PIDs of the processes holding the socket listening on 127.0.0.1:``port`` (the
-    `mindprint serve` supervisor and its API processes)."""
+    """The PIDs of the processes holding a socket listening on 127.0.0.1:``port`` (the API
+    processes) and of the `mindprint serve` supervisor that started them."""
     wanted = f"0100007F:{port:04X}"
     inodes = {
         line.split()[9]
@@ -90,6 +90,9 @@ def server_pids(port: int) -> list[int]:
                     pids.add(int(entry.name))
     if not pids:
         raise RuntimeError(f"no process listens on port {port}")
+    # and their supervisor (`serve --workers`: it holds no socket, it runs the anchoring worker)
+    parents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
+    pids |= {p for p in parents if b"mindprint.cli" in Path(f"/proc/{p}/cmdline").read_bytes()}
     return sorted(pids)
 
 

@@ -743,14 +743,9 @@ def serve(
                     **({"MINDPRINT_IPFS_URL": settings.ipfs_url} if settings.ipfs_url else {}),
                 }
             )
-            uvicorn.run(
-                "mindprint.api.server:app_from_environment",
-                factory=True,
-                workers=workers,
-                host=host,
-                port=port,
-                log_level="info",
-            )
+            from mindprint.api.processes import serve_processes
+
+            serve_processes(workers, host, port)  # a socket per process: connections spread evenly
     finally:
         running.close()
 

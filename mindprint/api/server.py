@@ -2,10 +2,10 @@
 
 ``mindprint serve`` uses :func:`start_platform` and runs uvicorn in the foreground; the
 demo and the tests run it in a background thread with :class:`ServerThread`, always on
-127.0.0.1. ``mindprint serve --workers N`` runs N API processes (uvicorn's supervisor,
-each process built by :func:`app_from_environment`) and the pinning/anchoring worker in
-the supervising process; they share the platform database, the data directory and a
-chain given by ``--rpc-url``.
+127.0.0.1. ``mindprint serve --workers N`` runs N API processes (a listening socket
+each, :mod:`mindprint.api.processes`; each built by :func:`app_from_environment`) and the
+pinning/anchoring worker in the supervising process; they share the platform database,
+the data directory and a chain given by ``--rpc-url``.
 """
 
 from __future__ import annotations
