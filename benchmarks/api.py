@@ -209,12 +209,14 @@ def split_line(result: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def database(backend: str, home: Path, pg: str | None) -> Iterator[str]:
+def database(backend: str, home: Path, pg: str | None, name: str | None = None) -> Iterator[str]:
+    """The URL of a new platform database: a SQLite file in ``home``, or database ``name`` on
+    the PostgreSQL server ``pg``."""
     if backend == "sqlite":
         yield f"sqlite:///{home / 'platform.db'}"
     else:
         assert pg is not None
-        yield create_database(pg, f"bench_{os.getpid()}")
+        yield create_database(pg, name or f"bench_{os.getpid()}")
 
 
 def count_lost(url_db: str, accepted_total: int) -> int:

@@ -33,38 +33,36 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 from scipy.signal import resample_poly
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from benchmarks.api import database as platform_database
 from benchmarks.api import write_history
 from mindprint.labeling.store import make_engine, migrate, sessions
 from mindprint.labeling.verification.corpus import Recording, build_recordings
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, ReplayMatch, ReplayRule, query_set
-from mindprint.platform import replay
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, ReplayRule, query_set
 from mindprint.platform.replay import add, lookup
 from mindprint.signal.filters import design_filter, filter_offline
-from tests.services import create_database, postgres_server
+from tests.services import postgres_server
 
 RULE = ReplayRule()
 
 
 @contextlib.contextmanager
 def database(backend: str, tmp: Path, pg: str | None) -> Iterator[Engine]:
-    url = (
-        f"sqlite:///{tmp / f'{uuid.uuid4().hex}.db'}"
-        if backend == "sqlite"
-        else create_database(pg or "", f"r_{uuid.uuid4().hex[:10]}")
-    )
-    engine = make_engine(url)
-    migrate(engine)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+    """A new, migrated platform database (``benchmarks/api.py``'s), as an engine."""
+    name = f"r_{uuid.uuid4().hex[:10]}"
+    (tmp / name).mkdir()
+    with platform_database(backend, tmp / name, pg, name) as url:
+        engine = make_engine(url)
+        migrate(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def variants(x: np.ndarray, sf: float, start: int, rng: np.random.Generator) -> dict[str, tuple[np.ndarray, float]]:
@@ -115,7 +113,7 @@ def robustness(
                 cases["straddle"] = (np.concatenate([other, x[:, start : start + 3 * int(sf)]], axis=1), sf)
                 for kind, (data, rate) in cases.items():
                     queries = query_set(data, rate)
-                    _, sample, _ = lookup(db, queries, "query", rule=RULE)
+                    sample = lookup(db, queries, "query", rule=RULE).sample
                     caught.setdefault(kind, []).append(sample is not None and sample.startswith(recording.name + "-"))
                     match = reference.search(queries)
                     caught_reference.setdefault(kind, []).append(
@@ -124,7 +122,7 @@ def robustness(
             for start in range(half, x.shape[1] - width, int(0.5 * sf)):
                 queries = query_set(x[:, start : start + width], sf)
                 distinct += 1
-                false += lookup(db, queries, "query", rule=RULE)[1] is not None
+                false += lookup(db, queries, "query", rule=RULE).sample is not None
                 false_reference += reference.search(queries) is not None
     return caught, caught_reference, false, false_reference, distinct
 
@@ -134,29 +132,14 @@ def lookup_times(engine: Engine, queries: list[QuerySet]) -> tuple[float, float,
     keys by chance are what a lookup's own CPU grows with (each is decoded and compared)."""
     times: list[float] = []
     checked: list[int] = []
-    search = replay._search
-
-    def counting(
-        rows: list[Any], queries: QuerySet, exclude: str, rule: ReplayRule
-    ) -> tuple[ReplayMatch | None, str | None]:
-        checked[-1] += len(rows)
-        return search(rows, queries, exclude, rule)
-
-    replay._search = counting
-    try:
-        with sessions(engine)() as db:
-            for q in queries[:5]:
-                checked.append(0)
-                lookup(db, q, "query", rule=RULE)  # warm the connection and the statement
-            checked.clear()
-            for q in queries:
-                checked.append(0)
-                t0 = time.perf_counter()
-                lookup(db, q, "query", rule=RULE)
-                times.append(time.perf_counter() - t0)
-                db.commit()
-    finally:
-        replay._search = search
+    with sessions(engine)() as db:
+        for q in queries[:5]:
+            lookup(db, q, "query", rule=RULE)  # warm the connection and the statement
+        for q in queries:
+            t0 = time.perf_counter()
+            checked.append(lookup(db, q, "query", rule=RULE).candidates)
+            times.append(time.perf_counter() - t0)
+            db.commit()
     return 1000 * float(np.median(times)), 1000 * float(np.percentile(times, 99)), float(np.mean(checked))
 
 

@@ -60,7 +60,7 @@ def _accept(engine: Engine, name: str, epoch: np.ndarray) -> None:
 
 def _query(engine: Engine, epoch: np.ndarray, cid: str = "query") -> str | None:
     with sessions(engine)() as db:
-        _, sample, _ = lookup(db, query_set(epoch, SF), cid, rule=RULE)
+        sample = lookup(db, query_set(epoch, SF), cid, rule=RULE).sample
     return sample
 
 
@@ -103,11 +103,11 @@ def test_rows_committed_after_the_query_are_checked_under_the_guard(engine: Engi
     epoch = cyton[:, 10 * SF : 14 * SF]
     queries = query_set(epoch, SF)
     with sessions(engine)() as db:
-        match, _, seen = lookup(db, queries, "late", rule=RULE)
-    assert match is None and seen == 1
+        found = lookup(db, queries, "late", rule=RULE)
+    assert found.match is None and found.seen == 1 and found.candidates == 0
     _accept(engine, "raced", epoch)  # another replica accepts the same EEG meanwhile
     with sessions(engine)() as db:
-        late, sample = check_fresh(db, seen, queries, "late", rule=RULE)
+        late, sample = check_fresh(db, found.seen, queries, "late", rule=RULE)
     assert late is not None and sample == "raced"
 
 
@@ -132,14 +132,15 @@ def test_a_runner_up_sharing_only_two_keys_is_not_checked(engine: Engine, cyton:
     }
     replay = query_set(cyton[:, 20 * SF : 24 * SF], SF)  # replays "runner-up" exactly
 
-    def found(leader_keys: int, runner_keys: int) -> str | None:
+    def found(leader_keys: int, runner_keys: int) -> tuple[str | None, int]:
         chosen = np.asarray(only["leader"][:leader_keys] + only["runner-up"][:runner_keys], dtype=np.int64)
         with sessions(engine)() as db:
-            return lookup(db, replace(replay, keys=chosen), "query", rule=RULE)[1]
+            result = lookup(db, replace(replay, keys=chosen), "query", rule=RULE)
+        return result.sample, result.candidates
 
-    assert found(0, 2) == "runner-up"  # the only candidate: checked from two keys
-    assert found(4, 2) is None  # second with two keys: not checked
-    assert found(4, STRONG_HITS) == "runner-up"  # second with enough keys: checked
+    assert found(0, 2) == ("runner-up", 1)  # the only candidate: checked from two keys
+    assert found(4, 2) == (None, 1)  # second with two keys: not even fetched
+    assert found(4, STRONG_HITS) == ("runner-up", 2)  # second with enough keys: checked
 
 
 def test_keys_are_the_same_on_every_machine() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,17 @@ STRONG_HITS = 3  # beyond the first candidate, only those sharing this many are 
 # candidate is checked from two keys up, the others from three (benchmarks/replay.py).
 BACKFILL_BATCH = 500
 
-__all__ = ["add", "backfill_keys", "check_fresh", "decode", "encode", "guard", "import_fingerprint_files", "lookup"]
+__all__ = [
+    "Lookup",
+    "add",
+    "backfill_keys",
+    "check_fresh",
+    "decode",
+    "encode",
+    "guard",
+    "import_fingerprint_files",
+    "lookup",
+]
 
 
 def encode(vectors: NDArray[np.float32], positions: NDArray[np.int64]) -> tuple[bytes, bytes]:
@@ -116,12 +127,18 @@ def _search(
     return None, None
 
 
-def lookup(
-    db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule
-) -> tuple[ReplayMatch | None, str | None, int]:
-    """(replay evidence, the sample it replays, the last fingerprint row this read saw).
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a replay lookup found."""
 
-    The samples sharing the most keys with ``queries`` are checked exactly; ``exclude`` (the
+    match: ReplayMatch | None  # the replay evidence, if any
+    sample: str | None  # the stored sample it replays
+    seen: int  # the newest fingerprint row this read saw (for :func:`check_fresh`)
+    candidates: int  # stored samples fetched to be checked exactly (a lookup's own CPU grows with them)
+
+
+def lookup(db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule) -> Lookup:
+    """The samples sharing the most keys with ``queries`` checked exactly; ``exclude`` (the
     sample's own CID) is never evidence against itself. One statement: the newest row id
     (the guard's ``seen``), the candidates and their stored fingerprints."""
     selected, param = _keys_param(db, queries.keys)
@@ -141,7 +158,7 @@ def lookup(
     seen = int(rows[0][0])
     found = [row[1:] for row in rows if row[1] is not None]  # most shared keys first
     match, sample = _search(found, queries, exclude, rule) if found else (None, None)
-    return match, sample, seen
+    return Lookup(match, sample, seen, len(found))
 
 
 def guard(db: Session) -> None:
