@@ -214,21 +214,21 @@ async def _lane(host: str, port: int, requests: list[bytes]) -> list[tuple[float
 def run_level(
     url: str, pids: list[int], workdir: Path, clients: int, count: int, operator: Any, repeats: int = 1
 ) -> dict[str, Any]:
-    """``repeats`` bursts of ``count`` prebuilt submissions from ``clients`` threads, each burst
+    """``repeats`` bursts of ``count`` prebuilt submissions over ``clients`` connections, each burst
     prepared (untimed) just before it runs: verified/s is the median burst's, with the
     slowest and fastest; latencies, CPU and statuses are over every burst."""
-    bursts, latencies, statuses, split, generator = [], [], [], [0.0] * len(pids), 0.0
+    bursts, latencies, statuses, split, generator_seconds = [], [], [], [0.0] * len(pids), 0.0
     for burst in range(repeats):
         prepared = prepare(url, workdir / f"burst{burst}", count, Account.create(), operator)
         queue: Any = mp.get_context("spawn").Queue()
-        generator = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
+        load = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
         cpu_before = {pid: cpu_seconds(pid) for pid in pids}
-        generator.start()
+        load.start()
         elapsed, outcomes, generator_cpu = queue.get()
         split = [total + cpu_seconds(pid) - cpu_before[pid] for total, pid in zip(split, pids, strict=True)]
-        generator.join()
+        load.join()
         bursts.append(len(outcomes) / elapsed)
-        generator += generator_cpu
+        generator_seconds += generator_cpu
         latencies += [o[0] for o in outcomes]
         statuses += [o[1] for o in outcomes]
     times = np.array(latencies)
@@ -243,7 +243,7 @@ def run_level(
         "p99": float(np.percentile(times, 99)) * 1000,
         "cpu_ms": 1000 * sum(split) / len(statuses),
         "cpu_split": split,  # seconds per server process (the API processes and their supervisor)
-        "generator_ms": 1000 * generator / len(statuses),  # the load generator's CPU per submission
+        "generator_ms": 1000 * generator_seconds / len(statuses),  # the load generator's CPU per submission
     }
 
 

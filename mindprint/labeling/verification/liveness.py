@@ -43,9 +43,10 @@ Beside the features, one statistic that is a rule, not evidence (the model never
                       the lowest piece). A head's geometry and reference fix that pattern
                       for seconds; EEG spliced with a forged piece (each channel's own
                       spectrum, no shared pattern) breaks it for the forged piece. Not a
-                      number with fewer than 3 channels. The model's decision rejects a
-                      window below the lowest real values of its channel count
-                      (:class:`~mindprint.labeling.verification.model.LivenessModel`).
+                      number with fewer than 3 channels. The decision rejects a window
+                      below the floor of its band of channel counts (3, 4–7, ≥ 8: the 1st
+                      percentile of real training epochs,
+                      :func:`~mindprint.labeling.verification.model.stability_floors`).
 
 A window is expected with at least 2 channels, in volts. Everything is computed for all
 windows at once (one 4 s epoch: 2 s windows every 0.5 s, ~4 ms).
