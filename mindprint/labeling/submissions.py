@@ -256,16 +256,16 @@ def submit(
         # samples sharing most of them checked exactly)
         rule = platform.replay_rule
         queries = query_set(check.epoch, check.sfreq, rule.hop)
-        found = lookup(db, queries, cid, rule=rule)
+        replay = lookup(db, queries, cid, rule=rule)
         db.commit()
-    verdict = decide(authenticity, liveness, uniqueness_score(found.match), attention, challenge)
+    verdict = decide(authenticity, liveness, uniqueness_score(replay.match), attention, challenge)
     clock.lap("replay")
     if verdict.accepted:
         # what other processes accepted meanwhile, under the cross-process guard held until
         # this transaction commits: two replicas cannot both accept the same EEG
         vectors, positions = queries.stored(rule.hop)
         guard(db)
-        late, _ = check_fresh(db, found.seen, queries, cid, rule=rule)
+        late, _ = check_fresh(db, replay.seen, queries, cid, rule=rule)
         if late is not None:
             verdict = decide(authenticity, liveness, uniqueness_score(late), attention, challenge)
         if verdict.accepted:
