@@ -257,7 +257,9 @@ def test_a_replay_accepted_by_one_replica_is_caught_by_another(tmp_path: Path, m
         # the race: B's query reads the index before A's next acceptance commits (it saw row 1 only)
         _, token, session, fresh = _contributor_sample(a, tmp_path, "second", offset_seconds=40)
         assert _submit(a, fresh, session, _auth(token)).json()["status"] == "accepted"
-        monkeypatch.setattr(submissions, "lookup", lambda db, queries, cid, rule: (None, None, 1))
+        from mindprint.platform.replay import Lookup
+
+        monkeypatch.setattr(submissions, "lookup", lambda db, queries, cid, rule: Lookup(None, None, 1, 0))
         _, token, session, raced = _contributor_sample(b, tmp_path, "raced", offset_seconds=40)
         verdict = _submit(b, raced, session, _auth(token)).json()
         assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict
