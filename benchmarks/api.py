@@ -65,7 +65,15 @@ from mindprint.companion.client import PlatformClient
 from mindprint.companion.samples import build_sample
 from mindprint.companion.stream import upload_recorded
 from mindprint.device.keys import DeviceKey
-from tests.services import create_database, mindprint_server, postgres_server, sign_in
+from tests.services import (
+    create_database,
+    mindprint_server,
+    parent_pid,
+    port_sockets,
+    postgres_server,
+    sign_in,
+    socket_holders,
+)
 from tests.test_samples import T0, real_session
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -79,27 +87,13 @@ def cpu_seconds(pid: int) -> float:
 
 def server_pids(port: int) -> list[int]:
     """The PIDs of the processes holding a socket listening on 127.0.0.1:``port`` (the API
-    processes) and of the `mindprint serve` supervisor that started them."""
-    wanted = f"0100007F:{port:04X}"
-    inodes = {
-        line.split()[9]
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
-        if line.split()[1] == wanted and line.split()[3] == "0A"
-    }
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                if os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes:
-                    pids.add(int(entry.name))
+    processes) and of the `mindprint serve` supervisor that started them (it holds no socket;
+    it runs the anchoring worker)."""
+    pids = set(socket_holders(port_sockets(port, "0A")))
     if not pids:
         raise RuntimeError(f"no process listens on port {port}")
-    # and their supervisor (`serve --workers`: it holds no socket, it runs the anchoring worker)
-    parents = {int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids}
-    pids |= {p for p in parents if b"mindprint.cli" in Path(f"/proc/{p}/cmdline").read_bytes()}
-    return sorted(pids)
+    parents = {parent_pid(pid) for pid in pids}
+    return sorted(pids | {p for p in parents if b"mindprint.cli" in Path(f"/proc/{p}/cmdline").read_bytes()})
 
 
 def prepare(url: str, workdir: Path, count: int, requester: Any, operator: Any) -> list[tuple[str, dict[str, str]]]:

@@ -235,6 +235,30 @@ def mindprint_server(
         _stop(server)
 
 
+def port_sockets(port: int, state: str) -> set[str]:
+    """Inodes of the loopback TCP sockets whose local port is ``port``, in ``state`` (``0A``
+    listening, ``01`` established), from ``/proc/net/tcp``."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return {row[9] for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == state}
+
+
+def socket_holders(inodes: set[str]) -> dict[int, int]:
+    """PID -> how many of the socket ``inodes`` the process holds."""
+    held: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+                n = sum(link.removeprefix("socket:[").removesuffix("]") in inodes for link in links)
+                if n:
+                    held[int(entry.name)] = n
+    return held
+
+
+def parent_pid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def sign_in(base: str, account: object) -> str:
     """A bearer token for ``account`` (an eth-account LocalAccount), by Sign-In with Ethereum."""
     from eth_account.messages import encode_defunct

@@ -3,7 +3,6 @@ evenly), an API process that dies is restarted, and none outlives a killed super
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -13,32 +12,7 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 
-from .services import ANVIL_KEY, mindprint_server
-
-
-def _sockets(port: int, state: str) -> set[str]:
-    """Inodes of the loopback TCP sockets whose local port is ``port``, in ``state`` (0A listen, 01 established)."""
-    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-    return {row[9] for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == state}
-
-
-def _holders(inodes: set[str]) -> dict[int, int]:
-    """PID -> how many of ``inodes`` the process holds."""
-    held: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                n = sum(
-                    os.readlink(fd).removeprefix("socket:[").removesuffix("]") in inodes
-                    for fd in (entry / "fd").iterdir()
-                )
-                if n:
-                    held[int(entry.name)] = n
-    return held
-
-
-def _parent(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+from .services import ANVIL_KEY, mindprint_server, parent_pid, port_sockets, socket_holders
 
 
 def _alive(pid: int) -> bool:
@@ -60,10 +34,11 @@ def test_api_processes_each_listen_share_connections_and_are_restarted(tmp_path:
     args = ("--workers", "2", "--rpc-url", anvil_url, "--deploy")
     with mindprint_server(tmp_path, Account.create().address, env, args) as base:
         port = int(base.rsplit(":", 1)[1])
-        _wait(lambda: len(_holders(_sockets(port, "0A"))) == 2, "two API processes listening")
-        listeners = _holders(_sockets(port, "0A"))
+        listening = lambda: socket_holders(port_sockets(port, "0A"))  # noqa: E731
+        _wait(lambda: len(listening()) == 2, "two API processes listening")
+        listeners = listening()
         assert sorted(listeners.values()) == [1, 1]  # a socket each, not one shared
-        supervisor = {_parent(pid) for pid in listeners}
+        supervisor = {parent_pid(pid) for pid in listeners}
         assert len(supervisor) == 1
         # 32 clients connecting at the same moment: the kernel spreads them over the sockets
         # (one shared socket gave one process 29 of 32 in a measured run)
@@ -79,18 +54,19 @@ def test_api_processes_each_listen_share_connections_and_are_restarted(tmp_path:
             thread.start()
         for thread in threads:
             thread.join()
-        served = _holders(_sockets(port, "01"))
+        served = socket_holders(port_sockets(port, "01"))
         assert set(served) == set(listeners) and min(served.values()) >= 4, served
         for client in clients:
             client.close()
         # an API process killed outright: the supervisor starts another, the port keeps serving
         victim = min(listeners)
         os.kill(victim, signal.SIGKILL)
-        _wait(lambda: len(_holders(_sockets(port, "0A"))) == 2 and victim not in _holders(_sockets(port, "0A")),
-              "a new API process in place of the killed one")  # fmt: skip
+        _wait(
+            lambda: len(listening()) == 2 and victim not in listening(), "a new API process in place of the killed one"
+        )
         assert httpx.get(f"{base}/health", timeout=30).status_code == 200
         # the supervisor killed outright: its API processes stop with it, nothing keeps the port
-        processes = set(_holders(_sockets(port, "0A")))
+        processes = set(listening())
         os.kill(supervisor.pop(), signal.SIGKILL)
         _wait(lambda: not any(_alive(pid) for pid in processes), "API processes stopped with their supervisor", 30)
-        assert not _sockets(port, "0A")
+        assert not port_sockets(port, "0A")

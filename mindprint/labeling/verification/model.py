@@ -118,9 +118,9 @@ class LivenessModel:
             rejections.append(
                 f"liveness {score:.2f}{_where(weakest, len(values))} below the threshold {self.threshold:.2f}"
             )
-        floor = self.stability_floor(data.shape[0])
-        if floor is not None and np.nanmin(features.stability) < floor:
-            unstable = int(np.nanargmin(features.stability))
+        floor = self.stability_floor(data.shape[0])  # None below 3 channels, where stability is NaN
+        unstable = int(np.nanargmin(features.stability)) if floor is not None else 0
+        if floor is not None and features.stability[unstable] < floor:
             rejections.append(
                 f"the channels' correlation pattern changes within a window{_where(unstable, len(values))} "
                 f"(stability {features.stability[unstable]:.2f}, real EEG ≥ {floor:.2f}): spliced or forged piecewise"
