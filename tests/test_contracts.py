@@ -235,3 +235,13 @@ def test_unreachable_node_is_a_clear_error_after_retries() -> None:
     with pytest.raises(ChainError, match="failed after 3 attempts"):
         ChainClient.connect(f"http://127.0.0.1:{free_port()}", ANVIL_KEY, retries=3, backoff=0.05, rpc_timeout=1.0)
     assert time.monotonic() - started < 10
+
+
+def test_allocation_never_exceeds_the_pool() -> None:
+    """One contributor of quality 0.6516 split 10^18 in floats as 10^18 + 128 (a clean-clone run
+    of the challenge test paid more than the pool); shares are exact and sum to the pool."""
+    from mindprint.ledger.rewards import allocate
+
+    assert allocate({"a": 0.651592972722763}, 10**18) == {"a": 10**18}
+    weights = {f"c{i}": 0.1 + 0.137 * i for i in range(7)}
+    assert sum(allocate(weights, 10**18 + 7).values()) == 10**18 + 7

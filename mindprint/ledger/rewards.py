@@ -10,9 +10,11 @@ checks; each contributor gets a claim (epoch, account, amount, proof).
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from eth_utils import to_checksum_address
@@ -64,12 +66,14 @@ def allocate(weights: dict[str, float], pool: int) -> dict[str, int]:
     """Split ``pool`` units by ``weights`` (largest remainder; sums to ``pool``)."""
     if pool < 0:
         raise LedgerError(f"pool must be non-negative, got {pool}")
-    positive = {a: w for a, w in weights.items() if w > 0}
-    total = sum(positive.values())
+    # exact rationals: in floats pool * w / total can round above the pool (10^18 + 128 for a
+    # single contributor), and the shares then sum to more than the pool holds
+    positive = {a: Fraction(w) for a, w in weights.items() if w > 0}
+    total = sum(positive.values(), Fraction(0))
     if not positive or total <= 0 or pool == 0:
         return {}
     exact = {a: pool * w / total for a, w in positive.items()}
-    shares = {a: int(v) for a, v in exact.items()}
+    shares = {a: math.floor(v) for a, v in exact.items()}
     left = pool - sum(shares.values())
     for account in sorted(exact, key=lambda a: (-(exact[a] - shares[a]), a))[:left]:
         shares[account] += 1
