@@ -20,8 +20,9 @@ Each cell runs ``--repeats`` bursts, each prepared just before it: verified/s is
 burst's, with the slowest and the fastest (one burst of 128 varied by 2× between runs of
 the same code). Server CPU per submission: the server processes' user + system time
 (``/proc/<pid>/stat`` of every process holding a listening socket and of their supervisor,
-all their threads, the anchoring worker included) across the timed bursts, divided by the
-submissions. "Lost": accepted responses
+all their threads, the anchoring worker included) **plus PostgreSQL's** (its postmaster and
+every backend, live or exited) across the timed bursts, divided by the submissions; the
+table shows the two parts (with SQLite the database works inside the API processes). "Lost": accepted responses
 that are not accepted rows with an anchor job.
 
 Last line (PostgreSQL, 32 clients)::
@@ -52,6 +53,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -83,6 +85,35 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its threads so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process, of its reaped children (``cutime``/``cstime``) and of its live
+    children: for PostgreSQL's postmaster, every backend's work so far, including backends
+    that have exited."""
+
+    def own(stat: list[str], children: bool) -> int:
+        return int(stat[11]) + int(stat[12]) + (int(stat[13]) + int(stat[14]) if children else 0)
+
+    total = own(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split(), True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # exited meanwhile
+                continue
+            if int(stat[1]) == pid:
+                total += own(stat, True)
+    return total / TICKS
+
+
+def database_pid(pg: str | None) -> int | None:
+    """The postmaster of the PostgreSQL server at ``pg`` (the process listening on its port)."""
+    if pg is None:
+        return None
+    port = int(pg.rsplit(":", 1)[1].split("/")[0])
+    holders = socket_holders(port_sockets(port, "0A"))
+    return min(holders) if holders else None
 
 
 def server_pids(port: int) -> list[int]:
@@ -207,20 +238,31 @@ async def _lane(host: str, port: int, requests: list[bytes]) -> list[tuple[float
 
 
 def run_level(
-    url: str, pids: list[int], workdir: Path, clients: int, count: int, operator: Any, repeats: int = 1
+    url: str,
+    pids: list[int],
+    workdir: Path,
+    clients: int,
+    count: int,
+    operator: Any,
+    repeats: int = 1,
+    db_pid: int | None = None,
 ) -> dict[str, Any]:
     """``repeats`` bursts of ``count`` prebuilt submissions over ``clients`` connections, each burst
     prepared (untimed) just before it runs: verified/s is the median burst's, with the
-    slowest and fastest; latencies, CPU and statuses are over every burst."""
+    slowest and fastest; latencies, CPU and statuses are over every burst. ``db_pid``: the
+    PostgreSQL postmaster, whose backends' CPU counts as the server's."""
     bursts, latencies, statuses, split, generator_seconds = [], [], [], [0.0] * len(pids), 0.0
+    database_seconds = 0.0
     for burst in range(repeats):
         prepared = prepare(url, workdir / f"burst{burst}", count, Account.create(), operator)
         queue: Any = mp.get_context("spawn").Queue()
         load = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
         cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+        database_before = tree_cpu_seconds(db_pid) if db_pid else 0.0
         load.start()
         elapsed, outcomes, generator_cpu = queue.get()
         split = [total + cpu_seconds(pid) - cpu_before[pid] for total, pid in zip(split, pids, strict=True)]
+        database_seconds += tree_cpu_seconds(db_pid) - database_before if db_pid else 0.0
         load.join()
         bursts.append(len(outcomes) / elapsed)
         generator_seconds += generator_cpu
@@ -232,11 +274,14 @@ def run_level(
         "accepted": statuses.count("accepted"),
         "rejected": statuses.count("rejected"),
         "errors": len(statuses) - statuses.count("accepted") - statuses.count("rejected"),
+        "error_kinds": Counter(s for s in statuses if s not in ("accepted", "rejected")),
         "per_second": float(np.median(bursts)),
         "bursts": bursts,
         "p50": float(np.percentile(times, 50)) * 1000,
         "p99": float(np.percentile(times, 99)) * 1000,
-        "cpu_ms": 1000 * sum(split) / len(statuses),
+        "api_ms": 1000 * sum(split) / len(statuses),
+        "db_ms": 1000 * database_seconds / len(statuses),  # PostgreSQL's backends (SQLite: inside api_ms)
+        "cpu_ms": 1000 * (sum(split) + database_seconds) / len(statuses),
         "cpu_split": split,  # seconds per server process (the API processes and their supervisor)
         "generator_ms": 1000 * generator_seconds / len(statuses),  # the load generator's CPU per submission
     }
@@ -247,7 +292,9 @@ def split_line(result: dict[str, Any]) -> str:
     cpu = " / ".join(f"{s:.1f}" for s in result["cpu_split"])
     return (
         f"  verified/s per burst: {bursts}; CPU seconds per server process: {cpu}; "
+        f"API processes {result['api_ms']:.1f} + database {result['db_ms']:.1f} ms CPU per submission; "
         f"load generator {result['generator_ms']:.1f} ms CPU per submission"
+        + (f"; errors: {dict(result['error_kinds'])}" if result["errors"] else "")
     )
 
 
@@ -343,7 +390,8 @@ def main() -> None:
     from tests.services import ANVIL_KEY, anvil_node
 
     rows = [
-        "| backend | clients | submissions | verified/s (median burst; slowest–fastest) | p50 | p99 | server CPU / submission | accepted / rejected / errors | lost |",
+        "| backend | clients | submissions | verified/s (median burst; slowest–fastest) | p50 | p99 "
+        "| server CPU / submission (API + database) | accepted / rejected / errors | lost |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     operator = Account.create()
@@ -368,10 +416,11 @@ def main() -> None:
                         home, operator.address, env, (*serve_args, "--rpc-url", rpc, "--deploy")
                     ) as base:
                         pids = server_pids(int(base.rsplit(":", 1)[1]))
+                        db_pid = database_pid(pg) if backend == "postgresql" else None
                         accepted_total = 0
                         for clients in (int(level) for level in args.levels.split(",")):
                             result = run_level(base, pids, Path(tmp) / f"{backend}-{clients}", clients,
-                                               max(args.per_level, clients), operator, args.repeats)  # fmt: skip
+                                               max(args.per_level, clients), operator, args.repeats, db_pid)  # fmt: skip
                             accepted_total += int(result["accepted"])
                             lost = count_lost(url_db, accepted_total)
                             lost_total += lost
@@ -387,7 +436,7 @@ def main() -> None:
                             print(f"  restarted with the history in {time.perf_counter() - loading:.0f} s", flush=True)
                             pids = server_pids(int(base.rsplit(":", 1)[1]))
                             after = run_level(base, pids, Path(tmp) / "after", 32, max(args.per_level, 32), operator,
-                                              args.repeats)  # fmt: skip
+                                              args.repeats, database_pid(pg))  # fmt: skip
                             rows.append(row(f"{backend}, after {args.history:,} samples", 32, after, 0))
                             print(rows[-1] + "\n" + split_line(after), flush=True)
     print("\n" + "\n".join(rows))
@@ -408,7 +457,8 @@ def row(backend: str, clients: int, result: dict[str, Any], lost: int) -> str:
     return (
         f"| {backend} | {clients} | {result['submissions']} | {result['per_second']:.1f} "
         f"({min(result['bursts']):.1f}–{max(result['bursts']):.1f}) | "
-        f"{result['p50']:.0f} ms | {result['p99']:.0f} ms | {result['cpu_ms']:.0f} ms | "
+        f"{result['p50']:.0f} ms | {result['p99']:.0f} ms | {result['cpu_ms']:.0f} ms "
+        f"({result['api_ms']:.0f} + {result['db_ms']:.0f}) | "
         f"{result['accepted']} / {result['rejected']} / {result['errors']} | {lost} |"
     )
 

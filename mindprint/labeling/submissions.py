@@ -181,7 +181,7 @@ def submit(
         raise InvalidRequest(f"sample does not check out: {err}") from err
     cid = cid_text(signed.cid)
     # 2. cheap checks
-    if db.get(Submission, cid) is not None:
+    if db.scalar(select(Submission.cid).where(Submission.cid == cid)) is not None:  # not the whole row
         raise Conflict(f"duplicate submission: sample {cid} was already submitted")
     found = db.execute(
         select(TaskItem, Project).join(Project, Project.id == TaskItem.project_id).where(TaskItem.id == sample.task)
@@ -195,6 +195,8 @@ def submit(
     if lease is None or lease.status != "leased" or aware(lease.lease_expires) < utcnow():
         raise Conflict("you hold no active lease on this task (GET /tasks/next first)")
     issued = lease.challenge  # the challenge this lease was given (None: none)
+    # read before the commit below expires the rows (reading after it reloads the task)
+    gold_answer = (task.gold or {}).get("answer") if task.gold else None
     check_label(project.label_schema, sample.label)
     device = db.get(Device, sample.device.hex())
     bound = device is not None and device.contributor == contributor and not device.revoked
@@ -242,7 +244,6 @@ def submit(
             report.issues = [Issue("sample", problem) for problem in check.problems]
         authenticity = authenticity_score(report, device_bound=bound)
         engagement = float(check.recomputed.get("engagement") or 0.0)
-        gold_answer = (task.gold or {}).get("answer") if task.gold else None
         gold_correct = None if gold_answer is None else sample.label == gold_answer
         past_gold = [s.gold_correct for s in history if s.gold_correct is not None]
         if gold_correct is not None:

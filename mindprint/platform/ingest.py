@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mindprint.core.errors import Conflict, CryptoError, InvalidRequest, NotFound, SessionFormatError, TooLarge
-from mindprint.core.ipld import cid_for_block, cid_from_bytes, cid_text, decode_block
+from mindprint.core.ipld import cid_for_block, cid_from_bytes, cid_text, decode_block, decode_known_block
 from mindprint.device.keys import verify_signature
 from mindprint.device.session import (
     CHUNK_TYPE,
@@ -153,7 +153,7 @@ def _session_context(platform: Platform, row: IngestSession) -> tuple[bytes, Ses
     if cached is not None:
         return cached
     data_key = platform.keys.data_key(row.session, platform.platform_key)
-    header = _header(row.header_block)
+    header = SessionHeader.from_block(decode_known_block(row.header_block))  # decoded strictly when opened
     platform.remember_session(row.session, data_key, header)
     return data_key, header
 
@@ -317,7 +317,7 @@ def load_cited(db: Session, platform: Platform, contributor: str, session: str, 
         block = open_payload(data_key, envelope, envelope_aad(session, cid))
         if cid_for_block(block) != cid:
             raise InvalidRequest(f"stored chunk {chunk.seq} does not match its CID")
-        blocks.append(dict(decode_block(block)))
+        blocks.append(dict(decode_known_block(block)))  # its bytes hash to a chunk decoded strictly on upload
     return CitedEpoch(header, rows, blocks, row)
 
 
