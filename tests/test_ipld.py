@@ -133,8 +133,8 @@ def test_known_blocks_decode_as_the_strict_decoder_does(value: object) -> None:
 
 
 def test_known_block_decoding_refuses_what_is_not_dag_cbor() -> None:
-    """An unknown tag, a truncated map, nothing: a clear error (these bytes never come from
-    the blockstore, but a corrupted file must not decode to something)."""
+    """An unknown tag, a truncated map, empty bytes: a clear error (a corrupted blockstore file
+    must not decode to something)."""
     import cbor2
 
     from mindprint.core.errors import SessionFormatError
