@@ -83,7 +83,7 @@ def decode(codes: bytes, positions: bytes) -> tuple[NDArray[np.float32], NDArray
 # ``json_each`` on SQLite (one parameter, not thousands: the statement is prepared once)
 _KEYS_SQL = {
     "postgresql": "SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k",
-    "sqlite": "SELECT value FROM json_each(:keys)",
+    "sqlite": "SELECT value AS k FROM json_each(:keys)",
 }
 
 
@@ -140,14 +140,21 @@ class Lookup:
 def lookup(db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule) -> Lookup:
     """The samples sharing the most keys with ``queries`` checked exactly; ``exclude`` (the
     sample's own CID) is never evidence against itself. One statement: the newest row id
-    (the guard's ``seen``), the candidates and their stored fingerprints."""
+    (the guard's ``seen``), the candidates and their stored fingerprints.
+
+    The keys are joined, not matched with ``IN``: they are distinct and sorted
+    (:func:`~mindprint.labeling.verification.uniqueness.hash_keys`), so each shared key counts
+    once and PostgreSQL probes the B-tree in key order; ``IN`` made it de-duplicate them
+    first and probe in hash order — 17.3–18.1 against 14.6 ms of backend CPU per lookup at
+    10^5 stored samples, the same rows (``benchmarks/README.md``, replay section)."""
     selected, param = _keys_param(db, queries.keys)
     rows = db.execute(
         text(
             "WITH s AS (SELECT coalesce(max(id), 0) AS seen FROM fingerprints), "
             "c AS (SELECT fingerprint, count(*) AS hits, "
-            "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank FROM replay_keys "
-            f"WHERE key IN ({selected}) AND fingerprint <= (SELECT seen FROM s) "
+            "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank "
+            f"FROM ({selected}) AS q JOIN replay_keys ON replay_keys.key = q.k "
+            "WHERE fingerprint <= (SELECT seen FROM s) "
             "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY rank LIMIT :n), "
             "d AS (SELECT fingerprint, rank FROM c WHERE rank = 1 OR hits >= :strong) "
             "SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
