@@ -81,29 +81,34 @@ from tests.test_samples import T0, real_session
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _ticks(stat: list[str], children: bool = False) -> int:
+    """utime + stime (and the reaped children's cutime + cstime) of a ``_stat``."""
+    return int(stat[11]) + int(stat[12]) + (int(stat[13]) + int(stat[14]) if children else 0)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return _ticks(_stat(pid)) / TICKS
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process, of its reaped children (``cutime``/``cstime``) and of its live
     children: for PostgreSQL's postmaster, every backend's work so far, including backends
     that have exited."""
-
-    def own(stat: list[str], children: bool) -> int:
-        return int(stat[11]) + int(stat[12]) + (int(stat[13]) + int(stat[14]) if children else 0)
-
-    total = own(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split(), True)
+    total = _ticks(_stat(pid), children=True)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stat = _stat(int(entry.name))
             except OSError:  # exited meanwhile
                 continue
             if int(stat[1]) == pid:
-                total += own(stat, True)
+                total += _ticks(stat, children=True)
     return total / TICKS
 
 
@@ -269,12 +274,13 @@ def run_level(
         latencies += [o[0] for o in outcomes]
         statuses += [o[1] for o in outcomes]
     times = np.array(latencies)
+    errors = Counter(s for s in statuses if s not in ("accepted", "rejected"))
     return {
         "submissions": len(statuses),
         "accepted": statuses.count("accepted"),
         "rejected": statuses.count("rejected"),
-        "errors": len(statuses) - statuses.count("accepted") - statuses.count("rejected"),
-        "error_kinds": Counter(s for s in statuses if s not in ("accepted", "rejected")),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
         "per_second": float(np.median(bursts)),
         "bursts": bursts,
         "p50": float(np.percentile(times, 50)) * 1000,
