@@ -10,12 +10,19 @@ head and a forgery:
                       signal generators)
 ``entropy``           spectral entropy 1–45 Hz
 ``log_rms``           log10 of the robust amplitude in volts (a head gives µV)
-``correlation``       median |r| between channels (volume conduction and a shared
-                      reference make scalp channels covary; independent or shuffled
-                      channels do not)
-``corr_spread``       spread of the pairwise |r| (neighbours covary more than distant
-                      pairs); not a number with fewer than 3 channels (one pair has no
-                      spread) — the model then leaves it out instead of reading a 0
+``correlation_z``     median over channel pairs of |r| in units of its chance spread: |r| ×
+                      √N_eff, N_eff the effective number of independent samples of the pair
+                      (Bartlett: 2 × T × the bandwidth both spectra share, from the window's
+                      spectra). Volume conduction and a shared reference make scalp
+                      channels covary (|r| √N_eff ≫ 1); independent, shuffled or per-channel
+                      forged channels give chance (≈ 0.67, the median of a half-normal) —
+                      however slow the signal: raw |r| of brown noise over 2 s is ~0.7 by
+                      chance, and raw |r| rewarded montages whose channels share a
+                      reference strongly (the 3-channel BioSemi file was rejected for a
+                      median |r| of 0.4 where the other recordings' pairs give 0.8)
+``correlation_z_spread`` spread of the pairs' |r| √N_eff (neighbours covary more than
+                      distant pairs); not a number with fewer than 3 channels (one pair has
+                      no spread) — the model then leaves it out instead of reading a 0
 ``envelope_cv``       coefficient of variation of the alpha-band amplitude envelope
                       (alpha comes in bursts; Gaussian noise gives a Rayleigh envelope)
 ``irreversibility_10``, ``irreversibility_20``
@@ -72,8 +79,8 @@ FEATURES = (
     "tone",
     "entropy",
     "log_rms",
-    "correlation",
-    "corr_spread",
+    "correlation_z",
+    "correlation_z_spread",
     "envelope_cv",
     "irreversibility_10",
     "irreversibility_20",
@@ -237,9 +244,16 @@ def liveness_features(
     unit = centred / np.maximum(np.linalg.norm(centred, axis=2, keepdims=True), 1e-30)
     signed = unit @ np.transpose(unit, (0, 2, 1))  # (w, c, c)
     pairs = np.triu_indices(n_ch, 1)
-    absolute = np.abs(signed[:, pairs[0], pairs[1]])  # (w, pairs)
-    correlation = np.median(absolute, axis=1)
-    spread = absolute.std(axis=1) if n_ch >= 3 else np.full(n_win, np.nan)
+    # |r| in units of its chance spread: Bartlett's effective sample size of each pair,
+    # 2 × (ΣPx ΣPy / Σ Px·Py) over the periodograms of the very samples r is computed on
+    # (untapered: the Hann spectra above smooth peaks and overstate the shared bandwidth)
+    periodogram = np.abs(np.fft.rfft(centred, axis=2)) ** 2  # (w, c, f)
+    total = periodogram.sum(axis=2)  # (w, c)
+    shared = np.einsum("wcf,wcf->wc", periodogram[:, pairs[0]], periodogram[:, pairs[1]])  # (w, pairs)
+    n_eff = 2 * total[:, pairs[0]] * total[:, pairs[1]] / np.maximum(shared, 1e-300)
+    z_pairs = np.abs(signed[:, pairs[0], pairs[1]]) * np.sqrt(n_eff)  # (w, pairs)
+    correlation_z = np.median(z_pairs, axis=1)
+    spread = z_pairs.std(axis=1) if n_ch >= 3 else np.full(n_win, np.nan)
     env = windows_of(alpha_env)
     env_cv = np.median(env.std(axis=2) / np.maximum(env.mean(axis=2), 1e-30), axis=1)
     irreversibility = []
@@ -264,7 +278,7 @@ def liveness_features(
             tone,
             entropy,
             log_rms,
-            correlation,
+            correlation_z,
             spread,
             env_cv,
             irreversibility[0],

@@ -10,7 +10,13 @@ recording (in 2, 4, 8 and all channels), each epoch seen as 2 s windows every 0.
 epoch's score is its **weakest** window's, so no stretch of a sample goes unchecked.
 Each feature is clipped to its human range widened by half its width before it counts:
 no single feature far outside what a head produces can buy acceptance (the first model
-gave a signal generator +8 logits for one out-of-range feature).
+gave a signal generator +8 logits for one out-of-range feature). And the range is part of
+the decision: one more term, learned like the others, counts how far the window lies
+outside the human range (the sum over features of the distance past the range, in range
+widths, at most ``EXCESS_CAP``). Without it a window could be far outside on several
+features a linear model weighs lightly — brown noise with an alpha sine (spectral
+entropy, alpha-envelope variation, power variation all below any head's) passed 5 % of
+the time once the correlation feature stopped rewarding its chance correlation.
 
 Cross-validation: each fold holds out one real recording together with every forgery
 derived from it and the odd-numbered epochs of the recordings that are negative only;
@@ -42,9 +48,11 @@ WINDOW_STEP = 0.5
 # the share of real training epochs whose weakest window falls below the stability floor
 STABILITY_PERCENTILE = 1.0
 STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
+EXCESS_CAP = 5.0  # the "outside the human range" term, in range widths summed over features
 
 __all__ = [
     "EPOCH_SECONDS",
+    "EXCESS_CAP",
     "LivenessModel",
     "LivenessScore",
     "WindowSet",
@@ -73,7 +81,7 @@ class LivenessScore:
 class LivenessModel:
     mean: list[float]
     scale: list[float]
-    coef: list[float]
+    coef: list[float]  # one per feature, then the weight of the "outside the human range" term
     intercept: float
     threshold: float
     human_low: list[float]
@@ -143,7 +151,7 @@ class LivenessModel:
             model = cls(**json.loads(Path(path).read_text()))
         except (OSError, ValueError, TypeError) as err:
             raise ConfigurationError(f"cannot load liveness model {path}: {err}") from err
-        if model.features != list(FEATURES):
+        if model.features != list(FEATURES) or len(model.coef) != len(FEATURES) + 1:
             raise ConfigurationError(f"liveness model {path} was trained on other features: retrain it")
         return model
 
@@ -255,10 +263,15 @@ class _Params:
 
 
 def _standardise(params: _Params, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The model's design matrix: each feature clipped to its widened human range and
+    standardised, then how far the window lies outside the human range (see the module)."""
     width = params.high - params.low
     clipped = np.clip(values, params.low - width / 2, params.high + width / 2)
     z = (clipped - params.mean) / params.scale
-    return np.where(np.isfinite(z), z, 0.0)  # a feature that does not apply (corr_spread, 2 channels) counts 0
+    z = np.where(np.isfinite(z), z, 0.0)  # a feature that does not apply (a spread at 2 channels) counts 0
+    past = np.maximum(params.low - values, values - params.high) / np.maximum(width, 1e-12)
+    excess = np.minimum(np.sum(np.where(past > 0, past, 0.0), axis=1), EXCESS_CAP)  # NaN > 0 is False
+    return np.column_stack([z, excess])
 
 
 def _fit(values: NDArray[np.float64], labels: NDArray[np.int64], c: float) -> _Params:
