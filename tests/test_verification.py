@@ -202,6 +202,28 @@ def test_a_splice_that_keeps_the_spectrum_is_caught_by_the_correlation_pattern(m
     assert model.stability_floor(2) is None and model.stability_floor(64) == model.stability_low["8"]
 
 
+def test_a_splice_that_keeps_the_correlation_level_is_caught_by_its_shape(model, cyton) -> None:  # type: ignore[no-untyped-def]
+    """From 8 channels the pattern's shape counts too: forged pieces whose correlations
+    keep the window's level (``stability`` passes) but not which pairs covary are rejected
+    by the ``pattern`` floor; the honest epochs keep both, and below 8 channels there is
+    no pattern floor (6 pairs are too few to tell a shape)."""
+    from mindprint.labeling.verification.liveness import liveness_features
+
+    for start in (5, 10, 13, 37):
+        epoch = cyton[:, start * 250 : (start + 4) * 250]
+        forged = phase_surrogate(epoch, np.random.default_rng(start))
+        spliced = np.hstack([epoch[:, : int(2.75 * 250)], forged[:, int(2.75 * 250) :]])
+        features = liveness_features(spliced, 250.0, step_seconds=0.5)
+        assert features.stability.min() >= model.stability_floor(8)  # the level is kept
+        verdict = model.assess(spliced, 250.0)
+        assert verdict.score >= model.threshold, verdict  # the model alone would accept it
+        assert not verdict.accepted and "pattern r" in verdict.reasons[0], verdict
+        honest = liveness_features(epoch, 250.0, step_seconds=0.5)
+        assert model.assess(epoch, 250.0).accepted and honest.pattern.min() >= model.pattern_floor(8)
+    assert model.pattern_floor(4) is None and model.pattern_floor(60) == model.pattern_low["8"]
+    assert np.all(np.isnan(liveness_features(cyton[:2, :1000], 250.0).pattern))
+
+
 def test_features_are_bounded_and_two_channels_are_handled(model, cyton) -> None:  # type: ignore[no-untyped-def]
     """One feature far outside the human range cannot buy acceptance (each is clipped to
     its range widened by half, and being outside the range counts against the window), and
