@@ -26,6 +26,8 @@ Forgery classes (each built from a 4 s epoch of the held-out recording, all chan
 - ``reversed``, ``reversed_negated`` — the real epoch played backwards (and sign-flipped,
   which restores every polarity-odd statistic's sign)
 - ``mixture`` — a random linear mixture of the recording's channels
+- ``duplicated`` — one real channel copied onto every channel (each copy with 0.1 µV of its
+  own noise)
 - ``am_noise`` — Gaussian noise shaped to the recording's spectrum, amplitude-modulated
 - ``splice_real_then_forged`` / ``splice_forged_then_real`` — real EEG for a random 1–3 s,
   then a per-channel surrogate (or the other way round)
@@ -122,6 +124,12 @@ def am_noise(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> 
     return noise * envelope
 
 
+def duplicated(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> NDArray[np.float64]:
+    """One real channel on every channel, each with its own 0.1 µV of noise (an ADC's floor)."""
+    one = x[int(rng.integers(x.shape[0]))]
+    return one[None, :] + rng.normal(0.0, 1e-7, x.shape)
+
+
 def splice(first_real: bool) -> Forger:
     def forge(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> NDArray[np.float64]:
         cut = int(rng.uniform(1.0, 3.0) * sfreq)
@@ -174,6 +182,7 @@ def main() -> None:
         "reversed": lambda x, sf, r: x[:, ::-1].copy(),
         "reversed_negated": lambda x, sf, r: -x[:, ::-1],
         "mixture": mixed,
+        "duplicated": duplicated,
         "am_noise": am_noise,
         "splice_real_then_forged": splice(True),
         "splice_forged_then_real": splice(False),
@@ -359,6 +368,7 @@ def combined_rows(
         "reversed": lambda x, sf: x[:, ::-1].copy(),
         "reversed_negated": lambda x, sf: -x[:, ::-1],
         "mixture": lambda x, sf: mixture(x, rng),
+        "duplicated": lambda x, sf: duplicated(x, sf, rng),
         "var_bootstrap": lambda x, sf: Var.fit(x[:, : int(120 * sf)]).simulate(x.shape[1], rng, bootstrap=True),
     }
     rows = [
