@@ -24,9 +24,10 @@ def _pink(rng: np.random.Generator, n_channels: int, n: int, exponent: float) ->
     return np.fft.irfft(spectrum, n) * 1e-3
 
 
+@pytest.mark.parametrize("duration", [60.0, 3.5])  # many windows (blocked DFT) and a few (one FFT each)
 @pytest.mark.parametrize(("seconds", "overlap"), [(2.0, 0.5), (1.0, 0.0), (2.0, 0.75), (4.0, 0.5)])
-def test_window_psd_equals_scipy_welch_per_window(seconds: float, overlap: float) -> None:
-    x = np.random.default_rng(1).normal(0, 10e-6, size=(3, int(60 * SFREQ)))
+def test_window_psd_equals_scipy_welch_per_window(seconds: float, overlap: float, duration: float) -> None:
+    x = np.random.default_rng(1).normal(0, 10e-6, size=(3, int(max(duration, seconds) * SFREQ)))
     spectra = window_spectra(x, SFREQ, window_seconds=seconds, overlap=overlap, fmax=45.0)
     frames = sliding_window_view(x, spectra.window, axis=-1)[:, :: spectra.step]
     freqs, expected = sps.welch(frames, fs=SFREQ, nperseg=spectra.window, detrend=False)
