@@ -13,7 +13,7 @@ head and a forgery:
 ``correlation_z``     median over channel pairs of |r| in units of its chance spread: |r| ×
                       √N_eff, N_eff the effective number of independent samples of the pair
                       (Bartlett: 2 × T × the bandwidth both spectra share, from the window's
-                      spectra). Volume conduction and a shared reference make scalp
+                      periodograms). Volume conduction and a shared reference make scalp
                       channels covary (|r| √N_eff ≫ 1); independent, shuffled or per-channel
                       forged channels give chance (≈ 0.67, the median of a half-normal) —
                       however slow the signal: raw |r| of brown noise over 2 s is ~0.7 by

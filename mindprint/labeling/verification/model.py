@@ -287,7 +287,9 @@ def _standardise(params: _Params, values: NDArray[np.float64]) -> NDArray[np.flo
     clipped = np.clip(values, params.low - width / 2, params.high + width / 2)
     z = (clipped - params.mean) / params.scale
     z = np.where(np.isfinite(z), z, 0.0)  # a feature that does not apply (a spread at 2 channels) counts 0
-    past = np.maximum(params.low - values, values - params.high) / np.maximum(width, 1e-12)
+    # in range widths, at least one standard deviation of the training windows: ``stuck`` is 0 in
+    # every real window, and a trace of it must not count as infinitely far outside
+    past = np.maximum(params.low - values, values - params.high) / np.maximum(width, params.scale)
     excess = np.minimum(np.sum(np.where(past > 0, past, 0.0), axis=1), EXCESS_CAP)  # NaN > 0 is False
     return np.column_stack([z, excess])
 
