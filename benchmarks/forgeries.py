@@ -49,7 +49,7 @@ whose EEG exists before the lease faces.
 The liveness-stopped classes that forge an epoch (per-channel surrogates, AM noise,
 splices) are also forged through every smaller presentation — each epoch its own random 2,
 4 or 8 channels, as a k-channel device meets them (until 2026-12-04 only all channels were
-measured, which hid that through 2–4 channels liveness alone lets 5–25 % of them pass).
+measured, which hid that through 2–4 channels liveness alone lets 3–13 % of them pass).
 
 The last line: ``worst_false_accept`` over the classes the README's threat model assigns —
 liveness-stopped classes (``LIVENESS_STOPS``) by liveness alone from ``FULL_MONTAGE`` (8)
