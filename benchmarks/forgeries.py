@@ -54,8 +54,9 @@ measured, which hid that through 2–4 channels liveness alone lets 3–13 % of 
 The last line: ``worst_false_accept`` over the classes the README's threat model assigns —
 liveness-stopped classes (``LIVENESS_STOPS``) by liveness alone from ``FULL_MONTAGE`` (8)
 channels up and by liveness and the challenge together below it, the others by liveness
-and the challenge together (the worst presentation); ``real_accept`` pooled over the recordings (equal weights, every
-presentation from 2 channels up), with the challenge where a recording has events.
+and the challenge together (the worst presentation); ``real_accept`` pooled over the
+recordings (equal weights, every presentation from 2 channels up), with the challenge
+where a recording has events.
 Replays are the uniqueness layer's job (``benchmarks/verification.py``), not measured here.
 """
 
