@@ -392,9 +392,10 @@ def combined_rows(
             )
         forged = {cls: forge(data, sf) for cls, forge in forgers.items()}
         for n_ch in presentations(data.shape[0]):
-            few = [f"{c} (< {FULL_MONTAGE} ch)" for c in epoch_forgers] if n_ch < FULL_MONTAGE else []
-            for cls in ("real", *forgers, *few):
-                per_epoch = epoch_forgers.get(cls.split(" ")[0]) if cls in few else None
+            classes: list[tuple[str, Forger | None]] = [("real", None), *((c, None) for c in forgers)]
+            if n_ch < FULL_MONTAGE:
+                classes += [(f"{c} (< {FULL_MONTAGE} ch)", f) for c, f in epoch_forgers.items()]
+            for cls, per_epoch in classes:
                 zs, live = [], []
                 for draw in range(draws):
                     picks = montage(data.shape[0], n_ch, rng)  # each session its own device

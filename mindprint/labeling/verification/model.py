@@ -146,10 +146,9 @@ class LivenessModel:
         accepted = not rejections
         reasons = list(rejections)
         row = values[weakest]
-        for i, name in enumerate(self.features):
+        for i in np.flatnonzero(_past(self._params(), row[None, :])[0] > 0):  # what the range term counts
             low, high = self.human_low[i], self.human_high[i]
-            if np.isfinite(row[i]) and not low <= row[i] <= high:
-                reasons.append(f"{name} {row[i]:.2f} outside the human range {low:.2f}–{high:.2f}")
+            reasons.append(f"{self.features[i]} {row[i]:.2f} outside the human range {low:.2f}–{high:.2f}")
         return LivenessScore(score, accepted, [float(p) for p in probabilities], reasons if not accepted else [])
 
     def save(self, path: Path) -> None:
@@ -287,11 +286,17 @@ def _standardise(params: _Params, values: NDArray[np.float64]) -> NDArray[np.flo
     clipped = np.clip(values, params.low - width / 2, params.high + width / 2)
     z = (clipped - params.mean) / params.scale
     z = np.where(np.isfinite(z), z, 0.0)  # a feature that does not apply (a spread at 2 channels) counts 0
-    # in range widths, at least one standard deviation of the training windows: ``stuck`` is 0 in
-    # every real window, and a trace of it must not count as infinitely far outside
-    past = np.maximum(params.low - values, values - params.high) / np.maximum(width, params.scale)
+    past = _past(params, values)
     excess = np.minimum(np.sum(np.where(past > 0, past, 0.0), axis=1), EXCESS_CAP)  # NaN > 0 is False
     return np.column_stack([z, excess])
+
+
+def _past(params: _Params, values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """How far each feature lies past its human range (> 0 outside; NaN where it does not
+    apply), in range widths of at least one standard deviation of the training windows:
+    ``stuck`` is 0 in every real window, and a trace of it must not count as infinitely far."""
+    width = params.high - params.low
+    return np.asarray(np.maximum(params.low - values, values - params.high) / np.maximum(width, params.scale))
 
 
 def _fit(values: NDArray[np.float64], labels: NDArray[np.int64], c: float) -> _Params:
