@@ -124,7 +124,8 @@ class LivenessModel:
         (see :func:`~mindprint.labeling.verification.liveness.liveness_features`)."""
         features = liveness_features(data, sfreq, step_seconds=WINDOW_STEP, band=band)
         values = features.values
-        probabilities = self.probabilities(values)
+        params = self._params()
+        probabilities = _score(params, values)
         weakest = int(np.argmin(probabilities))
         score = float(probabilities[weakest])
         rejections = []  # why it is rejected, before the features outside the human range
@@ -146,7 +147,7 @@ class LivenessModel:
         accepted = not rejections
         reasons = list(rejections)
         row = values[weakest]
-        for i in np.flatnonzero(_past(self._params(), row[None, :])[0] > 0):  # what the range term counts
+        for i in np.flatnonzero(_past(params, row[None, :])[0] > 0):  # what the range term counts
             low, high = self.human_low[i], self.human_high[i]
             reasons.append(f"{self.features[i]} {row[i]:.2f} outside the human range {low:.2f}–{high:.2f}")
         return LivenessScore(score, accepted, [float(p) for p in probabilities], reasons if not accepted else [])
