@@ -42,9 +42,12 @@ the platform makes it, on the recordings with known events (EEGLAB: 80 stimuli; 
 13 visual stimuli — fewer than K, so its rows are shown, not counted): each sample a 4 s
 epoch whose cue is an event (each session through its own random channels of the cap,
 as above; until 2026-12-04 the first and last channel), the device's last K trials cut by ``cue_trials`` and scored by ``trials_z`` at the platform's default
-``challenge_min_z``; honest sessions use the true onsets, forged sessions (the recording
-forged whole) are scored at cue times drawn independently of the data — what any forger
-whose EEG exists before the lease faces.
+``challenge_min_z``; honest sessions use the true onsets (one cue per sample), forged
+sessions (the recording forged whole) a continuous run of samples with the cues the lease
+draws (``issue_challenge``, three per sample, the most a project can ask: neighbouring
+trials 0.6 s apart share slow activity; until 2026-12-04 one cue per sample at independent
+times, which hid that) — independent of the data, what any forger whose EEG exists before
+the lease faces. Trials flip signs per sample, as on the platform.
 
 The liveness-stopped classes that forge an epoch (per-channel surrogates, AM noise,
 splices) are also forged through every smaller presentation — each epoch its own random 2,
@@ -69,13 +72,15 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
+from mindprint.labeling.verification.challenge import MAX_CUES, issue_challenge
 from mindprint.labeling.verification.corpus import (
     Var,
     build_recordings,
@@ -314,31 +319,54 @@ def event_recordings(shared: Path) -> dict[str, tuple[NDArray[np.float64], float
 def session(
     data: NDArray[np.float64],
     sfreq: float,
-    cues: NDArray[np.float64],
+    samples: Sequence[tuple[float, NDArray[np.float64]]],
     rng: np.random.Generator,
     model: LivenessModel | None = None,
     *,
     picks: NDArray[np.int64] | None = None,
     forge: Forger | None = None,
 ) -> tuple[float, list[bool]]:
-    """Score K samples as the platform does: each a 4 s epoch around a stimulus drawn
-    0.3–2.2 s before its cue, through the channels ``picks`` (all by default), forged by
-    ``forge`` if given; the device's K cue trials give one z (and, with ``model``, each
-    epoch's liveness verdict)."""
+    """Score samples as the platform does: each ``(stimulus, cues)`` (seconds into ``data``) a
+    4 s epoch from 1 s before its stimulus, through the channels ``picks`` (all by default),
+    forged by ``forge`` if given; the device's cue trials give one z (and, with ``model``,
+    each epoch's liveness verdict)."""
     from mindprint.labeling.verification.challenge import cue_trials, trials_z
 
-    trials, live = [], []
-    for cue in cues:
-        offset = rng.uniform(0.3, 2.2)
-        start = int(round((cue - offset - 1.0) * sfreq))
-        rows = slice(None) if picks is None else picks  # only the epoch is copied, not the recording
+    trials, groups, live = [], [], []
+    rows = slice(None) if picks is None else picks  # only the epoch is copied, not the recording
+    for i, (stimulus, cues) in enumerate(samples):
+        start = int(round((stimulus - 1.0) * sfreq))
         epoch = data[rows, start : start + int(round(EPOCH_SECONDS * sfreq))]
         if forge is not None:
             epoch = forge(epoch, sfreq, rng)
-        trials.append(cue_trials(epoch, sfreq, [(cue - start / sfreq)])[0])
+        trials.extend(cue_trials(epoch, sfreq, np.asarray(cues) - start / sfreq))
+        groups += [i] * len(cues)
         if model is not None:
             live.append(model.assess(epoch, sfreq).accepted)
-    return trials_z(np.asarray(trials), sfreq, seed=int(rng.integers(2**31))), live
+    return trials_z(np.asarray(trials), sfreq, groups=groups, seed=int(rng.integers(2**31))), live
+
+
+def honest_samples(cues: NDArray[np.float64], rng: np.random.Generator) -> list[tuple[float, NDArray[np.float64]]]:
+    """One sample per true event: its stimulus drawn 0.3–2.2 s before it (a one-cue challenge)."""
+    return [(cue - rng.uniform(0.3, 2.2), np.array([cue])) for cue in cues]
+
+
+def protocol_samples(
+    trials: int, first: float, rng: np.random.Generator, per_sample: int = MAX_CUES
+) -> list[tuple[float, NDArray[np.float64]]]:
+    """A continuous session from ``first`` (seconds) with the platform's challenges: each sample
+    ``per_sample`` cues at offsets the lease draws (:func:`issue_challenge`), samples one
+    epoch apart, until ``trials`` cue trials are in. Three cues per sample (the most a project
+    can ask for) put trials 0.6 s apart, where neighbouring trials share slow activity."""
+    samples, stimulus, n = [], first + 1.0, 0
+    while n < trials:
+        take = min(per_sample, trials - n)
+        drawn = issue_challenge(take, random.Random(int(rng.integers(2**63))))["offsets_ms"]
+        offsets = np.asarray(drawn, dtype=float) / 1000.0
+        samples.append((stimulus, stimulus + offsets))
+        stimulus += EPOCH_SECONDS
+        n += take
+    return samples
 
 
 def combined_rows(
@@ -401,13 +429,14 @@ def combined_rows(
                     picks = montage(data.shape[0], n_ch, rng)  # each session its own device
                     if cls == "real":
                         first = int(rng.integers(0, len(usable) - trials + 1))
-                        cues = usable[first : first + trials]
-                    else:  # the platform's cue times: independent of what the forger holds
-                        cues = np.sort(rng.uniform(edge, data.shape[1] / sf - edge, trials))
+                        samples = honest_samples(usable[first : first + trials], rng)
+                    else:  # the platform's challenges: independent of what the forger holds
+                        span = -(-trials // MAX_CUES) * EPOCH_SECONDS
+                        samples = protocol_samples(trials, rng.uniform(edge, data.shape[1] / sf - edge - span), rng)
                     scored = counted and draw < max(1, draws // 4)  # liveness only where the row counts
                     source = data if cls == "real" or per_epoch is not None else forged[cls]
                     z, verdicts = session(
-                        source, sf, cues, rng, model if scored else None, picks=picks, forge=per_epoch
+                        source, sf, samples, rng, model if scored else None, picks=picks, forge=per_epoch
                     )
                     zs.append(z)
                     live += verdicts

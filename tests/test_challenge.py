@@ -96,6 +96,25 @@ def test_cue_trials_and_the_fifth_score() -> None:
     assert trials_z(same, 250.0) > 8  # (256 - 16) / sqrt(480) = 11 with every sign pattern
 
 
+def test_trials_of_one_sample_flip_together() -> None:
+    """Trials cut 0.6 s apart from one sample share its slow activity; a null that flips
+    each trial alone counts that shared activity as a response. Eight samples of three
+    trials, each sample's trials sharing one random waveform and no response: per-trial
+    flips call it a response, per-sample flips do not; a response in every trial passes both."""
+    from mindprint.labeling.verification.challenge import trials_z
+
+    rng = np.random.default_rng(3)
+    shared = np.repeat(rng.normal(0, 1e-5, (8, 1, 4, 200)), 3, axis=1)  # (samples, cues, channels, times)
+    trials = (shared + rng.normal(0, 2e-6, shared.shape)).reshape(24, 4, 200)
+    groups = np.repeat(np.arange(8), 3)
+    assert trials_z(trials, 250.0) > 4  # the shared activity looks time-locked to per-trial flips
+    assert trials_z(trials, 250.0, groups=groups) < 3
+    wave = 3e-5 * np.sin(np.linspace(0, 3 * np.pi, 200))
+    assert trials_z(trials + wave, 250.0, groups=groups) > 4
+    with pytest.raises(ValueError, match="one non-negative integer per trial"):
+        trials_z(trials, 250.0, groups=groups[:-1])
+
+
 def _answer(task: dict[str, Any]) -> str:
     time.sleep(0.5)  # a human's response time
     return "yes"
@@ -147,9 +166,14 @@ class RespondingHead:
 
 def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
     """A project with three cues per task: the lease draws them, the companion inserts a cue
-    marker at each and signs them; with K = 9, a head that responds is accepted once decided
-    (score 1), the same EEG without a response is refused (score 0); the samples accepted
-    while pending are paid only to the device that passed."""
+    marker at each and signs them; with K = 24 (eight samples), a head that responds is
+    accepted once decided (score 1), the same EEG without a response is refused (score 0);
+    the samples accepted while pending are paid only to the device that passed.
+
+    z ≥ 5 keeps the outcome apart from the draw of the cues (measured on this playback with
+    cues drawn as the lease draws them and signs flipped per sample: without a response the
+    highest z in 20,000 draws was 4.8, with the test head's response the lowest 5.2; eight
+    samples cap the z at √(8·7/2) = 5.3)."""
     import httpx
     from eth_account import Account
 
@@ -163,7 +187,7 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
 
     from .test_api import OPERATOR, REQUESTER, _settings
 
-    settings = _settings(tmp_path, data_dir=tmp_path / "platform", challenge_trials=9, challenge_min_z=3.0)
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform", challenge_trials=24, challenge_min_z=5.0)
     running = start_platform(settings, worker_interval=0.5)
     server = ServerThread(running.app, port=free_port()).__enter__()
     playback = tmp_path / "cyton.csv"
@@ -185,7 +209,7 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             assert refused.status_code == 422
             project = http.post("/projects", json={**body, "challenge_cues": 3}, headers=auth).json()
             assert project["challenge_cues"] == 3
-            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(8)]}
+            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(20)]}
             assert http.post(f"/projects/{project['id']}/items", json=items, headers=auth).status_code == 201
 
         outcomes = {}
@@ -200,7 +224,7 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             trials = []
             chain_id = client.config()["chain_id"]
             with LabelingRun(client, source, key, tmp_path / f"session-{responding}", chain_id=chain_id) as run:
-                for _ in range(4):
+                for _ in range(9):
                     task = client.next_task(project["id"])
                     assert task is not None and len(task["challenge"]["offsets_ms"]) == 3
                     assert client.next_task(project["id"])["challenge"] == task["challenge"]  # the same lease
@@ -209,20 +233,20 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             clients[responding] = client
         for responding, trials in outcomes.items():
             scores = [t.verdict["scores"]["challenge"] for t in trials]
-            assert scores[:2] == [0.5, 0.5], (responding, scores)  # 3 and 6 cue trials: pending
+            assert scores[:7] == [0.5] * 7, (responding, scores)  # 3, 6, …, 21 cue trials: pending
             reasons = [r for t in trials for r in t.verdict["reasons"]]
-            assert any("pending: 3 of 9" in r for r in reasons)
+            assert any("pending: 3 of 24" in r for r in reasons)
             if responding:
-                assert scores[2:] == [1.0, 1.0], [t.verdict for t in trials]
+                assert scores[7:] == [1.0, 1.0], [t.verdict for t in trials]
                 assert all(t.verdict["status"] == "accepted" for t in trials), [
                     (t.verdict["status"], t.verdict["scores"], t.verdict["reasons"]) for t in trials
                 ]
             else:
-                assert scores[2:] == [0.0, 0.0], [t.verdict for t in trials]
-                assert all(t.verdict["status"] == "rejected" for t in trials[2:])
+                assert scores[7:] == [0.0, 0.0], [t.verdict for t in trials]
+                assert all(t.verdict["status"] == "rejected" for t in trials[7:])
                 assert any("no response time-locked to the platform's cues" in r for r in reasons)
         # rewards: the samples accepted while pending were held; the device that responded
-        # is paid for all four, the one that did not for none (its two pending ones forfeited)
+        # is paid for all nine, the one that did not for none (its seven pending ones forfeited)
         with httpx.Client(base_url=server.url, timeout=30) as http:
             operator = PlatformClient(server.url, OPERATOR, http=http)
             operator.sign_in()
@@ -232,10 +256,10 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             again = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {operator.token}"})
             assert again.status_code == 409  # nothing new: released and forfeited samples are not counted twice
         paid = clients[True].call("GET", "/rewards")
-        assert paid["accepted_samples"] == 4 and len(paid["claims"]) == 1
+        assert paid["accepted_samples"] == 9 and len(paid["claims"]) == 1
         assert 10**18 - 10**6 <= int(paid["claims"][0]["amount"]) <= 10**18  # the whole pool, to rounding
         unpaid = clients[False].call("GET", "/rewards")
-        assert unpaid["accepted_samples"] == 2 and unpaid["claims"] == []
+        assert unpaid["accepted_samples"] == 7 and unpaid["claims"] == []
     finally:
         server.__exit__(None, None, None)
         running.close()

@@ -89,9 +89,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, An
         operators=(OPERATOR.address.lower(),),
         data_dir=tmp / "platform",
         token_seconds=3600,
-        # the browser test's project flashes two cues per task: its four samples decide (K = 8)
-        challenge_trials=8,
-        challenge_min_z=3.0,
+        # the browser test's project flashes two cues per task: its eight samples decide (K = 16;
+        # the per-sample sign-flip z of eight samples reaches 5.3 at most, the test head ~5.5 with
+        # 256 draws, no response ≤ 4.8 in 20,000 draws: see test_challenge)
+        challenge_trials=16,
+        challenge_min_z=4.0,
     )
     running = start_platform(settings, worker_interval=0.2)
     try:
@@ -147,7 +149,7 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     _sign_in(requester, "/ui/projects", shots)
     assert requester.locator(".role").inner_text() == "requester"
 
-    # 2. a project with three items and one gold item, from the console
+    # 2. a project with seven items and one gold item, from the console
     requester.fill("#new-project input[name=name]", "Shapes")
     requester.fill("#new-project textarea[name=description]", "Is the shape on screen a square?")
     requester.fill("#new-project input[name=classes]", "square, other")
@@ -157,12 +159,13 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     requester.click("#new-project button")
     requester.wait_for_url("**/ui/projects/*")
     project_id = int(requester.url.rsplit("/", 1)[1])
-    csv = 'text,gold\n"Item 1: a square, drawn in blue",\nItem 2: a square,\nItem 3: a square,\nGold: a square,square\n'
+    csv = 'text,gold\n"Item 1: a square, drawn in blue",\n' + "".join(f"Item {i}: a square,\n" for i in range(2, 8))
+    csv += "Gold: a square,square\n"
     requester.set_input_files(
         "#items-upload input[name=file]", {"name": "items.csv", "mimeType": "text/csv", "buffer": csv.encode()}
     )
     requester.click("#items-upload button")
-    expect(requester.locator("#items-total")).to_have_text("4")
+    expect(requester.locator("#items-total")).to_have_text("8")
     expect(requester.locator("#gold-count")).to_have_text("1")
 
     # 3. a contributor labels them on the companion's page while real EEG replays
@@ -179,7 +182,7 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     running.chain.fund(wallet.address, 10**17)  # gas for the claim
     claim = claim_on(ChainClient(running.chain.w3, wallet), running.deployment.distributor)
     with LabelingRun(client, source, key, tmp_path / "session", chain_id=client.config()["chain_id"]) as run:
-        page = LabelingPage(client, run, count=4, project=project_id, claim=claim, answer_timeout=120)
+        page = LabelingPage(client, run, count=8, project=project_id, claim=claim, answer_timeout=120)
         ready: list[str] = []
         serving = threading.Thread(target=run_page, args=(page, free_port(), ready.append), daemon=True)
         serving.start()
@@ -188,7 +191,7 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
         while not ready and time.monotonic() < deadline:
             time.sleep(0.05)
         contributor.goto(ready[0] + "/")
-        for n in range(4):
+        for n in range(8):
             contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
             if n == 1:  # a task on screen, with the live EEG of the trials before it
                 contributor.screenshot(path=str(shots / "labeling-task.png"), full_page=True)
@@ -198,7 +201,7 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
         contributor.wait_for_selector("#live canvas")
         contributor.wait_for_selector("#live-quality .q")
         verdicts = contributor.locator("#trials tbody .badge").all_inner_texts()
-        expect(contributor.locator("#history tbody tr")).to_have_count(4)  # from the platform, all sessions
+        expect(contributor.locator("#history tbody tr")).to_have_count(8)  # from the platform, all sessions
         # the operator closes a reward epoch; the contributor claims it from the page
         with httpx.Client(base_url=url, timeout=60) as http:
             closed = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {_token(http, OPERATOR)}"})
@@ -214,18 +217,18 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
         assert not serving.is_alive() and page.state.phase == "done", page.state.error
         contributor.close()
     trials = page.state.trials
-    assert len(trials) == 4 and verdicts.count("accepted") == sum(t["status"] == "accepted" for t in trials)
-    assert sum(t["status"] == "accepted" for t in trials) >= 3, trials
+    assert len(trials) == 8 and verdicts.count("accepted") == sum(t["status"] == "accepted" for t in trials)
+    assert sum(t["status"] == "accepted" for t in trials) >= 7, trials
     # markers come from the page: the response follows the stimulus by the wait above
     assert all(0.3 < t["response_time"] < 10 for t in trials), trials
     # the page flashed both cues of every lease and reported them: challenge–response pending for
-    # three samples (2, 4, 6 of 8 cue trials), decided with the fourth; the pending ones were held
-    # from rewards until then and paid in the epoch the contributor claimed
-    assert [t["scores"].get("challenge") for t in trials] == [0.5, 0.5, 0.5, 1.0], trials
+    # seven samples (2, 4, …, 14 of 16 cue trials), decided with the eighth; the pending ones were
+    # held from rewards until then and paid in the epoch the contributor claimed
+    assert [t["scores"].get("challenge") for t in trials] == [0.5] * 7 + [1.0], trials
 
     # 4. the explorer: the plotted epoch and its Merkle proof, once anchored
     requester.goto(f"/ui/explorer?project={project_id}")
-    assert requester.locator("table.samples tbody tr").count() == 4
+    assert requester.locator("table.samples tbody tr").count() == 8
     requester.screenshot(path=str(shots / "explorer.png"), full_page=True)
     accepted = next(t["sample_cid"] for t in trials if t["status"] == "accepted")
     deadline = time.monotonic() + 60

@@ -7,7 +7,7 @@ lease's nonce, a cue missing or more than ``CUE_TOLERANCE_MS`` off its offset, a
 outside the epoch) scores 0 with the reason. Otherwise its trials join the device's last
 ``K − n`` stored trials of the same shape (one indexed query, a fixed number of rows: the
 cost does not grow with the device's history) and the evoked response over them decides,
-once ``K`` are in.
+once ``K`` are in; the null flips the trials of one sample together.
 """
 
 from __future__ import annotations
@@ -74,15 +74,18 @@ def check_challenge(
         return _refused(f"cue trials: {err}")
     n, channels, times = trials.shape
     wanted = max(0, platform.challenge_trials - n)
-    stored = db.scalars(
-        select(CueTrial.data)
+    stored = db.execute(
+        select(CueTrial.sample, CueTrial.data)
         .where(CueTrial.device == sample.device.hex(), CueTrial.n_channels == channels, CueTrial.n_times == times)
         .order_by(CueTrial.id.desc())
         .limit(wanted)
     ).all()
-    previous = [np.frombuffer(blob, dtype=np.float32).reshape(channels, times) for blob in stored]
+    previous = [np.frombuffer(blob, dtype=np.float32).reshape(channels, times) for _, blob in stored]
     stack = np.concatenate([trials, np.asarray(previous, dtype=np.float32).reshape(-1, channels, times)])
-    z = trials_z(stack, check.sfreq) if len(stack) >= MIN_TRIALS_FOR_Z else None
+    # trials of one sample flip together (they share its slow activity): group by sample
+    names: dict[str, int] = {}
+    groups = [0] * n + [1 + names.setdefault(cid, len(names)) for cid, _ in stored]
+    z = trials_z(stack, check.sfreq, groups=groups) if len(stack) >= MIN_TRIALS_FOR_Z else None
     return ChallengeCheck(challenge_score(z, len(stack), platform.challenge_trials, platform.challenge_min_z), trials)
 
 
