@@ -188,7 +188,7 @@ def submit(
     ).first()  # the task and its project in one round trip
     if found is None:
         raise NotFound(f"no task {sample.task}")
-    task, project = found.tuple()
+    task, project = found  # a Row unpacks like a tuple
     lease = db.scalar(
         select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
     )
