@@ -203,25 +203,63 @@ def test_a_splice_that_keeps_the_spectrum_is_caught_by_the_correlation_pattern(m
 
 
 def test_a_splice_that_keeps_the_correlation_level_is_caught_by_its_shape(model, cyton) -> None:  # type: ignore[no-untyped-def]
-    """From 8 channels the pattern's shape counts too: forged pieces whose correlations
-    keep the window's level (``stability`` passes) but not which pairs covary are rejected
-    by the ``pattern`` floor; the honest epochs keep both, and below 8 channels there is
-    no pattern floor (6 pairs are too few to tell a shape)."""
+    """From 8 channels the pattern's shape counts too: a forged piece whose correlations keep
+    the level of the rest of the window (``stability`` passes) but not which pairs covary —
+    the same EEG with its channels permuted from 2.75 s — is rejected by the ``pattern``
+    floor; the honest epochs keep both, and below 8 channels there is no pattern floor (6
+    pairs are too few to tell a shape). (Not every permutation changes the shape: some of
+    these eight channels covary alike; these four do.)"""
+    from mindprint.labeling.verification.liveness import liveness_features
+
+    for start, seed in ((10, 2), (20, 1), (37, 0), (60, 2)):
+        epoch = cyton[:, start * 250 : (start + 4) * 250]
+        offsets = epoch.mean(axis=1, keepdims=True)  # each electrode keeps its DC offset
+        permuted = (epoch - offsets)[np.random.default_rng(start * 10 + seed).permutation(8)] + offsets
+        spliced = np.hstack([epoch[:, : int(2.75 * 250)], permuted[:, int(2.75 * 250) :]])
+        features = liveness_features(spliced, 250.0, step_seconds=0.5)
+        assert features.stability.min() >= model.stability_floor(8)  # the level is kept
+        verdict = model.assess(spliced, 250.0)
+        assert not verdict.accepted and "pattern r" in verdict.reasons[0], verdict
+        honest = liveness_features(epoch, 250.0, step_seconds=0.5)
+        assert model.assess(epoch, 250.0).accepted and honest.pattern.min() >= model.pattern_floor(8)
+    assert model.pattern_floor(4) is None and model.pattern_floor(60) == model.pattern_low["8"]
+    assert np.all(np.isnan(liveness_features(cyton[:2, :1000], 250.0).pattern))
+
+
+def _whole_window_stability(x: np.ndarray, sfreq: float) -> float:
+    """The stability as it was measured until 2026-12-04: each 0.5 s piece against the whole
+    2 s window that holds it (the windows of ``liveness_features``)."""
+    from mindprint.labeling.verification.liveness import BAND
+    from mindprint.signal.filters import design_filter, filter_offline
+
+    band = filter_offline(np.asarray(x, dtype=np.float64), design_filter(sfreq, *BAND))
+    edge, width, piece = int(0.25 * sfreq), int(2 * sfreq), int(0.5 * sfreq)
+    lowest = np.inf
+    for start in range(edge, band.shape[1] - edge - width + 1, piece):
+        window = band[:, start : start + width]
+        whole = np.corrcoef(window)[np.triu_indices(len(window), 1)]
+        for k in range(4):
+            r = np.corrcoef(window[:, k * piece : (k + 1) * piece])[np.triu_indices(len(window), 1)]
+            lowest = min(lowest, float(np.mean(r * np.sign(whole)) / np.mean(np.abs(whole))))
+    return lowest
+
+
+def test_a_forged_piece_is_compared_with_the_rest_of_its_window(cyton) -> None:  # type: ignore[no-untyped-def]
+    """A forged piece inside the window it is measured against shares its own chance pattern
+    with it: each channel's surrogate from 2.75 s measured against its whole window keeps a
+    stability of 0.37–0.52 (held out, such splices passed); against the rest of the window
+    it scores lower (−0.07–0.35), while real EEG keeps about the same (within 0.25) either way."""
     from mindprint.labeling.verification.liveness import liveness_features
 
     for start in (5, 10, 13, 37):
         epoch = cyton[:, start * 250 : (start + 4) * 250]
         forged = phase_surrogate(epoch, np.random.default_rng(start))
         spliced = np.hstack([epoch[:, : int(2.75 * 250)], forged[:, int(2.75 * 250) :]])
-        features = liveness_features(spliced, 250.0, step_seconds=0.5)
-        assert features.stability.min() >= model.stability_floor(8)  # the level is kept
-        verdict = model.assess(spliced, 250.0)
-        assert verdict.score >= model.threshold, verdict  # the model alone would accept it
-        assert not verdict.accepted and "pattern r" in verdict.reasons[0], verdict
-        honest = liveness_features(epoch, 250.0, step_seconds=0.5)
-        assert model.assess(epoch, 250.0).accepted and honest.pattern.min() >= model.pattern_floor(8)
-    assert model.pattern_floor(4) is None and model.pattern_floor(60) == model.pattern_low["8"]
-    assert np.all(np.isnan(liveness_features(cyton[:2, :1000], 250.0).pattern))
+        against_rest = liveness_features(spliced, 250.0, step_seconds=0.5).stability.min()
+        assert against_rest < _whole_window_stability(spliced, 250.0) - 0.02
+        assert against_rest < 0.36
+        honest = liveness_features(epoch, 250.0, step_seconds=0.5).stability.min()
+        assert honest > 0.55 and abs(honest - _whole_window_stability(epoch, 250.0)) < 0.25
 
 
 def test_features_are_bounded_and_two_channels_are_handled(model, cyton) -> None:  # type: ignore[no-untyped-def]

@@ -44,10 +44,10 @@ head and a forgery:
 
 Beside the features, one statistic that is a rule, not evidence (the model never sees it):
 
-``stability``         how well every 0.5 s piece of the window reproduces the window's
-                      signed pattern of channel correlations (mean over channel pairs of
-                      the piece's r, signed by the window's r, over the window's mean |r|;
-                      the lowest piece). A head's geometry and reference fix that pattern
+``stability``         how well every 0.5 s piece of the window reproduces the signed
+                      pattern of channel correlations of the rest of the window (mean over
+                      channel pairs of the piece's r, signed by the rest's r, over the
+                      rest's mean |r|; the lowest piece). A head's geometry and reference fix that pattern
                       for seconds; EEG spliced with a forged piece (each channel's own
                       spectrum, no shared pattern) breaks it for the forged piece. Not a
                       number with fewer than 3 channels. The decision rejects a window
@@ -56,7 +56,7 @@ Beside the features, one statistic that is a rule, not evidence (the model never
                       :func:`~mindprint.labeling.verification.model.stability_floors`).
 ``pattern``           the same question asked of the pattern's *shape*: the lowest Pearson r,
                       over channel pairs, between a 0.5 s piece's pair correlations and the
-                      window's (level-free: a forged piece whose correlations happen to be
+                      rest of the window's (level-free: a forged piece whose correlations happen to be
                       positive on average keeps ``stability`` but not the pattern). Not a
                       number below 3 channels; the decision applies it from 8 channels
                       (28 pairs and more), where real EEG keeps it reliably — through 4
@@ -299,25 +299,30 @@ def liveness_features(
             np.log10(low / high),
         ]
     )
-    return LivenessFeatures(values.astype(np.float64), starts, *_stability(pieces, signed, pairs))
+    return LivenessFeatures(values.astype(np.float64), starts, *_stability(pieces, pairs))
 
 
 def _stability(
-    pieces: NDArray[np.float64], signed: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArray[np.intp]]
+    pieces: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArray[np.intp]]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Per window: the lowest agreement of a piece's channel correlations with the window's,
-    and the lowest pattern r (see ``stability`` and ``pattern`` above). ``pieces`` (w, c, p, n),
-    ``signed`` the windows' r (w, c, c)."""
+    """Per window: the lowest agreement of a piece's channel correlations with those of the
+    rest of the window, and the lowest pattern r (see ``stability`` and ``pattern`` above).
+    ``pieces`` (w, c, p, n). The piece is left out of its reference: a forged piece inside
+    the window it is compared with shares its own chance pattern with it (a splice's forged
+    second passed at stability 0.3 and pattern r 0.4–0.5 against its window)."""
     if pieces.shape[1] < 3:
         return np.full(pieces.shape[0], np.nan), np.full(pieces.shape[0], np.nan)
-    centred = pieces - pieces.mean(axis=3, keepdims=True)
-    unit = centred / np.maximum(np.linalg.norm(centred, axis=3, keepdims=True), 1e-30)
-    unit = np.transpose(unit, (0, 2, 1, 3))  # (w, p, c, n)
-    r = (unit @ np.transpose(unit, (0, 1, 3, 2)))[:, :, pairs[0], pairs[1]]  # (w, p, pairs)
-    window = signed[:, pairs[0], pairs[1]]  # (w, pairs)
-    agreement = (r * np.sign(window)[:, None, :]).mean(axis=2) / np.maximum(np.abs(window).mean(axis=1), 1e-9)[:, None]
+    centred = np.transpose(pieces - pieces.mean(axis=3, keepdims=True), (0, 2, 1, 3))  # (w, p, c, n)
+    cov = centred @ np.transpose(centred, (0, 1, 3, 2))  # (w, p, c, c), each piece's
+    rest = cov.sum(axis=1, keepdims=True) - cov  # the window without the piece
+    spread = np.sqrt(np.maximum(np.diagonal(cov, axis1=2, axis2=3), 1e-60))  # (w, p, c)
+    rest_spread = np.sqrt(np.maximum(np.diagonal(rest, axis1=2, axis2=3), 1e-60))
+    i, j = pairs
+    r = cov[:, :, i, j] / (spread[:, :, i] * spread[:, :, j])  # (w, p, pairs)
+    reference = rest[:, :, i, j] / (rest_spread[:, :, i] * rest_spread[:, :, j])
+    agreement = (r * np.sign(reference)).mean(axis=2) / np.maximum(np.abs(reference).mean(axis=2), 1e-9)
     piece_dev = r - r.mean(axis=2, keepdims=True)
-    window_dev = window - window.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(piece_dev, axis=2) * np.linalg.norm(window_dev, axis=1)[:, None]
-    shape = np.einsum("wpk,wk->wp", piece_dev, window_dev) / np.maximum(norms, 1e-12)
+    reference_dev = reference - reference.mean(axis=2, keepdims=True)
+    norms = np.linalg.norm(piece_dev, axis=2) * np.linalg.norm(reference_dev, axis=2)
+    shape = (piece_dev * reference_dev).sum(axis=2) / np.maximum(norms, 1e-12)
     return np.asarray(agreement.min(axis=1)), np.asarray(shape.min(axis=1))
