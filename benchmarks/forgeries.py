@@ -47,7 +47,8 @@ sessions (the recording forged whole) a continuous run of samples with the cues 
 draws (``issue_challenge``, three per sample, the most a project can ask: neighbouring
 trials 0.6 s apart share slow activity; until 2026-12-04 one cue per sample at independent
 times, which hid that) — independent of the data, what any forger whose EEG exists before
-the lease faces. Trials flip signs per sample, as on the platform.
+the lease faces. Trials flip signs per sample, and a decision takes K trials from at least
+``challenge_min_samples`` samples (forged sessions: 36 trials from 12 samples), as on the platform.
 
 The liveness-stopped classes that forge an epoch (per-channel surrogates, AM noise,
 splices) are also forged through every smaller presentation — each epoch its own random 2,
@@ -392,6 +393,7 @@ def combined_rows(
 
     min_z = Settings.model_fields["challenge_min_z"].default
     k = Settings.model_fields["challenge_trials"].default
+    min_samples = Settings.model_fields["challenge_min_samples"].default
     forgers: dict[str, Callable[[NDArray[np.float64], float], NDArray[np.float64]]] = {
         "surrogate_same_phase": lambda x, sf: same_phase_surrogate(x, rng),
         "reversed": lambda x, sf: x[:, ::-1].copy(),
@@ -431,8 +433,11 @@ def combined_rows(
                         first = int(rng.integers(0, len(usable) - trials + 1))
                         samples = honest_samples(usable[first : first + trials], rng)
                     else:  # the platform's challenges: independent of what the forger holds
-                        span = -(-trials // MAX_CUES) * EPOCH_SECONDS
-                        samples = protocol_samples(trials, rng.uniform(edge, data.shape[1] / sf - edge - span), rng)
+                        # K trials from at least min_samples samples, as the platform decides
+                        forged_trials = max(trials, min_samples * MAX_CUES) if counted else trials
+                        span = -(-forged_trials // MAX_CUES) * EPOCH_SECONDS
+                        start = rng.uniform(edge, data.shape[1] / sf - edge - span)
+                        samples = protocol_samples(forged_trials, start, rng)
                     scored = counted and draw < max(1, draws // 4)  # liveness only where the row counts
                     source = data if cls == "real" or per_epoch is not None else forged[cls]
                     z, verdicts = session(

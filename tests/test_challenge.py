@@ -89,6 +89,10 @@ def test_cue_trials_and_the_fifth_score() -> None:
     assert challenge_score(None, 3, 16, 3.0).value == 0.5
     assert "pending: 3 of 16" in challenge_score(None, 3, 16, 3.0).reasons[0]
     assert challenge_score(4.2, 16, 16, 3.0).value == 1.0
+    # K trials from too few samples: still pending (the z of G samples is capped at √(G(G−1)/2))
+    short = challenge_score(4.2, 16, 16, 3.0, samples=6, min_samples=12)
+    assert short.value == 0.5 and "16 of 16 cue trials from 6 of 12 samples" in short.reasons[0]
+    assert challenge_score(4.2, 16, 16, 3.0, samples=12, min_samples=12).value == 1.0
     refused = challenge_score(0.4, 16, 16, 3.0)
     assert refused.value == 0.0 and "no response time-locked" in refused.reasons[0]
     # identical trials: the strongest response 16 trials can show (the sign-flip null's maximum)
@@ -166,7 +170,8 @@ class RespondingHead:
 
 def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
     """A project with three cues per task: the lease draws them, the companion inserts a cue
-    marker at each and signs them; with K = 24 (eight samples), a head that responds is
+    marker at each and signs them; with K = 21 trials from at least eight samples (the
+    seventh sample brings 21 trials from seven: still pending), a head that responds is
     accepted once decided (score 1), the same EEG without a response is refused (score 0);
     the samples accepted while pending are paid only to the device that passed.
 
@@ -187,7 +192,9 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
 
     from .test_api import OPERATOR, REQUESTER, _settings
 
-    settings = _settings(tmp_path, data_dir=tmp_path / "platform", challenge_trials=24, challenge_min_z=5.0)
+    settings = _settings(
+        tmp_path, data_dir=tmp_path / "platform", challenge_trials=21, challenge_min_z=5.0, challenge_min_samples=8
+    )
     running = start_platform(settings, worker_interval=0.5)
     server = ServerThread(running.app, port=free_port()).__enter__()
     playback = tmp_path / "cyton.csv"
@@ -235,7 +242,8 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             scores = [t.verdict["scores"]["challenge"] for t in trials]
             assert scores[:7] == [0.5] * 7, (responding, scores)  # 3, 6, …, 21 cue trials: pending
             reasons = [r for t in trials for r in t.verdict["reasons"]]
-            assert any("pending: 3 of 24" in r for r in reasons)
+            assert any("pending: 3 of 21 cue trials from 1 of 8 samples" in r for r in reasons)
+            assert any("pending: 21 of 21 cue trials from 7 of 8 samples" in r for r in reasons)
             if responding:
                 assert scores[7:] == [1.0, 1.0], [t.verdict for t in trials]
                 assert all(t.verdict["status"] == "accepted" for t in trials), [

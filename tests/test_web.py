@@ -94,6 +94,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, An
         # 256 draws, no response ≤ 4.8 in 20,000 draws: see test_challenge)
         challenge_trials=16,
         challenge_min_z=4.0,
+        challenge_min_samples=8,
     )
     running = start_platform(settings, worker_interval=0.2)
     try:

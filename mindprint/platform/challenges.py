@@ -7,7 +7,8 @@ lease's nonce, a cue missing or more than ``CUE_TOLERANCE_MS`` off its offset, a
 outside the epoch) scores 0 with the reason. Otherwise its trials join the device's last
 ``K − n`` stored trials of the same shape (one indexed query, a fixed number of rows: the
 cost does not grow with the device's history) and the evoked response over them decides,
-once ``K`` are in; the null flips the trials of one sample together.
+once ``K`` are in from at least ``challenge_min_samples`` samples; the null flips the
+trials of one sample together.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mindprint.labeling.samples import SampleCheck
 from mindprint.labeling.store import CueTrial
 from mindprint.labeling.verification.challenge import (
     CUE_TOLERANCE_MS,
+    MAX_CUES,
     ChallengeScore,
     challenge_score,
     cue_trials,
@@ -73,20 +75,36 @@ def check_challenge(
     except SignalError as err:
         return _refused(f"cue trials: {err}")
     n, channels, times = trials.shape
-    wanted = max(0, platform.challenge_trials - n)
+    # the last K trials, and more when they come from fewer than the platform's minimum of
+    # samples (at most MAX_CUES per sample: a fixed bound, not the device's history)
+    enough = max(platform.challenge_trials, platform.challenge_min_samples * MAX_CUES)
     stored = db.execute(
         select(CueTrial.sample, CueTrial.data)
         .where(CueTrial.device == sample.device.hex(), CueTrial.n_channels == channels, CueTrial.n_times == times)
         .order_by(CueTrial.id.desc())
-        .limit(wanted)
+        .limit(max(0, enough - n))
     ).all()
-    previous = [np.frombuffer(blob, dtype=np.float32).reshape(channels, times) for _, blob in stored]
-    stack = np.concatenate([trials, np.asarray(previous, dtype=np.float32).reshape(-1, channels, times)])
-    # trials of one sample flip together (they share its slow activity): group by sample
+    # trials of one sample flip together (they share its slow activity): group by sample,
+    # newest first, until K trials from at least the minimum of samples are in
     names: dict[str, int] = {}
-    groups = [0] * n + [1 + names.setdefault(cid, len(names)) for cid, _ in stored]
+    groups = [0] * n
+    for cid, _ in stored:
+        decided = len(groups) >= platform.challenge_trials and 1 + len(names) >= platform.challenge_min_samples
+        if decided and cid not in names:  # whole samples only
+            break
+        groups.append(1 + names.setdefault(cid, len(names)))
+    previous = [np.frombuffer(blob, dtype=np.float32).reshape(channels, times) for _, blob in stored[: len(groups) - n]]
+    stack = np.concatenate([trials, np.asarray(previous, dtype=np.float32).reshape(-1, channels, times)])
     z = trials_z(stack, check.sfreq, groups=groups) if len(stack) >= MIN_TRIALS_FOR_Z else None
-    return ChallengeCheck(challenge_score(z, len(stack), platform.challenge_trials, platform.challenge_min_z), trials)
+    score = challenge_score(
+        z,
+        len(stack),
+        platform.challenge_trials,
+        platform.challenge_min_z,
+        samples=1 + len(names),
+        min_samples=platform.challenge_min_samples,
+    )
+    return ChallengeCheck(score, trials)
 
 
 def store_trials(db: Session, device: bytes, sample_cid: str, trials: NDArray[np.float32], sfreq: float) -> None:

@@ -64,6 +64,7 @@ class Platform:
     verify_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
     challenge_trials: int = 24  # cue trials of a device that decide its challenge score
     challenge_min_z: float = 4.0
+    challenge_min_samples: int = 12  # ...from at least this many samples
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
     _chunks: OrderedDict[bytes, dict[str, Any]] = field(default_factory=OrderedDict, repr=False)
     # the caches' own lock: ``lock`` is held across replay queries, which chunk uploads and
@@ -158,6 +159,7 @@ def _build(settings: Settings) -> Platform:
         verify_slots=threading.BoundedSemaphore(settings.verify_concurrency),
         challenge_trials=settings.challenge_trials,
         challenge_min_z=settings.challenge_min_z,
+        challenge_min_samples=settings.challenge_min_samples,
     )
     from mindprint.platform.replay import import_fingerprint_files
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # scored at cue times independent of the EEG; at K = 16, z ≥ 3 let 0.5–2.5 % through)
     challenge_trials: int = Field(default=24, ge=4, le=256)
     challenge_min_z: float = Field(default=4.0, gt=0)
+    # ...from at least this many samples: a sample's trials flip together in the null, and the
+    # z of G samples cannot exceed √(G(G−1)/2) (EEGLAB task, three cues per sample, z ≥ 4:
+    # 8 samples passed 84.5–97 % of real sessions, 12 samples 99–100 %)
+    challenge_min_samples: int = Field(default=12, ge=4, le=256)
 
     @field_validator("operators", mode="before")
     @classmethod

@@ -212,11 +212,17 @@ class ChallengeScore:
     z: float | None
 
 
-def challenge_score(z: float | None, trials: int, needed: int, min_z: float) -> ChallengeScore:
-    """The fifth score: pending until ``needed`` cue trials of the device are in, then
-    whether their evoked response reaches ``min_z``."""
-    if z is None or trials < needed:
-        return ChallengeScore(0.5, (f"challenge–response pending: {trials} of {needed} cue trials",), None)
+def challenge_score(
+    z: float | None, trials: int, needed: int, min_z: float, *, samples: int | None = None, min_samples: int = 0
+) -> ChallengeScore:
+    """The fifth score: pending until ``needed`` cue trials of the device from at least
+    ``min_samples`` samples are in, then whether their evoked response reaches ``min_z``."""
+    short = samples is not None and samples < min_samples
+    if z is None or trials < needed or short:
+        reason = f"challenge–response pending: {trials} of {needed} cue trials"
+        if samples is not None and min_samples:
+            reason += f" from {samples} of {min_samples} samples"
+        return ChallengeScore(0.5, (reason,), None)
     if z >= min_z:
         return ChallengeScore(1.0, (), z)
     return ChallengeScore(
