@@ -219,7 +219,9 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
         contributor.close()
     trials = page.state.trials
     assert len(trials) == 8 and verdicts.count("accepted") == sum(t["status"] == "accepted" for t in trials)
-    assert sum(t["status"] == "accepted" for t in trials) >= 7, trials
+    # liveness decides on its own: the test head's identical wave on every channel is rejected
+    # by the pattern rule in ~14 % of Cyton epochs (see test_challenge)
+    assert sum(t["status"] == "accepted" for t in trials) >= 5, trials
     # markers come from the page: the response follows the stimulus by the wait above
     assert all(0.3 < t["response_time"] < 10 for t in trials), trials
     # the page flashed both cues of every lease and reported them: challenge–response pending for
