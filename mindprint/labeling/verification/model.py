@@ -103,9 +103,6 @@ class LivenessModel:
         """The ``pattern`` floor for ``n_channels`` (None below PATTERN_FROM channels)."""
         return _band_floor(self.pattern_low, n_channels)
 
-    def probabilities(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
-        return _score(self._params(), values)
-
     def _params(self) -> _Params:
         return _Params(
             np.asarray(self.mean),
