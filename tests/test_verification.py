@@ -174,7 +174,8 @@ def test_the_whole_epoch_is_checked(model, cyton) -> None:  # type: ignore[no-un
         fake = coloured_noise(8, 1000, 250.0, 1.0, np.random.default_rng(1)) + epoch.mean(axis=1, keepdims=True)
         spliced = model.assess(np.hstack([epoch[:, :562], fake[:, 562:]]), 250.0)
         # rejected for a window that reaches into the noise (by the score or the correlation pattern)
-        late = ("at 0.5–2.5 s", "at 1.0–3.0 s", "at 1.5–3.5 s")
+        # (windows start 0.25 s in: the second covers 0.75–2.75 s of the epoch)
+        late = ("at 0.75–2.75 s", "at 1.25–3.25 s", "at 1.75–3.75 s")
         assert not spliced.accepted and any(where in spliced.reasons[0] for where in late), spliced
 
 

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from mindprint.core.errors import ConfigurationError, SignalError
 from mindprint.labeling.verification.corpus import Recording
-from mindprint.labeling.verification.liveness import FEATURES, liveness_features
+from mindprint.labeling.verification.liveness import EDGE_SECONDS, FEATURES, liveness_features
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +169,11 @@ def _band_floor(floors: dict[str, float], n_channels: int) -> float | None:
 
 
 def _where(window: int, n_windows: int) -> str:
-    """ " at 0.5–2.5 s": where a window lies in the stretch (nothing if it is the only one)."""
-    return f" at {window * WINDOW_STEP:.1f}–{window * WINDOW_STEP + 2:.1f} s" if n_windows > 1 else ""
+    """ " at 0.75–2.75 s": where a window lies in the stretch, in seconds from its first sample
+    (windows start EDGE_SECONDS in; until 2026-12-04 the times were 0.25 s early); nothing if
+    it is the only window."""
+    start = EDGE_SECONDS + window * WINDOW_STEP
+    return f" at {start:.2f}–{start + 2:.2f} s" if n_windows > 1 else ""
 
 
 def load_default_model() -> LivenessModel:
