@@ -404,6 +404,45 @@ def _check_table(status: Any, names: list[str], line_freq: float | None, seconds
     return table
 
 
+# a 2-channel device whose channels correlate less than this (median |r|√N_eff; independent
+# channels sit near 1) has 10–30 % of its real epochs accepted by liveness, ≥ 3 about 97 %
+# (benchmarks/two_channels.py, models held out; docs/figures/two_channel_pairs.png)
+WEAK_PAIR_Z = 2.0
+
+
+def liveness_preview(model: Any, data: np.ndarray, sfreq: float) -> str:
+    """One line for ``mindprint check``: the liveness of the last 4 s of ``data`` (volts),
+    scored exactly as the platform scores a sample's epoch, and for a 2-channel device a
+    hint when its two channels share too little activity for liveness to accept them."""
+    from mindprint.core.errors import SignalError
+    from mindprint.labeling.verification.liveness import FEATURES, liveness_features
+    from mindprint.labeling.verification.model import EPOCH_SECONDS, WINDOW_STEP
+
+    needed = int(round(EPOCH_SECONDS * sfreq))
+    if data.shape[1] < needed:
+        return f"liveness: waiting for {EPOCH_SECONDS:g} s of data (have {data.shape[1] / sfreq:.1f} s)"
+    epoch = data[:, -needed:]
+    try:
+        live = model.assess(epoch, sfreq)
+    except SignalError as err:
+        return f"liveness: [red]cannot score the last {EPOCH_SECONDS:g} s[/]: {escape(str(err))}"
+    if live.accepted:
+        line = f"liveness of the last {EPOCH_SECONDS:g} s: {live.score:.2f} → [green]a sample would be accepted[/]"
+    else:
+        why = escape(live.reasons[0]) if live.reasons else "below the threshold"
+        line = f"liveness of the last {EPOCH_SECONDS:g} s: {live.score:.2f} → [red]a sample would be rejected[/]: {why}"
+    if epoch.shape[0] == 2:
+        values = liveness_features(epoch, sfreq, step_seconds=WINDOW_STEP).values
+        z = float(np.median(values[:, FEATURES.index("correlation_z")]))
+        if z < WEAK_PAIR_Z:
+            line += (
+                f"\n[yellow]your two channels share little activity[/] (|r|√N_eff {z:.1f}; independent channels ≈ 1): "
+                "liveness accepts 10–30 % of such pairs' samples against ~97 % for pairs above 3 — place both "
+                "electrodes over one region, on the same reference"
+            )
+    return line
+
+
 @app.command()
 @_handle_errors
 def check(
@@ -421,8 +460,10 @@ def check(
     file: FileOption = None,
     master_board: MasterOption = None,
 ) -> None:
-    """Live per-channel quality and band powers in the terminal, until Ctrl-C."""
+    """Live per-channel quality and band powers in the terminal, until Ctrl-C; every second,
+    the liveness of the last 4 s as the platform would score a sample of it."""
     from mindprint.device.bridge import Acquisition
+    from mindprint.labeling.verification.model import EPOCH_SECONDS, load_default_model
     from mindprint.signal.filters import detect_line_frequency
     from mindprint.signal.pipeline import StreamingPipeline
 
@@ -437,15 +478,26 @@ def check(
     sfreq = acquisition.sfreq
     pipeline: StreamingPipeline | None = None
     collected: list[np.ndarray] = []
+    model = load_default_model()
+    recent = np.empty((len(eeg), 0))  # the last EPOCH_SECONDS of EEG, for the liveness line
+    keep = int(round(EPOCH_SECONDS * sfreq))
+    preview, scored = liveness_preview(model, recent, sfreq), 0.0
     cursor = 0
     started = printed = time.monotonic()
     try:
         with acquisition, Live(console=console, refresh_per_second=refresh, transient=False) as live:
-            live.update(f"waiting for {2:g} s of data to detect mains and fill a window…")
+            waiting = f"waiting for {2:g} s of data to detect mains and fill a window…"
+            if console.is_terminal:
+                live.update(waiting)
+            else:  # a pipe or a log: Live prints what it shows last when it stops; show nothing
+                console.print(waiting)
             while seconds is None or time.monotonic() - started < seconds:
                 read = acquisition.buffer.read_since(cursor)
                 cursor = read.end
                 chunk = read.data[eeg]
+                recent = np.concatenate([recent, chunk], axis=1)[:, -keep:]
+                if time.monotonic() - scored >= 1.0:  # ~5 ms a score: once a second
+                    preview, scored = liveness_preview(model, recent, sfreq), time.monotonic()
                 if pipeline is None:
                     collected.append(chunk)
                     buffered = np.concatenate(collected, axis=1)
@@ -464,10 +516,11 @@ def check(
                 status = pipeline.status() if pipeline is not None else None
                 if status is not None and pipeline is not None:
                     table = _check_table(status, names, pipeline.line_freq, time.monotonic() - started)
+                    shown = Group(table, preview)
                     if console.is_terminal:
-                        live.update(table)
+                        live.update(shown)
                     elif time.monotonic() - printed >= 1.0:  # a pipe or a log: one table a second
-                        console.print(table)
+                        console.print(shown)
                         printed = time.monotonic()
                 if acquisition.ended:
                     console.print(f"stream ended: {acquisition.ended}")

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -143,6 +144,48 @@ def test_check_shows_quality_and_band_powers() -> None:
     assert result.exit_code == 0, result.output
     assert "quality" in result.stdout and "alpha %" in result.stdout
     assert "Fz" in result.stdout and "PO8" in result.stdout
+
+
+def test_check_previews_liveness_as_the_platform_scores_a_sample(tmp_path: Path) -> None:
+    """Real Cyton EEG played back: the last 4 s would be accepted; the synthetic board's
+    would be rejected, with the platform's reason."""
+    from mindprint.device.openbci import import_recording
+
+    from .conftest import CYTON_CSV, require
+
+    playback = tmp_path / "cyton.csv"
+    import_recording(require(CYTON_CSV), playback, start_seconds=40.0, seconds=12.0)
+    real = runner.invoke(
+        app, ["check", "--board", "playback", "--file", str(playback), "--seconds", "7", "--line-freq", "none"]
+    )
+    assert real.exit_code == 0, real.output
+    assert "waiting for 4 s of data" in real.stdout
+    assert "a sample would be accepted" in real.stdout and "would be rejected" not in real.stdout
+    board = runner.invoke(app, ["check", "--board", "synthetic", "--seconds", "6", "--line-freq", "none"])
+    assert board.exit_code == 0, board.output
+    assert "a sample would be rejected: liveness" in board.stdout and "would be accepted" not in board.stdout
+    assert not board.stdout.rstrip().endswith("fill a window…")  # Live's last frame is not the waiting line
+
+
+def test_a_two_channel_pair_that_shares_little_activity_gets_a_montage_hint() -> None:
+    """Fp1 with O1 on the Cyton recording correlate no more than independent channels: the
+    contributor is told why liveness would reject their samples and what to change; C3
+    with C4 get no hint."""
+    from mindprint.cli import liveness_preview
+    from mindprint.device.openbci import read_openbci_gui_csv
+    from mindprint.labeling.verification.model import load_default_model
+
+    from .conftest import CYTON_CSV, require
+
+    cyton = read_openbci_gui_csv(require(CYTON_CSV)).data[1:9] * 1e-6
+    model = load_default_model()
+    epoch = cyton[:, 50 * 250 : 54 * 250]
+    assert "waiting for 4 s of data (have 2.0 s)" in liveness_preview(model, epoch[:, :500], 250.0)
+    distant = liveness_preview(model, epoch[[0, 6]], 250.0)  # Fp1, O1
+    assert "share little activity" in distant and "would be rejected" in distant
+    near = liveness_preview(model, epoch[[2, 3]], 250.0)  # C3, C4
+    assert "share little activity" not in near and "would be accepted" in near
+    assert "cannot score" in liveness_preview(model, np.full((2, 1000), np.nan), 250.0)
 
 
 def test_check_rejects_a_bad_line_frequency() -> None:
