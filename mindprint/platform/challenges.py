@@ -30,6 +30,7 @@ from mindprint.labeling.verification.challenge import (
     ChallengeScore,
     challenge_score,
     cue_trials,
+    decidable,
     trials_z,
 )
 from mindprint.platform.service import Platform
@@ -89,7 +90,9 @@ def check_challenge(
     names: dict[str, int] = {}
     groups = [0] * n
     for cid, _ in stored:
-        decided = len(groups) >= platform.challenge_trials and 1 + len(names) >= platform.challenge_min_samples
+        decided = decidable(
+            len(groups), platform.challenge_trials, samples=1 + len(names), min_samples=platform.challenge_min_samples
+        )
         if decided and cid not in names:  # whole samples only
             break
         groups.append(1 + names.setdefault(cid, len(names)))

@@ -49,6 +49,7 @@ __all__ = [
     "alpha_reactivity",
     "challenge_score",
     "cue_trials",
+    "decidable",
     "evoked_response",
     "issue_challenge",
     "trials_z",
@@ -212,13 +213,19 @@ class ChallengeScore:
     z: float | None
 
 
+def decidable(trials: int, needed: int, *, samples: int | None = None, min_samples: int = 0) -> bool:
+    """Whether a device's challenge can be decided: ``needed`` cue trials from at least
+    ``min_samples`` samples (the one rule the platform's trial query and the score share)."""
+    return trials >= needed and (samples is None or samples >= min_samples)
+
+
 def challenge_score(
     z: float | None, trials: int, needed: int, min_z: float, *, samples: int | None = None, min_samples: int = 0
 ) -> ChallengeScore:
     """The fifth score: pending until ``needed`` cue trials of the device from at least
-    ``min_samples`` samples are in, then whether their evoked response reaches ``min_z``."""
-    short = samples is not None and samples < min_samples
-    if z is None or trials < needed or short:
+    ``min_samples`` samples are in (:func:`decidable`), then whether their evoked response
+    reaches ``min_z``."""
+    if z is None or not decidable(trials, needed, samples=samples, min_samples=min_samples):
         reason = f"challenge–response pending: {trials} of {needed} cue trials"
         if samples is not None and min_samples:
             reason += f" from {samples} of {min_samples} samples"
