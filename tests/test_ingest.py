@@ -396,6 +396,7 @@ def test_companion_and_verifier_import_no_server_stack() -> None:
     code = (
         "import sys, mindprint.companion.run, mindprint.companion.stream\n"
         "import mindprint.export.verify, mindprint.cli\n"
+        "import mindprint.labeling.verification.model  # `mindprint check` scores liveness on the edge\n"
         "stack = {'sqlalchemy', 'fastapi', 'starlette', 'uvicorn', 'alembic'}\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & stack)\n"
         "print(','.join(heavy))"
