@@ -22,6 +22,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _commands(pids: dict[int, int]) -> dict[int, str]:
+    """PID -> command line (or why it cannot be read)."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+        except OSError as err:
+            out[pid] = f"unreadable: {err}"
+    return out
+
+
 def _wait(check: object, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():  # type: ignore[operator]
@@ -69,4 +80,11 @@ def test_api_processes_each_listen_share_connections_and_are_restarted(tmp_path:
         processes = set(listening())
         os.kill(supervisor.pop(), signal.SIGKILL)
         _wait(lambda: not any(_alive(pid) for pid in processes), "API processes stopped with their supervisor", 30)
-        assert not port_sockets(port, "0A")
+        # the kernel drops the listening sockets as the processes' files close; under a loaded
+        # machine (the full suite) the table lagged the processes' exit once: poll, and name
+        # any process still holding the port
+        deadline = time.monotonic() + 15
+        while port_sockets(port, "0A") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = port_sockets(port, "0A")
+        assert not left, f"the port is still listening, held by {_commands(socket_holders(left))}"
