@@ -19,7 +19,7 @@ event times against shuffled and invented ones).
 
 **On the platform** (projects with ``challenge_cues`` > 0): every task lease carries a
 challenge — a random nonce and 1–3 cue offsets the platform draws
-(:func:`issue_challenge`: 0.3–2.2 s after the stimulus, at least 0.6 s apart, so no two
+(:func:`issue_challenge`: 0.3–2.15 s after the stimulus, at least 0.6 s apart, so no two
 leases share a spacing a forger could pre-align). The companion flashes a cue at each
 offset and inserts a ``cue`` marker when it is drawn; the sample carries ``{nonce,
 cues_ns}`` under the device's signature. The platform checks the nonce and that each cue
@@ -58,10 +58,14 @@ __all__ = [
 TMIN, TMAX = -0.2, 0.6  # a trial around its event, seconds
 RESPONSE = (0.08, 0.5)  # where the evoked response is looked for
 BAND = (1.0, 15.0)
-OFFSETS_MS = (300, 2200)  # cue offsets after the stimulus
-MIN_GAP_MS = 600
-MAX_CUES = 3  # 0.3–2.2 s holds three cues 0.6 s apart with 0.7 s left to draw them in
 CUE_TOLERANCE_MS = 250  # a cue drawn this late (or early) still answers its offset
+# cue offsets after the stimulus: the last, even CUE_TOLERANCE_MS late, keeps its trial (to
+# +0.6 s) inside the sample's epoch (to +3 s): 2150 + 250 + 600 = 3000 ms (until 2026-12-04
+# the offsets reached 2200 ms, and a cue 200–250 ms late there was accepted as on time, then
+# refused because its trial left the epoch)
+OFFSETS_MS = (300, 2150)
+MIN_GAP_MS = 600
+MAX_CUES = 3  # 0.3–2.15 s holds three cues 0.6 s apart with 0.65 s left to draw them in
 
 
 @dataclass(frozen=True, slots=True)
