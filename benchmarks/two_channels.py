@@ -40,6 +40,15 @@ MAX_PAIRS = 60
 EPOCHS_PER_PAIR = 12
 
 
+Row = tuple[str, int, int, float, float, int]  # recording, i, j, median z, accepted share, epochs
+
+
+def share(group: list[Row]) -> float:
+    """Accepted epochs over the pairs of ``group``, each pair weighted by its epochs."""
+    epochs = sum(r[5] for r in group)
+    return sum(r[4] * r[5] for r in group) / epochs if epochs else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data" / "eeg")
@@ -51,7 +60,7 @@ def main() -> None:
     windows = featurise(corpus)
     print(f"corpus featurised in {time.perf_counter() - started:.0f} s", flush=True)
     column = FEATURES.index("correlation_z")
-    rows: list[tuple[str, int, int, float, float, int]] = []  # recording, i, j, median z, accepted share, epochs
+    rows: list[Row] = []
     for held in (r for r in corpus if r.label == 1):
         model = train_liveness(windows.subset(windows.groups != held.group))
         x, sfreq = held.data, held.sfreq
@@ -78,17 +87,10 @@ def main() -> None:
         cells = []
         for lo, hi in BANDS:
             inside = [r for r in rows if (name == "all" or r[0] == name) and lo <= r[3] < hi]
-            epochs = sum(r[5] for r in inside)
-            share = sum(r[4] * r[5] for r in inside) / epochs if epochs else float("nan")
-            cells.append(f"{share:.1%} ({len(inside)} pairs)" if inside else "—")
+            cells.append(f"{share(inside):.1%} ({len(inside)} pairs)" if inside else "—")
         print(f"| {name} | " + " | ".join(cells) + " |")
     strong = [r for r in rows if r[3] >= CORRELATED]
     weak = [r for r in rows if r[3] < CORRELATED]
-
-    def share(group: list[tuple[str, int, int, float, float, int]]) -> float:
-        epochs = sum(r[5] for r in group)
-        return sum(r[4] * r[5] for r in group) / epochs if epochs else float("nan")
-
     if args.figure:
         import matplotlib
 
