@@ -18,6 +18,7 @@ This module never imports mindprint.device.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from numpy.typing import NDArray
 from scipy import signal as sps
 
 from mindprint.core.errors import SignalError
-from mindprint.signal.filters import design_filter, filter_offline
+from mindprint.signal.filters import FilterDesign, design_filter, filter_offline
 from mindprint.signal.spectral import window_spectra
 
 __all__ = ["Annotation", "ArtifactSettings", "detect_artifacts", "frontal_channels", "occipital_channels"]
@@ -100,23 +101,40 @@ def _blinks(x: NDArray[np.float64], sfreq: float, names: list[str], s: ArtifactS
     return [Annotation(max(0.0, p / sfreq - 0.25), 0.5, "blink", tuple(names[i] for i in front)) for p in peaks]
 
 
+@functools.lru_cache(maxsize=32)
+def _muscle_band(sfreq: float, high: float, line: float | None) -> FilterDesign:
+    """The muscle band (20 Hz to ``high``, order 4) with the mains harmonics notched (Q 10):
+    one cascade, filtered in one zero-phase pass."""
+    band = design_filter(sfreq, 20.0, high, order=4)
+    harmonics = np.empty(0) if line is None else np.arange(line, sfreq / 2 - 1, line)
+    notches = [design_filter(sfreq, None, None, notch=float(h), notch_q=10.0).sos for h in harmonics]
+    sos = np.ascontiguousarray(np.vstack([band.sos, *notches]))
+    return FilterDesign(sos, float(sfreq), 20.0, high, line, 4, 10.0)
+
+
+def _moving_mean(x: NDArray[np.float64], width: int) -> NDArray[np.float64]:
+    """Each row's mean over ``width`` samples centred like ``np.convolve(row, ones(width) /
+    width, mode="same")`` (zeros beyond the ends), from cumulative sums: all rows at once."""
+    n = x.shape[1]
+    sums = np.zeros((x.shape[0], n + 1))
+    np.cumsum(x, axis=1, out=sums[:, 1:])
+    end = np.arange(n) + (width - 1) // 2  # each window's last sample
+    first, last = np.maximum(end - width + 1, 0), np.minimum(end, n - 1)
+    return np.maximum(sums[:, last + 1] - sums[:, first], 0.0) / width  # never below 0 by rounding
+
+
 def _muscle(
     x: NDArray[np.float64], sfreq: float, names: list[str], line: float | None, s: ArtifactSettings
 ) -> list[Annotation]:
     high = min(100.0, sfreq / 2 - 5)
     if high <= 25:
         return []
-    hf = filter_offline(x, design_filter(sfreq, 20.0, high, order=4))
-    if line is not None:
-        for harmonic in np.arange(line, sfreq / 2 - 1, line):
-            hf = filter_offline(hf, design_filter(sfreq, None, None, notch=float(harmonic), notch_q=10.0))
-    width = max(1, int(0.25 * sfreq))
-    kernel = np.ones(width) / width
-    envelope = np.sqrt(np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), 1, hf**2))
+    hf = filter_offline(x, _muscle_band(sfreq, high, line))
+    envelope = np.sqrt(_moving_mean(hf * hf, max(1, int(0.25 * sfreq))))
     median, spread = _robust(envelope)
     z = (envelope - median) / spread
     out = []
-    for onset, duration in _segments((z > s.muscle_z).any(axis=0), sfreq, s.merge_seconds, 0.1):
+    for onset, duration in _segments(np.asarray((z > s.muscle_z).any(axis=0)), sfreq, s.merge_seconds, 0.1):
         a, b = int(onset * sfreq), int((onset + duration) * sfreq)
         involved = tuple(names[c] for c in np.flatnonzero((z[:, a:b] > s.muscle_z).any(axis=1)))
         out.append(Annotation(onset, duration, "muscle", involved))
@@ -207,7 +225,7 @@ def detect_artifacts(
     if x.shape[1] < int(2 * sfreq):
         raise SignalError(f"artifact detection needs at least 2 s of data, got {x.shape[1] / sfreq:.2f} s")
     s = settings or ArtifactSettings()
-    x = x - np.median(x, axis=1, keepdims=True)
+    x = x - x.mean(axis=1, keepdims=True)  # DC offsets out (every detector band-passes or differences)
     found = _blinks(x, sfreq, names, s) + _muscle(x, sfreq, names, line_freq, s) + _jumps(x, sfreq, names, s)
     found += _alpha(x, sfreq, names, s)
     if accel is not None:

@@ -264,7 +264,8 @@ class StreamingFilter:
 
 
 @functools.lru_cache(maxsize=32)
-def _hann(n: int) -> NDArray[np.float64]:
+def hann(n: int) -> NDArray[np.float64]:
+    """scipy's periodic Hann window of ``n`` samples, made once per length (read-only)."""
     window = sps.get_window("hann", n)
     window.flags.writeable = False
     return window
@@ -278,7 +279,7 @@ def _welch_shape(x: NDArray[np.float64], sfreq: float, nperseg: int) -> tuple[ND
     step = nperseg - nperseg // 2
     segments = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=1)[:, ::step]  # (c, s, nperseg)
     centred = segments - segments.mean(axis=2, keepdims=True)
-    spectra = np.fft.rfft(centred * _hann(nperseg), axis=2)
+    spectra = np.fft.rfft(centred * hann(nperseg), axis=2)
     power = (spectra.real**2 + spectra.imag**2).mean(axis=1)
     return np.fft.rfftfreq(nperseg, 1 / sfreq).astype(np.float64), np.asarray(power, dtype=np.float64)
 

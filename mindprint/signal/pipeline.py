@@ -71,9 +71,23 @@ def code_version() -> str:
 
 def pipeline_version(params: PipelineParams, sfreq: float, line_freq: float | None = None) -> str:
     """Stable hash of the code version, all parameters, sampling rate and resolved notch."""
+    if params == _DEFAULT_PARAMS:  # every sample of the default pipeline: hashed once per rate
+        return _default_version(float(sfreq), line_freq)
+    return _version(params, sfreq, line_freq)
+
+
+@lru_cache(maxsize=64)
+def _default_version(sfreq: float, line_freq: float | None) -> str:
+    return _version(_DEFAULT_PARAMS, sfreq, line_freq)
+
+
+def _version(params: PipelineParams, sfreq: float, line_freq: float | None) -> str:
     payload = {"code": code_version(), "params": params.to_dict(), "sfreq": float(sfreq), "line_freq": line_freq}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return "mp-signal-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+_DEFAULT_PARAMS = PipelineParams()
 
 
 def _resolve_notch(params: PipelineParams, data: NDArray[np.float64], sfreq: float) -> float | None:

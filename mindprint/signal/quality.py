@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mindprint.core.errors import SignalError
+from mindprint.signal.stats import median
 
 __all__ = ["ChannelQuality", "QualityThresholds", "assess_window", "assess_windows"]
 
@@ -133,7 +134,8 @@ def assess_window(
             high &= np.abs(freqs - harmonic) > 2
     if high.any():
         hf = spectrum[:, high].sum(axis=1) / in_band
-        z = (hf - np.median(hf)) / max(float(_robust_std(hf[None, :])[0]), 1e-12)
+        centre = float(median(hf, axis=0))
+        z = (hf - centre) / max(1.4826 * float(median(np.abs(hf - centre), axis=0)), 1e-12)
         noisy = (hf > t.hf_ratio) | ((z > 5) & (n_ch >= 4))
         for c in np.flatnonzero(noisy):
             reasons[c].append("high-frequency noise")

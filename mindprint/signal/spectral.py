@@ -18,9 +18,9 @@ from math import gcd
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal as sps
 
 from mindprint.core.errors import SignalError
+from mindprint.signal.filters import hann
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ def _basis(window: int, block: int, n_freqs: int) -> NDArray[np.float32]:
     """(block, n_pieces * 2 * n_freqs): Hann-weighted cos / -sin for every block slot."""
     n = np.arange(window)
     k = np.arange(n_freqs)
-    hann = sps.get_window("hann", window)
+    taper = hann(window)
     angle = 2 * np.pi * np.outer(n, k) / window
-    full = np.concatenate([hann[:, None] * np.cos(angle), -hann[:, None] * np.sin(angle)], axis=1)
+    full = np.concatenate([taper[:, None] * np.cos(angle), -taper[:, None] * np.sin(angle)], axis=1)
     pieces = window // block
     return np.ascontiguousarray(
         np.concatenate([full[i * block : (i + 1) * block] for i in range(pieces)], axis=1), dtype=np.float32
@@ -119,9 +119,9 @@ def window_spectra(
     if n_win and (gcd(window, step) < MIN_BLOCK or n_win <= DIRECT_WINDOWS):
         # a few windows, or windows and step that share no useful block (e.g. 600.615 Hz: 1201
         # and 300 samples; the blocked DFT's basis would grow with window²/block): transform each
-        hann = sps.get_window("hann", window)
-        scale = 1.0 / (sfreq * np.sum(hann**2))
-        segments = np.asarray(x, dtype=np.float64)[:, starts[:, None] + np.arange(window)[None, :]] * hann
+        taper = hann(window)
+        scale = 1.0 / (sfreq * np.sum(taper**2))
+        segments = np.asarray(x, dtype=np.float64)[:, starts[:, None] + np.arange(window)[None, :]] * taper
         power = np.abs(np.fft.rfft(segments, axis=2)[..., :n_freqs]) ** 2 * scale
         power[..., 1:] *= 2.0
         if window % 2 == 0 and n_freqs == window // 2 + 1:
@@ -132,8 +132,7 @@ def window_spectra(
         pieces = window // block
         stride = step // block  # blocks between consecutive windows
         basis = _basis(window, block, n_freqs)
-        hann = sps.get_window("hann", window)
-        scale = np.float32(1.0 / (sfreq * np.sum(hann**2)))
+        gain = np.float32(1.0 / (sfreq * np.sum(hann(window) ** 2)))
         two = np.full(n_freqs, 2.0, dtype=np.float32)
         two[0] = 1.0
         if window % 2 == 0 and n_freqs == window // 2 + 1:
@@ -151,7 +150,7 @@ def window_spectra(
                 stop = piece + (last - first - 1) * stride + 1
                 spectrum += products[:, piece:stop:stride, piece * width : (piece + 1) * width]
             power = spectrum[..., :n_freqs] ** 2 + spectrum[..., n_freqs:] ** 2
-            psd[:, first:last] = power * (scale * two)
+            psd[:, first:last] = power * (gain * two)
     return WindowSpectra(freqs=freqs, psd=psd, starts=starts, sfreq=float(sfreq), window=window, step=step)
 
 

@@ -79,6 +79,7 @@ from scipy import signal as sps
 from mindprint.core.errors import SignalError
 from mindprint.signal.filters import FilterDesign, design_filter, filter_offline
 from mindprint.signal.spectral import window_spectra
+from mindprint.signal.stats import median
 
 FEATURES = (
     "exponent",
@@ -232,7 +233,7 @@ def liveness_features(
     # power-law fit on the channel-median spectrum, every window in one least-squares solve
     fit_band = (f >= 2) & (f <= 40) & _line_mask(f)
     logf = np.log10(f[fit_band])
-    logp = np.log10(np.median(psd, axis=1)[:, fit_band])  # (w, k)
+    logp = np.log10(median(psd, axis=1)[:, fit_band])  # (w, k)
     design = np.vstack([logf, np.ones_like(logf)]).T
     coef, *_ = np.linalg.lstsq(design, logp.T, rcond=None)  # (2, w)
     residual = logp - (design @ coef).T
@@ -241,14 +242,14 @@ def liveness_features(
     usable, neighbours = _neighbourhoods(len(f), round(spectra.df, 9))
     candidates = psd[:, :, usable]
     top = np.argpartition(candidates, -3, axis=2)[:, :, -3:]  # each channel's 3 strongest bins
-    around = np.median(psd[:, :, neighbours], axis=3)  # (w, c, usable)
+    around = median(psd[:, :, neighbours], axis=3)  # (w, c, usable)
     ratio = np.take_along_axis(candidates / around, top, axis=2)
     tone = np.log10(ratio.max(axis=(1, 2)))
     norm = psd[:, :, (f >= 1) & (f <= 45)]
     norm = norm / norm.sum(axis=2, keepdims=True)
     entropy = np.mean(-(norm * np.log(norm)).sum(axis=2) / np.log(norm.shape[2]), axis=1)
     robust = 1.4826 * np.median(np.abs(seg - np.median(seg, axis=2, keepdims=True)), axis=2)  # (w, c)
-    log_rms = np.log10(np.maximum(np.median(robust, axis=1), 1e-30))
+    log_rms = np.log10(np.maximum(median(robust, axis=1), 1e-30))
     centred = seg - seg.mean(axis=2, keepdims=True)
     unit = centred / np.maximum(np.linalg.norm(centred, axis=2, keepdims=True), 1e-30)
     signed = unit @ np.transpose(unit, (0, 2, 1))  # (w, c, c)
@@ -261,22 +262,22 @@ def liveness_features(
     shared = np.einsum("wcf,wcf->wc", periodogram[:, pairs[0]], periodogram[:, pairs[1]])  # (w, pairs)
     n_eff = 2 * total[:, pairs[0]] * total[:, pairs[1]] / np.maximum(shared, 1e-300)
     z_pairs = np.abs(signed[:, pairs[0], pairs[1]]) * np.sqrt(n_eff)  # (w, pairs)
-    correlation_z = np.median(z_pairs, axis=1)
+    correlation_z = median(z_pairs, axis=1)
     spread = z_pairs.std(axis=1) if n_ch >= 3 else np.full(n_win, np.nan)
     env = windows_of(alpha_env)
-    env_cv = np.median(env.std(axis=2) / np.maximum(env.mean(axis=2), 1e-30), axis=1)
+    env_cv = median(env.std(axis=2) / np.maximum(env.mean(axis=2), 1e-30), axis=1)
     irreversibility = []
     for lag_seconds in (0.01, 0.02):
         lag = max(1, int(round(lag_seconds * sfreq)))
         increments = seg[:, :, lag:] - seg[:, :, :-lag]
-        irreversibility.append(np.median(_skew(increments), axis=1))
-    kurt = np.median(_kurtosis(seg), axis=1)
-    env_kurt = np.median(_kurtosis(windows_of(broad_env)), axis=1)
+        irreversibility.append(median(_skew(increments), axis=1))
+    kurt = median(_kurtosis(seg), axis=1)
+    env_kurt = median(_kurtosis(windows_of(broad_env)), axis=1)
     piece = max(1, int(round(0.5 * sfreq)))
     n_pieces = window // piece
     pieces = seg[:, :, : n_pieces * piece].reshape(n_win, n_ch, n_pieces, piece)
     power = (pieces**2).mean(axis=3)
-    power_cv = np.median(power.std(axis=2) / np.maximum(power.mean(axis=2), 1e-60), axis=1)
+    power_cv = median(power.std(axis=2) / np.maximum(power.mean(axis=2), 1e-60), axis=1)
     stuck = windows_of(stuck_all.astype(np.float64)).mean(axis=(1, 2))
     low = psd[:, :, (f >= 1) & (f < 8)].sum(axis=(1, 2))
     high = psd[:, :, (f >= 13) & (f <= 45)].sum(axis=(1, 2))
