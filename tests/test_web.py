@@ -308,7 +308,9 @@ def test_browser_session_rules(platform: tuple[str, Any]) -> None:
         assert created.status_code == 201
         pid = created.json()["id"]
         assert http.get(f"/ui/projects/{pid}").status_code == 200
-        assert "Server-Timing" in http.get("/ui/explorer").headers
+        page = http.get("/ui/explorer").headers
+        assert page["Server-Timing"].startswith("app;dur=") and "default-src 'self'" in page["Content-Security-Policy"]
+        assert "Server-Timing" not in http.get("/health").headers  # the API passes the pages' middleware untouched
         # overrides are checked against the label schema; unknown items are 404
         item = http.post(f"/projects/{pid}/items", json={"items": [{"content": {"text": "?"}}]}, headers=xrw)
         task = item.json()["ids"][0]

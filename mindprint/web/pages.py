@@ -22,6 +22,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mindprint import __version__
 from mindprint.api.deps import SESSION_COOKIE, DbDep, PlatformDep, SettingsDep, current_account
@@ -378,15 +380,32 @@ def mount(app: FastAPI) -> None:
     async def sign_in_first(request: Request, exc: SignInRequired) -> RedirectResponse:
         return RedirectResponse(f"/ui/signin?next={quote(request.url.path)}", status_code=303)
 
-    @app.middleware("http")
-    async def server_timing(request: Request, call_next: Any) -> Response:
-        if not request.url.path.startswith("/ui") or request.url.path.startswith("/ui/static"):
-            return await call_next(request)
+    app.add_middleware(PageHeaders)
+
+
+class PageHeaders:
+    """Server-Timing and the Content-Security-Policy on the pages' responses. A pure ASGI
+    middleware: every other request passes straight through (Starlette's ``@app.middleware``
+    put each API request through a task and memory streams, ~0.5 ms of the event loop)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith("/ui") or path.startswith("/ui/static"):
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - start):.2f}"
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        return response
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - start):.2f}"
+                headers.setdefault("Content-Security-Policy", CSP)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 #: pages load only their own scripts (no inline JS, no third-party origin)
