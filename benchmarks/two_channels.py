@@ -31,8 +31,7 @@ import time
 import numpy as np
 
 from mindprint.labeling.verification.corpus import build_recordings
-from mindprint.labeling.verification.liveness import FEATURES, liveness_features
-from mindprint.labeling.verification.model import EPOCH_SECONDS, WINDOW_STEP, featurise, train_liveness
+from mindprint.labeling.verification.model import EPOCH_SECONDS, featurise, train_liveness
 
 BANDS = ((0.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, np.inf))  # median correlation_z of a pair
 CORRELATED = 2.0
@@ -59,7 +58,6 @@ def main() -> None:
     corpus = build_recordings(args.shared)
     windows = featurise(corpus)
     print(f"corpus featurised in {time.perf_counter() - started:.0f} s", flush=True)
-    column = FEATURES.index("correlation_z")
     rows: list[Row] = []
     for held in (r for r in corpus if r.label == 1):
         model = train_liveness(windows.subset(windows.groups != held.group))
@@ -72,9 +70,9 @@ def main() -> None:
             pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), MAX_PAIRS, replace=False))]
         for i, j in pairs:
             epochs = [x[[i, j], s : s + width] for s in starts]
-            accepted = [model.assess(e, sfreq).accepted for e in epochs]
-            z = [liveness_features(e, sfreq, step_seconds=WINDOW_STEP).values[:, column] for e in epochs]
-            rows.append((held.name, i, j, float(np.median(np.concatenate(z))), float(np.mean(accepted)), len(epochs)))
+            scored = [model.assess(e, sfreq) for e in epochs]
+            z = float(np.median([w for live in scored for w in live.correlation_z]))
+            rows.append((held.name, i, j, z, float(np.mean([live.accepted for live in scored])), len(epochs)))
         print(f"{held.name}: {len(pairs)} pairs × {len(starts)} epochs", flush=True)
 
     names = sorted({r[0] for r in rows}, key=[r[0] for r in rows].index)

@@ -415,8 +415,7 @@ def liveness_preview(model: Any, data: np.ndarray, sfreq: float) -> str:
     scored exactly as the platform scores a sample's epoch, and for a 2-channel device a
     hint when its two channels share too little activity for liveness to accept them."""
     from mindprint.core.errors import SignalError
-    from mindprint.labeling.verification.liveness import FEATURES, liveness_features
-    from mindprint.labeling.verification.model import EPOCH_SECONDS, WINDOW_STEP
+    from mindprint.labeling.verification.model import EPOCH_SECONDS
 
     needed = int(round(EPOCH_SECONDS * sfreq))
     if data.shape[1] < needed:
@@ -432,8 +431,7 @@ def liveness_preview(model: Any, data: np.ndarray, sfreq: float) -> str:
         why = escape(live.reasons[0]) if live.reasons else "below the threshold"
         line = f"liveness of the last {EPOCH_SECONDS:g} s: {live.score:.2f} → [red]a sample would be rejected[/]: {why}"
     if epoch.shape[0] == 2:
-        values = liveness_features(epoch, sfreq, step_seconds=WINDOW_STEP).values
-        z = float(np.median(values[:, FEATURES.index("correlation_z")]))
+        z = float(np.median(live.correlation_z))
         if z < WEAK_PAIR_Z:
             line += (
                 f"\n[yellow]your two channels share little activity[/] (|r|√N_eff {z:.1f}; independent channels ≈ 1): "

@@ -70,12 +70,15 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class LivenessScore:
-    """Liveness of a stretch of EEG: the weakest window's probability, decision, reasons."""
+    """Liveness of a stretch of EEG: the weakest window's probability, decision, reasons, and
+    each window's ``correlation_z`` (how strongly the channels covary: what tells a 2-channel
+    contributor whether the montage, not the head, is the problem)."""
 
     score: float
     accepted: bool
     window_scores: list[float]
     reasons: list[str]
+    correlation_z: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -147,7 +150,13 @@ class LivenessModel:
         for i in np.flatnonzero(_past(params, row[None, :])[0] > 0):  # what the range term counts
             low, high = self.human_low[i], self.human_high[i]
             reasons.append(f"{self.features[i]} {row[i]:.2f} outside the human range {low:.2f}–{high:.2f}")
-        return LivenessScore(score, accepted, [float(p) for p in probabilities], reasons if not accepted else [])
+        return LivenessScore(
+            score,
+            accepted,
+            [float(p) for p in probabilities],
+            reasons if not accepted else [],
+            [float(z) for z in features.column("correlation_z")],
+        )
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n")
