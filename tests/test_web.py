@@ -36,6 +36,7 @@ from mindprint.device.bridge import BrainFlowSource
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import import_recording
 from mindprint.ledger.chain import ChainClient
+from mindprint.web.pages import CSP
 
 from .conftest import CYTON_CSV, require
 from .test_challenge import RespondingHead
@@ -258,6 +259,9 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     # computed in the background: the page shows "computing" and swaps the table in (htmx)
     requester.wait_for_selector("#agreement table.list", timeout=30_000)
     assert requester.locator("#agreement table.list tbody tr").count() >= 4
+    # the heat map's inline style is allowed by the pages' policy (the API's forbids it)
+    heat = requester.locator("#agreement td.heat").first.evaluate("e => getComputedStyle(e).getPropertyValue('--v')")
+    assert heat.strip(), "the heat map's inline style was blocked"
     requester.screenshot(path=str(shots / "agreement.png"), full_page=True)
     requester.goto(f"/ui/projects/{project_id}/review")
     first = requester.locator("table.review tbody tr").first
@@ -309,7 +313,8 @@ def test_browser_session_rules(platform: tuple[str, Any]) -> None:
         pid = created.json()["id"]
         assert http.get(f"/ui/projects/{pid}").status_code == 200
         page = http.get("/ui/explorer").headers
-        assert page["Server-Timing"].startswith("app;dur=") and "default-src 'self'" in page["Content-Security-Policy"]
+        assert page["Server-Timing"].startswith("app;dur=") and page["Content-Security-Policy"] == CSP
+        assert "style-src 'self' 'unsafe-inline'" not in http.get("/health").headers["Content-Security-Policy"]
         assert "Server-Timing" not in http.get("/health").headers  # the API passes the pages' middleware untouched
         # overrides are checked against the label schema; unknown items are 404
         item = http.post(f"/projects/{pid}/items", json={"items": [{"content": {"text": "?"}}]}, headers=xrw)

@@ -384,9 +384,12 @@ def mount(app: FastAPI) -> None:
 
 
 class PageHeaders:
-    """Server-Timing and the Content-Security-Policy on the pages' responses. A pure ASGI
-    middleware: every other request passes straight through (Starlette's ``@app.middleware``
-    put each API request through a task and memory streams, ~0.5 ms of the event loop)."""
+    """Server-Timing and the pages' Content-Security-Policy on the pages' responses. The
+    pages' policy replaces the API's (:mod:`mindprint.api.limits`), which forbids inline
+    style attributes — the agreement table's heat map is one (until 2026-12-04 the API's
+    policy won and the heat map stayed blank). A pure ASGI middleware: every other request
+    passes straight through (Starlette's ``@app.middleware`` put each API request through a
+    task and memory streams)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -402,11 +405,14 @@ class PageHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - start):.2f}"
-                headers.setdefault("Content-Security-Policy", CSP)
+                headers["Content-Security-Policy"] = CSP
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
 #: pages load only their own scripts (no inline JS, no third-party origin)
-CSP = "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'"
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "frame-ancestors 'none'"
+)
