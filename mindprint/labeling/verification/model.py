@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 MODEL_PATH = Path(__file__).parent / "liveness_model.json"
 EPOCH_SECONDS = 4.0  # what a sample carries (tmin −1 s … tmax 3 s)
 WINDOW_STEP = 0.5
+WINDOW_SECONDS = 2.0  # each scored window's length (liveness_features' default)
 # the share of real training epochs whose weakest window falls below the stability floor
 STABILITY_PERCENTILE = 1.0
 STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
@@ -122,7 +123,7 @@ class LivenessModel:
         """Score EEG (n_channels, n_times) in volts, at least 2.5 s: 2 s windows every 0.5 s
         over the whole stretch, the weakest decides. ``band``: the data already band-passed
         (see :func:`~mindprint.labeling.verification.liveness.liveness_features`)."""
-        features = liveness_features(data, sfreq, step_seconds=WINDOW_STEP, band=band)
+        features = liveness_features(data, sfreq, window_seconds=WINDOW_SECONDS, step_seconds=WINDOW_STEP, band=band)
         values = features.values
         params = self._params()
         probabilities = _score(params, values)
@@ -182,7 +183,7 @@ def _where(window: int, n_windows: int) -> str:
     (windows start EDGE_SECONDS in; until 2026-12-04 the times were 0.25 s early); nothing if
     it is the only window."""
     start = EDGE_SECONDS + window * WINDOW_STEP
-    return f" at {start:.2f}–{start + 2:.2f} s" if n_windows > 1 else ""
+    return f" at {start:.2f}–{start + WINDOW_SECONDS:.2f} s" if n_windows > 1 else ""
 
 
 def load_default_model() -> LivenessModel:
@@ -243,7 +244,10 @@ def featurise(
             for number, start in enumerate(range(0, data.shape[1] - width + 1, stride)):
                 try:
                     features = liveness_features(
-                        data[:, start : start + width], recording.sfreq, step_seconds=WINDOW_STEP
+                        data[:, start : start + width],
+                        recording.sfreq,
+                        window_seconds=WINDOW_SECONDS,
+                        step_seconds=WINDOW_STEP,
                     )
                 except SignalError as err:
                     logger.warning("skipping %s: %s", recording.name, err)
