@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from mindprint.labeling.verification.uniqueness import GRID_HZ, _interp_rows
 from mindprint.signal.artifacts import _moving_mean
-from mindprint.signal.features import APERIODIC_RANGE, aperiodic_exponent
-from mindprint.signal.spectral import band_mask, window_spectra
-from mindprint.signal.stats import median
+from mindprint.signal.features import lowest_fraction
+from mindprint.signal.stats import mad_std, median
 
 
 @settings(max_examples=60, deadline=None)
@@ -33,6 +32,8 @@ def test_median_is_numpys_bit_for_bit(rows: int, n: int, seed: int, ties: bool) 
         x = np.round(x * 1e6) / 1e6  # quantised values: repeated middles
     for axis in (0, 1, 2):
         assert np.array_equal(median(x, axis=axis), np.median(x, axis=axis))
+        centre = np.median(x, axis=axis, keepdims=True)
+        assert np.array_equal(mad_std(x, axis=axis), 1.4826 * np.median(np.abs(x - centre), axis=axis))
 
 
 @pytest.mark.parametrize("sfreq", [125.0, 250.0, 256.0, 500.0, 600.615, 1000.0])
@@ -58,30 +59,18 @@ def test_moving_mean_is_a_same_mode_convolution(width: int, n: int) -> None:
     assert (_moving_mean(np.zeros((1, n)), width) >= 0).all()
 
 
-def _aperiodic_with_quantile(spectra, keep_fraction: float = 0.6, iterations: int = 2):  # type: ignore[no-untyped-def]
-    """The fit as it was written with ``np.quantile`` (the reference)."""
-    mask = band_mask(spectra.freqs, APERIODIC_RANGE, inclusive=True)
-    logf = np.log10(spectra.freqs[mask])
-    logp = np.log10(np.maximum(spectra.psd[..., mask].astype(np.float64), 1e-300))
-    weights = np.ones_like(logp)
-    slope = np.zeros(logp.shape[:-1])
-    for step in range(iterations + 1):
-        w_sum = weights.sum(-1)
-        mean_f = (weights * logf).sum(-1) / w_sum
-        mean_p = (weights * logp).sum(-1) / w_sum
-        df = logf - mean_f[..., None]
-        slope = (weights * df * (logp - mean_p[..., None])).sum(-1) / np.maximum((weights * df**2).sum(-1), 1e-12)
-        if step == iterations:
-            break
-        residual = logp - (mean_p[..., None] + slope[..., None] * df)
-        weights = (residual <= np.quantile(residual, keep_fraction, axis=-1, keepdims=True)).astype(np.float64)
-    return -slope
-
-
-@pytest.mark.parametrize("sfreq", [250.0, 500.0])
-def test_aperiodic_exponent_keeps_what_the_quantile_kept(sfreq: float) -> None:
-    rng = np.random.default_rng(3)
-    brown = np.cumsum(rng.standard_normal((6, int(8 * sfreq))), axis=1) * 1e-6
-    x = brown + 1e-6 * np.sin(2 * np.pi * 10 * np.arange(brown.shape[1]) / sfreq)
-    spectra = window_spectra(x, sfreq, window_seconds=2.0, overlap=0.5, fmax=45.0)
-    assert np.array_equal(aperiodic_exponent(spectra), _aperiodic_with_quantile(spectra))
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 40)),
+    keep=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**31),
+    ties=st.booleans(),
+)
+def test_lowest_fraction_keeps_what_the_quantile_kept(
+    shape: tuple[int, int], keep: float, seed: int, ties: bool
+) -> None:
+    residual = np.random.default_rng(seed).standard_normal(shape)
+    if ties:
+        residual = np.round(residual, 1)
+    expected = (residual <= np.quantile(residual, keep, axis=-1, keepdims=True)).astype(np.float64)
+    assert np.array_equal(lowest_fraction(residual, keep), expected)

@@ -114,14 +114,18 @@ def aperiodic_exponent(
         slope = (weights * df * (logp - mean_p[..., None])).sum(-1) / np.maximum((weights * df**2).sum(-1), 1e-12)
         if step == iterations:
             break
-        residual = logp - (mean_p[..., None] + slope[..., None] * df)
-        # the points at or below the keep_fraction quantile: what ``residual <= np.quantile(...)``
-        # keeps (its linear interpolation never falls below the lower order statistic, nor
-        # reaches the next one), by one partition instead of quantile's sort and bookkeeping
-        kth = int(np.floor(keep_fraction * (residual.shape[-1] - 1)))
-        cutoff = np.partition(residual, kth, axis=-1)[..., kth : kth + 1]
-        weights = (residual <= cutoff).astype(np.float64)
+        weights = lowest_fraction(logp - (mean_p[..., None] + slope[..., None] * df), keep_fraction)
     return -slope
+
+
+def lowest_fraction(residual: NDArray[np.float64], keep_fraction: float) -> NDArray[np.float64]:
+    """1.0 where ``residual`` is at or below its ``keep_fraction`` quantile along the last axis,
+    else 0.0: what ``residual <= np.quantile(residual, keep_fraction, axis=-1, keepdims=True)``
+    keeps (its linear interpolation never falls below the lower order statistic, nor reaches
+    the next one), by one partition instead of quantile's sort and bookkeeping."""
+    kth = int(np.floor(keep_fraction * (residual.shape[-1] - 1)))
+    cutoff = np.partition(residual, kth, axis=-1)[..., kth : kth + 1]
+    return (residual <= cutoff).astype(np.float64)
 
 
 def frontal_asymmetry(

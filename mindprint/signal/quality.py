@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mindprint.core.errors import SignalError
-from mindprint.signal.stats import median
+from mindprint.signal.stats import mad_std, median
 
 __all__ = ["ChannelQuality", "QualityThresholds", "assess_window", "assess_windows"]
 
@@ -66,11 +66,6 @@ class ChannelQuality:
     @property
     def bad(self) -> NDArray[np.bool_]:
         return self.index < 0.5
-
-
-def _robust_std(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    median = np.median(x, axis=-1, keepdims=True)
-    return 1.4826 * np.median(np.abs(x - median), axis=-1)
 
 
 def assess_window(
@@ -114,7 +109,7 @@ def assess_window(
         railed = np.mean(np.abs(safe_raw) >= 0.99 * t.full_scale_volts, axis=1) >= 0.05
         for c in np.flatnonzero(railed):
             reasons[c].append("railed")
-    amplitude = _robust_std(safe_filtered)
+    amplitude = mad_std(safe_filtered)
     for c in np.flatnonzero(amplitude < t.flat_volts):
         reasons[c].append("flat")
     for c in np.flatnonzero(amplitude > t.high_volts):
@@ -134,8 +129,7 @@ def assess_window(
             high &= np.abs(freqs - harmonic) > 2
     if high.any():
         hf = spectrum[:, high].sum(axis=1) / in_band
-        centre = float(median(hf, axis=0))
-        z = (hf - centre) / max(1.4826 * float(median(np.abs(hf - centre), axis=0)), 1e-12)
+        z = (hf - float(median(hf, axis=0))) / max(float(mad_std(hf, axis=0)), 1e-12)
         noisy = (hf > t.hf_ratio) | ((z > 5) & (n_ch >= 4))
         for c in np.flatnonzero(noisy):
             reasons[c].append("high-frequency noise")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["median"]
+__all__ = ["mad_std", "median"]
 
 
 def median(x: NDArray[np.float64], axis: int) -> NDArray[np.float64]:
@@ -19,3 +19,10 @@ def median(x: NDArray[np.float64], axis: int) -> NDArray[np.float64]:
     ordered = np.sort(x, axis=axis)
     middle = np.take(ordered, n // 2, axis=axis)
     return middle if n % 2 else (np.take(ordered, n // 2 - 1, axis=axis) + middle) / 2.0
+
+
+def mad_std(x: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
+    """The robust standard deviation along ``axis``: 1.4826 × the median absolute deviation
+    from the median (both by :func:`median`)."""
+    centre = np.expand_dims(median(x, axis=axis), axis)
+    return 1.4826 * median(np.abs(x - centre), axis=axis)
