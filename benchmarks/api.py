@@ -199,14 +199,15 @@ def fire(url: str, prepared: list[tuple[str, dict[str, str]]], clients: int, out
     out.put((time.perf_counter() - started, outcomes, time.process_time() - cpu))
 
 
-async def _fire(host: str, port: int, requests: list[bytes], clients: int) -> list[tuple[float, str]]:
+async def _fire(host: str, port: int, requests: list[bytes], clients: int) -> list[tuple[float, str, str]]:
     lanes = await asyncio.gather(*(_lane(host, port, requests[i::clients]) for i in range(clients)))
     return [outcome for lane in lanes for outcome in lane]
 
 
-async def _lane(host: str, port: int, requests: list[bytes]) -> list[tuple[float, str]]:
-    """One client: its requests one after another on one connection (reopened after an error)."""
-    results: list[tuple[float, str]] = []
+async def _lane(host: str, port: int, requests: list[bytes]) -> list[tuple[float, str, str]]:
+    """One client: its requests one after another on one connection (reopened after an
+    error); per request (seconds, status, the ``Server-Timing`` header)."""
+    results: list[tuple[float, str, str]] = []
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     for request in requests:
         start = time.perf_counter()
@@ -217,14 +218,17 @@ async def _lane(host: str, port: int, requests: list[bytes]) -> list[tuple[float
             writer.write(request)
             await writer.drain()
             code = int((await reader.readuntil(b"\r\n")).split()[1])
-            length = 0
+            length, timing = 0, ""
             while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
+                elif name.strip().lower() == b"server-timing":
+                    timing = value.decode().strip()
             answer = json.loads(await reader.readexactly(length)) if length else {}
             status = answer.get("status", str(code)) if isinstance(answer, dict) else str(code)
         except (
+            UnicodeDecodeError,
             OSError,
             EOFError,
             ValueError,
@@ -232,11 +236,11 @@ async def _lane(host: str, port: int, requests: list[bytes]) -> list[tuple[float
             asyncio.IncompleteReadError,
             asyncio.LimitOverrunError,
         ) as err:
-            status = f"error: {type(err).__name__}"
+            status, timing = f"error: {type(err).__name__}", ""
             if connection is not None:
                 connection[1].close()
             connection = None
-        results.append((time.perf_counter() - start, status))
+        results.append((time.perf_counter() - start, status, timing))
     if connection is not None:
         connection[1].close()
     return results
@@ -257,6 +261,7 @@ def run_level(
     slowest and fastest; latencies, CPU and statuses are over every burst. ``db_pid``: the
     PostgreSQL postmaster, whose backends' CPU counts as the server's."""
     bursts, latencies, statuses, split, generator_seconds = [], [], [], [0.0] * len(pids), 0.0
+    timings: list[str] = []
     database_seconds = 0.0
     for burst in range(repeats):
         prepared = prepare(url, workdir / f"burst{burst}", count, Account.create(), operator)
@@ -273,6 +278,7 @@ def run_level(
         generator_seconds += generator_cpu
         latencies += [o[0] for o in outcomes]
         statuses += [o[1] for o in outcomes]
+        timings += [o[2] for o in outcomes if o[1] in ("accepted", "rejected")]
     times = np.array(latencies)
     errors = Counter(s for s in statuses if s not in ("accepted", "rejected"))
     return {
@@ -290,7 +296,22 @@ def run_level(
         "cpu_ms": 1000 * (sum(split) + database_seconds) / len(statuses),
         "cpu_split": split,  # seconds per server process (the API processes and their supervisor)
         "generator_ms": 1000 * generator_seconds / len(statuses),  # the load generator's CPU per submission
+        "step_cpu_ms": step_cpu(timings),
     }
+
+
+def step_cpu(timings: list[str]) -> dict[str, float]:
+    """Mean CPU ms per submission of each step of ``submit`` on the request's own thread
+    (the ``cpu-<step>`` entries of the server's ``Server-Timing``), over verified submissions.
+    What the API processes spend beyond their sum is the HTTP stack, authentication, request
+    parsing and the event loop."""
+    sums: dict[str, float] = {}
+    for header in timings:
+        for part in header.split(","):
+            name, _, duration = part.strip().partition(";dur=")
+            if name.startswith("cpu-") and duration:
+                sums[name.removeprefix("cpu-")] = sums.get(name.removeprefix("cpu-"), 0.0) + float(duration)
+    return {name: total / max(1, len(timings)) for name, total in sums.items()}
 
 
 def split_line(result: dict[str, Any]) -> str:
@@ -301,6 +322,9 @@ def split_line(result: dict[str, Any]) -> str:
         f"API processes {result['api_ms']:.1f} + database {result['db_ms']:.1f} ms CPU per submission; "
         f"load generator {result['generator_ms']:.1f} ms CPU per submission"
         + (f"; errors: {dict(result['error_kinds'])}" if result["errors"] else "")
+        + "\n  request thread CPU per step (ms): "
+        + ", ".join(f"{name} {ms:.2f}" for name, ms in result["step_cpu_ms"].items())
+        + f" (sum {sum(result['step_cpu_ms'].values()):.1f} of the API processes' {result['api_ms']:.1f})"
     )
 
 

@@ -204,7 +204,7 @@ def client_process(
         steps = {}
         for part in client.last_timing.split(","):
             name, _, duration = part.strip().partition(";dur=")
-            if duration:
+            if duration and not name.startswith("cpu-"):  # wall time only (``cpu-`` steps: the thread's CPU)
                 steps[name] = float(duration)
         results.append(
             {
