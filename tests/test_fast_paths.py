@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mindprint.labeling.verification.uniqueness import GRID_HZ, _interp_rows
 from mindprint.signal.artifacts import _moving_mean
 from mindprint.signal.features import lowest_fraction
-from mindprint.signal.stats import mad_std, median
+from mindprint.signal.stats import mad_std, median, median_mad_std
 
 
 @settings(max_examples=60, deadline=None)
@@ -34,6 +34,9 @@ def test_median_is_numpys_bit_for_bit(rows: int, n: int, seed: int, ties: bool) 
         assert np.array_equal(median(x, axis=axis), np.median(x, axis=axis))
         centre = np.median(x, axis=axis, keepdims=True)
         assert np.array_equal(mad_std(x, axis=axis), 1.4826 * np.median(np.abs(x - centre), axis=axis))
+        kept_centre, kept_spread = median_mad_std(x, axis=axis)  # what the artifact detectors read
+        assert np.array_equal(kept_centre, centre)
+        assert np.array_equal(kept_spread, 1.4826 * np.median(np.abs(x - centre), axis=axis, keepdims=True))
 
 
 @pytest.mark.parametrize("sfreq", [125.0, 250.0, 256.0, 500.0, 600.615, 1000.0])

@@ -28,6 +28,7 @@ from scipy import signal as sps
 from mindprint.core.errors import SignalError
 from mindprint.signal.filters import FilterDesign, design_filter, filter_offline
 from mindprint.signal.spectral import window_spectra
+from mindprint.signal.stats import median_mad_std
 
 __all__ = ["Annotation", "ArtifactSettings", "detect_artifacts", "frontal_channels", "occipital_channels"]
 
@@ -68,8 +69,8 @@ def occipital_channels(names: list[str] | tuple[str, ...]) -> list[int]:
 
 
 def _robust(x: NDArray[np.float64], axis: int = -1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    median = np.median(x, axis=axis, keepdims=True)
-    spread = 1.4826 * np.median(np.abs(x - median), axis=axis, keepdims=True)
+    """The median and the robust SD along ``axis`` (kept), the SD floored above zero."""
+    median, spread = median_mad_std(x, axis)
     return median, np.maximum(spread, 1e-15)
 
 

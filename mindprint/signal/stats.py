@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["mad_std", "median"]
+__all__ = ["mad_std", "median", "median_mad_std"]
 
 
 def median(x: NDArray[np.float64], axis: int) -> NDArray[np.float64]:
@@ -21,8 +21,13 @@ def median(x: NDArray[np.float64], axis: int) -> NDArray[np.float64]:
     return middle if n % 2 else (np.take(ordered, n // 2 - 1, axis=axis) + middle) / 2.0
 
 
-def mad_std(x: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
-    """The robust standard deviation along ``axis``: 1.4826 × the median absolute deviation
-    from the median (both by :func:`median`)."""
+def median_mad_std(x: NDArray[np.float64], axis: int = -1) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The median along ``axis`` and the robust standard deviation around it — 1.4826 × the
+    median absolute deviation — both by :func:`median`, both keeping ``axis`` (length 1)."""
     centre = np.expand_dims(median(x, axis=axis), axis)
-    return 1.4826 * median(np.abs(x - centre), axis=axis)
+    return centre, np.expand_dims(1.4826 * median(np.abs(x - centre), axis=axis), axis)
+
+
+def mad_std(x: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
+    """The robust standard deviation along ``axis`` (:func:`median_mad_std`'s, ``axis`` reduced)."""
+    return np.squeeze(median_mad_std(x, axis)[1], axis=axis)
