@@ -63,7 +63,7 @@ import numpy as np
 import sqlalchemy as sa
 from eth_account import Account
 
-from mindprint.companion.client import PlatformClient
+from mindprint.companion.client import PlatformClient, server_timing
 from mindprint.companion.samples import build_sample
 from mindprint.companion.stream import upload_recorded
 from mindprint.device.keys import DeviceKey
@@ -307,10 +307,9 @@ def step_cpu(timings: list[str]) -> dict[str, float]:
     parsing and the event loop."""
     sums: dict[str, float] = {}
     for header in timings:
-        for part in header.split(","):
-            name, _, duration = part.strip().partition(";dur=")
-            if name.startswith("cpu-") and duration:
-                sums[name.removeprefix("cpu-")] = sums.get(name.removeprefix("cpu-"), 0.0) + float(duration)
+        for name, ms in server_timing(header).items():
+            if name.startswith("cpu-"):
+                sums[name.removeprefix("cpu-")] = sums.get(name.removeprefix("cpu-"), 0.0) + ms
     return {name: total / max(1, len(timings)) for name, total in sums.items()}
 
 

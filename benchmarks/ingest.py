@@ -42,7 +42,7 @@ import numpy as np
 from eth_account import Account
 
 from benchmarks.api import write_history
-from mindprint.companion.client import PlatformClient, PlatformError
+from mindprint.companion.client import PlatformClient, PlatformError, server_timing
 from mindprint.companion.samples import sign_sample
 from mindprint.core.ipld import cid_text, decode_block, read_car
 from mindprint.device.bridge import DataChunk
@@ -201,11 +201,8 @@ def client_process(
                 rejected_for_size += 1
                 continue
             raise
-        steps = {}
-        for part in client.last_timing.split(","):
-            name, _, duration = part.strip().partition(";dur=")
-            if duration and not name.startswith("cpu-"):  # wall time only (``cpu-`` steps: the thread's CPU)
-                steps[name] = float(duration)
+        # wall time only (``cpu-`` steps: the request thread's CPU)
+        steps = {name: ms for name, ms in server_timing(client.last_timing).items() if not name.startswith("cpu-")}
         results.append(
             {
                 "minute": (k * every + every) / 60,

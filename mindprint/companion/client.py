@@ -21,7 +21,7 @@ from mindprint.device.keys import DeviceKey
 from mindprint.ledger.crypto import WrappedKey
 from mindprint.protocol.formats import SignedSample, device_typed_data
 
-__all__ = ["PlatformClient", "PlatformError", "PlatformUnavailable"]
+__all__ = ["PlatformClient", "PlatformError", "PlatformUnavailable", "server_timing"]
 
 
 class PlatformError(MindprintError):
@@ -34,6 +34,17 @@ class PlatformError(MindprintError):
 
 class PlatformUnavailable(PlatformError):
     """The platform cannot be reached or answered 5xx: retry later."""
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """The metrics of a ``Server-Timing`` header with a duration, in ms by name (the
+    submission route sends each step's wall time as ``<step>`` and its CPU as ``cpu-<step>``)."""
+    steps: dict[str, float] = {}
+    for part in header.split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        if duration:
+            steps[name] = float(duration)
+    return steps
 
 
 class PlatformClient:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mindprint.core.errors import SignalError
-from mindprint.signal.stats import mad_std, median
+from mindprint.signal.stats import mad_std, median_mad_std
 
 __all__ = ["ChannelQuality", "QualityThresholds", "assess_window", "assess_windows"]
 
@@ -129,7 +129,8 @@ def assess_window(
             high &= np.abs(freqs - harmonic) > 2
     if high.any():
         hf = spectrum[:, high].sum(axis=1) / in_band
-        z = (hf - float(median(hf, axis=0))) / max(float(mad_std(hf, axis=0)), 1e-12)
+        centre, spread = median_mad_std(hf, axis=0)
+        z = (hf - float(centre[0])) / max(float(spread[0]), 1e-12)
         noisy = (hf > t.hf_ratio) | ((z > 5) & (n_ch >= 4))
         for c in np.flatnonzero(noisy):
             reasons[c].append("high-frequency noise")
