@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,26 @@ import pytest
 
 from mindprint.core.errors import BoardConnectionError
 from mindprint.device.boards import BoardSpec
-from mindprint.device.bridge import Acquisition, BrainFlowSource, ChunkAssembler
+from mindprint.device.bridge import (
+    CLOCK_SLEW_FRACTION,
+    CLOCK_SLEW_SECONDS,
+    Acquisition,
+    BrainFlowSource,
+    ChunkAssembler,
+    DataChunk,
+)
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import import_recording, read_openbci_gui_csv
 from mindprint.device.recorder import record_session
-from mindprint.device.session import chunk_samples, iter_chunks, verify_session
+from mindprint.device.session import (
+    TIMING_TOLERANCE_FRACTION,
+    TIMING_TOLERANCE_SECONDS,
+    check_rate,
+    check_timing,
+    chunk_samples,
+    iter_chunks,
+    verify_session,
+)
 
 from .conftest import CYTON_CSV, require
 
@@ -66,6 +82,65 @@ def test_assembler_records_a_jump_inside_one_block_as_a_gap() -> None:
     assert chunks[2].t0_ns == chunks[2].gap.resume_ns == 24_000_000_000
     assert "13.310 s" in chunks[2].gap.reason
     np.testing.assert_array_equal(np.concatenate([c.samples[0] for c in chunks]), np.arange(130.0))
+
+
+def _chunks_from_stamps(stamps: np.ndarray, sfreq: float, chunk_n: int, read_n: int = 7) -> list[DataChunk]:
+    assembler = ChunkAssembler(sfreq, chunk_n, str)
+    block = np.vstack([np.arange(stamps.size, dtype=float), stamps, np.zeros(stamps.size)])
+    chunks = [c for start in range(0, stamps.size, read_n) for c in assembler.add(block[:, start : start + read_n])]
+    return chunks + list(assembler.flush())
+
+
+def _timing(chunks: list[DataChunk], sfreq: float) -> tuple[list[str], str | None]:
+    problems, samples_s, clock_s = [], 0.0, 0.0
+    for prev, chunk in pairwise(chunks):
+        step = check_timing(prev.t0_ns, prev.samples.shape[1], chunk.t0_ns, chunk.gap is not None, sfreq)
+        problems += [step.problem] if step.problem else []
+        samples_s, clock_s = samples_s + step.samples_seconds, clock_s + step.clock_seconds
+    return problems, check_rate(samples_s, clock_s, sfreq)
+
+
+def test_device_clock_passes_bursts_of_arrival_stamps_on_to_no_chunk() -> None:
+    """BrainFlow stamps samples on arrival: a starved playback thread (or a Bluetooth burst)
+    emits a backlog with nearly one timestamp. Raw, the platform refuses such chunks ("chunk
+    starts 0.002 s after the previous one, which holds 0.500 s"); the sample-count clock does
+    not, and after a stall it is re-anchored as a declared gap."""
+    sfreq, chunk_n = 250.0, 125
+    true = 100 + np.arange(int(60 * sfreq)) / sfreq
+    rng = np.random.default_rng(7)
+    # Bluetooth-like delivery: 10-sample packets, each stamped on arrival 5-120 ms late
+    stamps = np.repeat(true[9::10] + rng.uniform(0.005, 0.12, true.size // 10), 10)
+    for start in (2000, 7100, 11_000):  # a starved thread: 0.8 s of samples delivered at once
+        stamps[start : start + 200] = true[start + 200]
+    stamps[13_000:] += 1.7  # and 1.7 s of samples lost
+    stamps, true = np.delete(stamps, np.s_[13_000:13_425]), np.delete(true, np.s_[13_000:13_425])
+    raw = [round(c * 1e9) for c in stamps[::chunk_n]]
+    raw_problems = [p for a, b in pairwise(raw) if (p := check_timing(a, chunk_n, b, False, sfreq).problem) is not None]
+    assert raw_problems  # the raw stamps would have been refused
+    chunks = _chunks_from_stamps(stamps, sfreq, chunk_n)
+    problems, rate = _timing(chunks, sfreq)
+    assert problems == [] and rate is None
+    assert sum(c.gap is not None for c in chunks) == 4  # the stalls look like jumps; the loss is one
+    assert sum(c.samples.shape[1] for c in chunks) == true.size
+    # the clock never strays far from the raw stamps
+    t0 = np.array([c.t0_ns for c in chunks]) / 1e9
+    starts = np.cumsum([0] + [c.samples.shape[1] for c in chunks[:-1]])
+    assert np.max(np.abs(t0 - stamps[starts])) < 1.0
+
+
+@pytest.mark.parametrize("rate", [0.90, 1.10])
+def test_device_clock_keeps_a_wrong_sample_rate_visible(rate: float) -> None:
+    """A board that delivers 10 % more (or fewer) samples per second than it claims: the clock
+    follows BrainFlow's timestamps, so the platform's whole-session rate check still sees it."""
+    sfreq, chunk_n = 250.0, 125
+    stamps = 50 + np.arange(int(120 * sfreq)) / (sfreq * rate)
+    problems, mismatch = _timing(_chunks_from_stamps(stamps, sfreq, chunk_n), sfreq)
+    assert problems == [] and mismatch is not None and "real time" in mismatch
+
+
+def test_device_clock_slew_stays_inside_the_platform_tolerance() -> None:
+    assert CLOCK_SLEW_SECONDS < TIMING_TOLERANCE_SECONDS / 2
+    assert CLOCK_SLEW_FRACTION < TIMING_TOLERANCE_FRACTION / 2
 
 
 def _synthetic() -> BrainFlowSource:

@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 
 MICROVOLTS_TO_VOLTS = 1e-6
 BRAINFLOW_BUFFER_SAMPLES = 450_000
+#: How far one chunk's start may be pulled from the sample count's clock toward BrainFlow's
+#: timestamps (seconds + fraction of the previous chunk's duration). Kept well inside the
+#: platform's per-chunk timing tolerance (``session.TIMING_TOLERANCE_*``: 0.15 s + 5 %).
+CLOCK_SLEW_SECONDS = 0.05
+CLOCK_SLEW_FRACTION = 0.02
 
 __all__ = [
     "Acquisition",
@@ -414,7 +419,20 @@ class Acquisition:
 
 
 class ChunkAssembler:
-    """Cut a stream of (channels + timestamp + marker) blocks into chunks."""
+    """Cut a stream of (channels + timestamp + marker) blocks into chunks.
+
+    A chunk's start time is a device clock that advances by the sample count, pulled toward
+    BrainFlow's timestamps by at most ``CLOCK_SLEW_SECONDS + CLOCK_SLEW_FRACTION`` x the
+    previous chunk's duration per chunk. BrainFlow stamps samples with the host's time when
+    they arrive (brainflow-dev/brainflow#763): a Bluetooth board delivers in bursts and a
+    playback board whose thread was starved emits its backlog with nearly one timestamp, so a
+    chunk stamped with its first sample's raw timestamp may start 2 ms after a predecessor that
+    holds 0.5 s. The slewed clock follows the board's real rate (the platform's whole-session
+    rate check still sees a board that runs fast or slow) without passing on the bursts; after
+    a gap it is re-anchored to BrainFlow's timestamps. A stall longer than the jump threshold
+    looks like lost data to this class and is declared a gap even when the board only held its
+    samples back; the re-anchored clock then drifts back toward the stamps at the slew rate.
+    """
 
     def __init__(self, sfreq: float, chunk_samples: int, label_for: object) -> None:
         self.sfreq = sfreq
@@ -425,6 +443,8 @@ class ChunkAssembler:
         self._gap: Gap | None = None
         self._gap_pending: Gap | None = None
         self._last_ts: float | None = None
+        self._clock: float | None = None  # device-clock time (s) of the next chunk's first sample
+        self._slew = CLOCK_SLEW_SECONDS
         # a jump in device timestamps larger than this is data lost without a fault
         self._jump_seconds = max(0.25, 10.0 / sfreq)
 
@@ -476,11 +496,25 @@ class ChunkAssembler:
             (int(i), int(codes[i]), label_for(int(codes[i])))  # type: ignore[operator]
             for i in np.flatnonzero(codes)
         )
+        n = block.shape[1]
+        # BrainFlow's estimate of the first sample's time: a sample is stamped when it arrives,
+        # never before it was recorded, so the earliest start its stamps allow (their lower
+        # envelope) is the best one; with a device's own clock it is the first stamp
+        raw, clock, gap = float(np.min(block[-2] - np.arange(n) / self.sfreq)), self._clock, self._gap
+        if clock is None:  # the first chunk: BrainFlow's timestamp
+            t0 = raw
+        elif gap is not None:  # re-anchored, never before the last delivered sample
+            t0 = max(raw, clock)
+            gap = Gap(int(round((clock - 1.0 / self.sfreq) * 1e9)), int(round(t0 * 1e9)), gap.reason)
+        else:
+            t0 = clock + min(max(raw - clock, -self._slew), self._slew)
+        self._clock = t0 + n / self.sfreq
+        self._slew = CLOCK_SLEW_SECONDS + CLOCK_SLEW_FRACTION * n / self.sfreq
         chunk = DataChunk(
-            t0_ns=int(round(block[-2, 0] * 1e9)),
+            t0_ns=int(round(t0 * 1e9)),
             samples=np.ascontiguousarray(block[:-2]),
             markers=markers,
-            gap=self._gap,
+            gap=gap,
         )
         self._gap = None
         return chunk
