@@ -167,6 +167,11 @@ def test_bad_submissions_are_refused_with_reasons(platform) -> None:  # type: ig
     )
     no_lease = client.post("/submissions", json=_payload(signed), headers=_auth(token))
     assert no_lease.status_code == 409 and "lease" in no_lease.json()["detail"]  # cheap checks first
+    nowhere = build_sample(
+        session, key, wallet, task=999, label="yes", stimulus_ns=T0 + 5_000_000_000, response_ns=T0 + 5_500_000_000
+    )
+    no_task = client.post("/submissions", json=_payload(nowhere), headers=_auth(token))
+    assert no_task.status_code == 404 and "no task 999" in no_task.json()["detail"]
     client.get("/tasks/next", headers=_auth(token))
     not_streamed = client.post("/submissions", json=_payload(signed), headers=_auth(token))
     assert not_streamed.status_code == 422 and "not streamed" in not_streamed.json()["detail"]

@@ -37,7 +37,7 @@ import numpy as np
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -56,6 +56,7 @@ from mindprint.labeling.store import (
     Assignment,
     Device,
     IdempotentRequest,
+    IngestSession,
     Job,
     Project,
     Submission,
@@ -180,25 +181,28 @@ def submit(
     except SampleError as err:
         raise InvalidRequest(f"sample does not check out: {err}") from err
     cid = cid_text(signed.cid)
-    # 2. cheap checks
-    if db.scalar(select(Submission.cid).where(Submission.cid == cid)) is not None:  # not the whole row
-        raise Conflict(f"duplicate submission: sample {cid} was already submitted")
+    # 2. cheap checks: whether the sample was submitted, its task and project, the lease, the
+    # device and the streamed session in one round trip (each statement costs ~0.2 ms of client CPU through the ORM)
+    duplicate = select(Submission.cid).where(Submission.cid == cid)  # not the whole row
     found = db.execute(
-        select(TaskItem, Project).join(Project, Project.id == TaskItem.project_id).where(TaskItem.id == sample.task)
-    ).first()  # the task and its project in one round trip
+        select(TaskItem, Project, Assignment, Device, IngestSession, duplicate.scalar_subquery())
+        .join(Project, Project.id == TaskItem.project_id)
+        .outerjoin(Assignment, and_(Assignment.task_id == TaskItem.id, Assignment.contributor == contributor))
+        .outerjoin(Device, Device.device == sample.device.hex())
+        .outerjoin(IngestSession, IngestSession.session == sample.session)
+        .where(TaskItem.id == sample.task)
+    ).first()
+    if (found[-1] if found is not None else db.scalar(duplicate)) is not None:
+        raise Conflict(f"duplicate submission: sample {cid} was already submitted")
     if found is None:
         raise NotFound(f"no task {sample.task}")
-    task, project = found  # a Row unpacks like a tuple
-    lease = db.scalar(
-        select(Assignment).where(Assignment.task_id == sample.task, Assignment.contributor == contributor)
-    )
+    task, project, lease, device, streamed, _ = found  # a Row unpacks like a tuple
     if lease is None or lease.status != "leased" or aware(lease.lease_expires) < utcnow():
         raise Conflict("you hold no active lease on this task (GET /tasks/next first)")
     issued = lease.challenge  # the challenge this lease was given (None: none)
     # read before the commit below expires the rows (reading after it reloads the task)
     gold_answer = (task.gold or {}).get("answer") if task.gold else None
     check_label(project.label_schema, sample.label)
-    device = db.get(Device, sample.device.hex())
     bound = device is not None and device.contributor == contributor and not device.revoked
     # the contributor's last 50 accepted samples (two columns, through an index: constant cost)
     history = db.execute(
@@ -210,7 +214,7 @@ def submit(
     clock.lap("checks")
     # 3. the cited chunks only (database reads: before the slot, which holds CPU work)
     try:
-        cited = load_cited(db, platform, contributor, sample.session, sample.chunks)
+        cited = load_cited(db, platform, contributor, sample.session, sample.chunks, streamed=streamed)
     except (SampleError, SignalError) as err:
         raise InvalidRequest(f"sample does not check out: {err}") from err
     clock.lap("chunks")

@@ -19,7 +19,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from multiformats import CID
@@ -290,9 +290,20 @@ class CitedEpoch:
         )
 
 
-def load_cited(db: Session, platform: Platform, contributor: str, session: str, chunks: Sequence[CID]) -> CitedEpoch:
-    """Load exactly the cited chunks: held by this session, consecutive, in order."""
-    row = db.get(IngestSession, session)
+def load_cited(
+    db: Session,
+    platform: Platform,
+    contributor: str,
+    session: str,
+    chunks: Sequence[CID],
+    *,
+    streamed: IngestSession | Literal[False] | None = False,
+) -> CitedEpoch:
+    """Load exactly the cited chunks: held by this session, consecutive, in order.
+
+    ``streamed``: the session's row (or None: no such session) when the caller already read it.
+    """
+    row = db.get(IngestSession, session) if streamed is False else streamed
     if row is None or row.contributor != contributor:
         raise InvalidRequest(f"the sample's session {session} was not streamed to this platform by you")
     wanted = [bytes(c) for c in chunks]
