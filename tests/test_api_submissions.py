@@ -68,13 +68,15 @@ def _submit(client: TestClient, signed: SignedSample, session: Path, headers: di
     return client.post("/submissions", json=_payload(signed), headers=headers)
 
 
-def _contributor_sample(client: TestClient, tmp: Path, name: str, response_ms: int = 550, offset_seconds: int = 30):  # type: ignore[no-untyped-def]
+def _contributor_sample(  # type: ignore[no-untyped-def]
+    client: TestClient, tmp: Path, name: str, response_ms: int = 550, offset_seconds: int = 30, gap_at: int = 0
+):
     """A new contributor: signed in, device bound, a task leased, a signed sample of real EEG for it."""
     wallet, key = Account.create(), DeviceKey.generate()
     token = sign_in(client, wallet)
     _bind(client, token, wallet, key)
     task = client.get("/tasks/next", headers=_auth(token)).json()
-    session = real_session(tmp / name, key, offset_seconds=offset_seconds)
+    session = real_session(tmp / name, key, offset_seconds=offset_seconds, gap_at=gap_at)
     signed = build_sample(
         session,
         key,
@@ -154,6 +156,19 @@ def test_synthetic_board_is_rejected_as_not_human(platform) -> None:  # type: ig
     verdict = _submit(client, signed, session, _auth(token)).json()
     assert verdict["status"] == "rejected" and verdict["scores"]["liveness"] < 0.2, verdict
     assert any("outside the human range" in r for r in verdict["reasons"])
+
+
+def test_a_sample_across_a_device_outage_is_rejected_with_its_reason(platform) -> None:  # type: ignore[no-untyped-def]
+    """The device lost 2 s of data before chunk 11 (a declared gap the platform accepted on
+    upload); a sample whose epoch spans it is not one recording and is rejected, saying why."""
+    client, tmp = platform
+    _project(client, redundancy=1)
+    _, token, session, signed = _contributor_sample(client, tmp, "gapped", gap_at=11)
+    response = _submit(client, signed, session, _auth(token))
+    assert response.status_code == 201, response.text
+    verdict = response.json()
+    assert verdict["status"] == "rejected" and verdict["scores"]["authenticity"] < 1.0, verdict
+    assert any("not contiguous: 2.00 s are missing before chunk 11" in r for r in verdict["reasons"]), verdict
 
 
 def test_bad_submissions_are_refused_with_reasons(platform) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from eth_account import Account
 
 from mindprint.companion.samples import build_sample
 from mindprint.core.ipld import cid_for_block, decode_block, encode_block
-from mindprint.device.bridge import DataChunk
+from mindprint.device.bridge import DataChunk, Gap
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import read_openbci_gui_csv
 from mindprint.device.session import SESSION_FILE, SessionWriter
@@ -22,9 +22,12 @@ from .conftest import CYTON_CSV, require
 T0 = 1_700_000_000_000_000_000
 
 
-def real_session(path: Path, key: DeviceKey, seconds: int = 30, offset_seconds: int = 30, tail: int = 0) -> Path:
+def real_session(
+    path: Path, key: DeviceKey, seconds: int = 30, offset_seconds: int = 30, tail: int = 0, gap_at: int = 0
+) -> Path:
     """A signed session of real Cyton EEG (written directly, not replayed in real time);
-    ``tail`` samples more in a short last chunk."""
+    ``tail`` samples more in a short last chunk; ``gap_at``: the device lost 2 s of data
+    before that chunk (a declared gap)."""
     data = read_openbci_gui_csv(require(CYTON_CSV)).data[1:9] * 1e-6
     with SessionWriter.create(
         path,
@@ -40,9 +43,9 @@ def real_session(path: Path, key: DeviceKey, seconds: int = 30, offset_seconds: 
     ) as writer:
         for second in range(seconds):
             start = (offset_seconds + second) * 250
-            writer.append(
-                DataChunk(t0_ns=T0 + second * 1_000_000_000, samples=data[:, start : start + 250], markers=())
-            )
+            t0 = T0 + (second + (2 if gap_at and second >= gap_at else 0)) * 1_000_000_000
+            gap = Gap(t0 - 2_004_000_000, t0, "device timestamps jump by 2.000 s") if gap_at == second else None
+            writer.append(DataChunk(t0_ns=t0, samples=data[:, start : start + 250], markers=(), gap=gap))
         if tail:
             start = (offset_seconds + seconds) * 250
             writer.append(
@@ -69,6 +72,24 @@ def test_a_good_sample_checks_out_and_matches_the_edge(setup) -> None:  # type: 
     assert check.epoch.shape == (8, 1000)  # -1 s .. +3 s at 250 Hz
     assert check.value["features"]["pipeline_version"] == check.recomputed["pipeline_version"]
     assert check.value["device"] == key.public_key
+
+
+def test_a_sample_across_a_declared_gap_is_not_contiguous_eeg(tmp_path: Path) -> None:
+    """2 s of data lost before chunk 11: a sample whose epoch spans it would join EEG from
+    either side as if recorded one after the other; one after it checks out."""
+    key, wallet = DeviceKey.generate(), Account.create()
+    session = real_session(tmp_path / "s", key, gap_at=11)
+    car = (session / SESSION_FILE).read_bytes()
+    for stimulus_s, problems in (
+        (10.6, ["the sample's EEG is not contiguous: 2.00 s are missing before chunk 11"]),
+        (16.0, []),
+    ):
+        stimulus_ns = T0 + int(stimulus_s * 1e9)
+        signed = build_sample(
+            session, key, wallet, task=7, label="yes", stimulus_ns=stimulus_ns, response_ns=stimulus_ns + 600_000_000
+        )
+        check = check_sample(signed, car, contributor=wallet.address, chain_id=1)
+        assert check.problems == problems and check.report.ok
 
 
 def test_another_wallet_cannot_submit_it(setup) -> None:  # type: ignore[no-untyped-def]

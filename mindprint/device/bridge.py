@@ -429,9 +429,9 @@ class ChunkAssembler:
     chunk stamped with its first sample's raw timestamp may start 2 ms after a predecessor that
     holds 0.5 s. The slewed clock follows the board's real rate (the platform's whole-session
     rate check still sees a board that runs fast or slow) without passing on the bursts; after
-    a gap it is re-anchored to BrainFlow's timestamps. A stall longer than the jump threshold
-    looks like lost data to this class and is declared a gap even when the board only held its
-    samples back; the re-anchored clock then drifts back toward the stamps at the slew rate.
+    a gap it is re-anchored to BrainFlow's timestamps. A gap is data lost, not data late (see
+    :meth:`add`); a backlog read in pieces whose first piece is already more than the jump
+    threshold late still looks like one.
     """
 
     def __init__(self, sfreq: float, chunk_samples: int, label_for: object) -> None:
@@ -443,6 +443,7 @@ class ChunkAssembler:
         self._gap: Gap | None = None
         self._gap_pending: Gap | None = None
         self._last_ts: float | None = None
+        self._line: float | None = None  # the stamps' lower envelope, at the next block's first sample
         self._clock: float | None = None  # device-clock time (s) of the next chunk's first sample
         self._slew = CLOCK_SLEW_SECONDS
         # a jump in device timestamps larger than this is data lost without a fault
@@ -455,18 +456,37 @@ class ChunkAssembler:
     def add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:
         """Append ``block`` (channels + timestamp + marker rows); yield full chunks.
 
-        A jump in the device timestamps is a gap wherever it falls, between blocks or inside
-        one (a board that dropped samples mid-read): the block is cut there."""
-        if block.shape[1] == 0:
+        Data lost without a fault (a board that dropped samples, between reads or inside one)
+        is a gap wherever it falls: the block is cut there. It is told from samples that only
+        arrived late by the stamps' lower envelope (stamp minus sample count over the rate,
+        the smallest from each sample on): a lost stretch moves it forward for good, a
+        backlog stamped at once does not (its last samples are on time)."""
+        n = block.shape[1]
+        if n == 0:
             return
-        inside = np.flatnonzero(np.diff(block[-2]) > self._jump_seconds) + 1
-        for part in np.split(block, inside, axis=1):  # one part when there is no jump
-            yield from self._add(part)
+        offsets = block[-2] - np.arange(n) / self.sfreq  # each sample's implied start of the block
+        envelope = np.minimum.accumulate(offsets[::-1])[::-1]  # the smallest from each sample on
+        if self._line is None:
+            self._line = float(envelope[0])
+        start = 0
+        while True:
+            late = envelope[start:] - self._line > self._jump_seconds
+            cut = start + int(np.argmax(late)) if late.any() else n
+            if cut > start:
+                yield from self._add(block[:, start:cut])
+            if cut == n:
+                break
+            jump = float(envelope[cut]) - self._line
+            if self._gap_pending is None:
+                self._gap_pending = Gap(0, 0, f"device timestamps jump by {jump:.3f} s")
+            self._line, start = float(envelope[cut]), cut
+        # follow a board whose rate is a little off (up at most 5 % of the time elapsed), come
+        # back from a late anchor at once (stamps are never earlier than their samples), and
+        # move to the next block's first sample
+        drift = float(envelope[start]) - self._line
+        self._line += min(drift, 0.05 * n / self.sfreq) + n / self.sfreq
 
     def _add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:
-        first_ts = float(block[-2, 0])
-        if self._gap_pending is None and self._last_ts is not None and first_ts - self._last_ts > self._jump_seconds:
-            self._gap_pending = Gap(0, 0, f"device timestamps jump by {first_ts - self._last_ts:.3f} s")
         gap = self._gap_pending
         if gap is not None:
             self._gap_pending = None
