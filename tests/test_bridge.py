@@ -18,6 +18,7 @@ from mindprint.device.bridge import (
     BrainFlowSource,
     ChunkAssembler,
     DataChunk,
+    Gap,
 )
 from mindprint.device.keys import DeviceKey
 from mindprint.device.openbci import import_recording, read_openbci_gui_csv
@@ -124,17 +125,43 @@ def test_device_clock_passes_bursts_of_arrival_stamps_on_to_no_chunk() -> None:
     assert problems == [] and rate is None
     gaps = [c.gap for c in chunks if c.gap is not None]
     assert len(gaps) == 1 and 1.6 < gaps[0].missing_seconds < 1.8, gaps
-    # read 7 samples at a time, a backlog's first reads are 0.8 s late: declared gaps, still
-    # timed consistently
+    # read 7 samples at a time: a backlog's first reads are 0.8 s late, but bunched, and are
+    # judged once its last samples (on time) have come — the same one gap
     chunks = _chunks_from_stamps(stamps, sfreq, chunk_n)
     problems, rate = _timing(chunks, sfreq)
     assert problems == [] and rate is None
-    assert sum(c.gap is not None for c in chunks) == 4
+    gaps = [c.gap for c in chunks if c.gap is not None]
+    assert len(gaps) == 1 and 1.6 < gaps[0].missing_seconds < 1.8, gaps
     assert sum(c.samples.shape[1] for c in chunks) == true.size
     # the clock never strays far from the raw stamps
     t0 = np.array([c.t0_ns for c in chunks]) / 1e9
     starts = np.cumsum([0] + [c.samples.shape[1] for c in chunks[:-1]])
     assert np.max(np.abs(t0 - stamps[starts])) < 1.0
+
+
+def test_a_late_bunched_stretch_waits_for_the_next_block_or_the_end() -> None:
+    """10 samples stamped at once, 2 s late: held until more comes. At the end of the stream
+    (or before a fault the caller declares) nothing more will tell: they follow a gap."""
+    on_time = np.vstack([np.arange(50.0), 10 + np.arange(50) / 100, np.zeros(50)])
+    late = np.vstack([50 + np.arange(10.0), np.full(10, 12.6), np.zeros(10)])
+    after = np.vstack([60 + np.arange(20.0), 20 + np.arange(20) / 100, np.zeros(20)])
+    assembler = ChunkAssembler(100.0, 25, str)
+    chunks = list(assembler.add(on_time)) + list(assembler.add(late))
+    assert sum(c.samples.shape[1] for c in chunks) == 50  # the late ten wait
+    chunks += list(assembler.flush())
+    assert [c.samples.shape[1] for c in chunks] == [25, 25, 10] and chunks[2].gap is not None
+    assembler = ChunkAssembler(100.0, 25, str)
+    chunks = list(assembler.add(on_time)) + list(assembler.add(late))
+    assembler.add_gap(Gap(0, 0, "board error"))
+    chunks += list(assembler.add(after)) + list(assembler.flush())
+    assert [c.samples.shape[1] for c in chunks] == [25, 25, 10, 20]
+    assert [c.gap.reason if c.gap else None for c in chunks] == [
+        None,
+        None,
+        "device timestamps jump by 2.010 s",
+        "board error",
+    ]
+    np.testing.assert_array_equal(np.concatenate([c.samples[0] for c in chunks]), np.arange(80.0))
 
 
 @pytest.mark.parametrize("rate", [0.90, 1.10])

@@ -430,8 +430,7 @@ class ChunkAssembler:
     holds 0.5 s. The slewed clock follows the board's real rate (the platform's whole-session
     rate check still sees a board that runs fast or slow) without passing on the bursts; after
     a gap it is re-anchored to BrainFlow's timestamps. A gap is data lost, not data late (see
-    :meth:`add`); a backlog read in pieces whose first piece is already more than the jump
-    threshold late still looks like one.
+    :meth:`add`).
     """
 
     def __init__(self, sfreq: float, chunk_samples: int, label_for: object) -> None:
@@ -444,6 +443,8 @@ class ChunkAssembler:
         self._gap_pending: Gap | None = None
         self._last_ts: float | None = None
         self._line: float | None = None  # the stamps' lower envelope, at the next block's first sample
+        self._held: NDArray[np.float64] | None = None  # a late, bunched stretch waiting for more
+        self._declared: Gap | None = None  # a gap declared by the caller, before the next block
         self._clock: float | None = None  # device-clock time (s) of the next chunk's first sample
         self._slew = CLOCK_SLEW_SECONDS
         # a jump in device timestamps larger than this is data lost without a fault
@@ -451,7 +452,7 @@ class ChunkAssembler:
 
     def add_gap(self, gap: Gap) -> None:
         """Declare that data is missing before the next sample :meth:`add` receives."""
-        self._gap_pending = gap
+        self._declared = gap
 
     def add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:
         """Append ``block`` (channels + timestamp + marker rows); yield full chunks.
@@ -459,16 +460,28 @@ class ChunkAssembler:
         Data lost without a fault (a board that dropped samples, between reads or inside one)
         is a gap wherever it falls: the block is cut there. It is told from samples that only
         arrived late by the stamps' lower envelope (stamp minus sample count over the rate,
-        the smallest from each sample on): a lost stretch moves it forward for good, a
-        backlog stamped at once does not (its last samples are on time)."""
-        n = block.shape[1]
-        if n == 0:
+        the smallest from each sample on): a lost stretch moves it forward for good; a backlog
+        stamped at once does not, by its last samples — so a late stretch whose stamps are
+        bunched (a backlog still arriving) waits for the next block before it is judged."""
+        if block.shape[1] == 0:
             return
+        if self._held is not None:
+            held, self._held = self._held, None
+            if self._declared is None:
+                block = np.concatenate([held, block], axis=1)
+            else:  # a fault came after the held samples: nothing more will tell
+                yield from self._settle(held, final=True)
+        if self._declared is not None:
+            self._gap_pending, self._declared = self._declared, None
+        yield from self._settle(block, final=False)
+
+    def _settle(self, block: NDArray[np.float64], *, final: bool) -> Iterator[DataChunk]:
+        n = block.shape[1]
         offsets = block[-2] - np.arange(n) / self.sfreq  # each sample's implied start of the block
         envelope = np.minimum.accumulate(offsets[::-1])[::-1]  # the smallest from each sample on
         if self._line is None:
             self._line = float(envelope[0])
-        start = 0
+        start, done = 0, n
         while True:
             late = envelope[start:] - self._line > self._jump_seconds
             cut = start + int(np.argmax(late)) if late.any() else n
@@ -476,15 +489,21 @@ class ChunkAssembler:
                 yield from self._add(block[:, start:cut])
             if cut == n:
                 break
+            stamps = block[-2, cut:]
+            if not final and stamps[-1] - stamps[0] < 0.5 * (n - 1 - cut) / self.sfreq:
+                self._held, done = block[:, cut:], cut  # bunched: judged with the next block
+                break
             jump = float(envelope[cut]) - self._line
             if self._gap_pending is None:
                 self._gap_pending = Gap(0, 0, f"device timestamps jump by {jump:.3f} s")
             self._line, start = float(envelope[cut]), cut
         # follow a board whose rate is a little off (up at most 5 % of the time elapsed), come
         # back from a late anchor at once (stamps are never earlier than their samples), and
-        # move to the next block's first sample
-        drift = float(envelope[start]) - self._line
-        self._line += min(drift, 0.05 * n / self.sfreq) + n / self.sfreq
+        # move to the first sample not yet taken
+        if done > start:
+            drift = float(envelope[start]) - self._line
+            self._line += min(drift, 0.05 * (done - start) / self.sfreq)
+        self._line += done / self.sfreq
 
     def _add(self, block: NDArray[np.float64]) -> Iterator[DataChunk]:
         gap = self._gap_pending
@@ -504,6 +523,9 @@ class ChunkAssembler:
             self._pending_n = rest.shape[1]
 
     def flush(self) -> Iterator[DataChunk]:
+        if self._held is not None:
+            held, self._held = self._held, None
+            yield from self._settle(held, final=True)
         if self._pending_n:
             joined = np.concatenate(self._pending, axis=1)
             self._pending, self._pending_n = [], 0
