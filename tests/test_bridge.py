@@ -164,6 +164,19 @@ def test_a_late_bunched_stretch_waits_for_the_next_block_or_the_end() -> None:
     np.testing.assert_array_equal(np.concatenate([c.samples[0] for c in chunks]), np.arange(80.0))
 
 
+def test_a_gap_before_the_first_chunk_ends_at_its_start() -> None:
+    """A reader overrun before any chunk: the gap keeps the caller's last time and resumes at
+    the first chunk's start (the platform requires resume == t0), stamps bunched or not."""
+    assembler = ChunkAssembler(100.0, 25, str)
+    assembler.add_gap(Gap(5_000_000_000, 0, "reader overrun: 40 samples lost"))
+    bunched = np.vstack([np.arange(30.0), np.full(30, 10.0), np.zeros(30)])
+    chunks = list(assembler.add(bunched)) + list(assembler.flush())
+    assert chunks[0].gap is not None and chunks[0].gap.last_ns == 5_000_000_000
+    assert (
+        chunks[0].gap.resume_ns == chunks[0].t0_ns == round((10.0 - 24 / 100) * 1e9)
+    )  # its 25 samples stamped at once
+
+
 @pytest.mark.parametrize("rate", [0.90, 1.10])
 def test_device_clock_keeps_a_wrong_sample_rate_visible(rate: float) -> None:
     """A board that delivers 10 % more (or fewer) samples per second than it claims: the clock

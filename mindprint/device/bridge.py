@@ -441,7 +441,6 @@ class ChunkAssembler:
         self._pending_n = 0
         self._gap: Gap | None = None
         self._gap_pending: Gap | None = None
-        self._last_ts: float | None = None
         self._line: float | None = None  # the stamps' lower envelope, at the next block's first sample
         self._held: NDArray[np.float64] | None = None  # a late, bunched stretch waiting for more
         self._declared: Gap | None = None  # a gap declared by the caller, before the next block
@@ -510,11 +509,9 @@ class ChunkAssembler:
         if gap is not None:
             self._gap_pending = None
             yield from self.flush()
-            last_ns = gap.last_ns or (int(self._last_ts * 1e9) if self._last_ts is not None else 0)
-            self._gap = Gap(last_ns, int(block[-2, 0] * 1e9), gap.reason)
+            self._gap = gap  # timed by _make, on the device clock
         self._pending.append(block)
         self._pending_n += block.shape[1]
-        self._last_ts = float(block[-2, -1])
         while self._pending_n >= self.chunk_samples:
             joined = np.concatenate(self._pending, axis=1)
             yield self._make(joined[:, : self.chunk_samples])
@@ -543,13 +540,16 @@ class ChunkAssembler:
         # never before it was recorded, so the earliest start its stamps allow (their lower
         # envelope) is the best one; with a device's own clock it is the first stamp
         raw, clock, gap = float(np.min(block[-2] - np.arange(n) / self.sfreq)), self._clock, self._gap
-        if clock is None:  # the first chunk: BrainFlow's timestamp
+        if clock is None:  # the first chunk: BrainFlow's timestamp (a gap before it keeps its last_ns)
             t0 = raw
+            last_ns = gap.last_ns if gap is not None else 0
         elif gap is not None:  # re-anchored, never before the last delivered sample
             t0 = max(raw, clock)
-            gap = Gap(int(round((clock - 1.0 / self.sfreq) * 1e9)), int(round(t0 * 1e9)), gap.reason)
+            last_ns = int(round((clock - 1.0 / self.sfreq) * 1e9))
         else:
             t0 = clock + min(max(raw - clock, -self._slew), self._slew)
+        if gap is not None:  # the gap ends at this chunk's first sample
+            gap = Gap(last_ns, int(round(t0 * 1e9)), gap.reason)
         self._clock = t0 + n / self.sfreq
         self._slew = CLOCK_SLEW_SECONDS + CLOCK_SLEW_FRACTION * n / self.sfreq
         chunk = DataChunk(
