@@ -1270,6 +1270,8 @@ def label(
                 console.print("no more tasks")
                 break
             trial = run.trial(task, answer, cue=_terminal_cue)
+            for reason in trial.repeats:
+                console.print(f"[yellow]task {task['id']} was shown again[/]: {escape(reason)}")
             verdict = trial.verdict
             colour = "green" if verdict["status"] == "accepted" else "red"
             table.add_row(

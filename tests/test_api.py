@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -113,6 +114,29 @@ def test_expired_token(tmp_path: Path) -> None:
         token = sign_in(client, ALICE)
         response = client.get("/projects", headers=_auth(token))
         assert response.status_code == 401 and "expired" in response.json()["detail"]
+
+
+def live_project(url: str, body: dict[str, Any], n_items: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """On a running server: REQUESTER made a requester by OPERATOR, a project ``body`` with
+    ``n_items`` text items; returns the project and the requester's auth header."""
+    import httpx
+
+    from mindprint.companion.client import PlatformClient
+
+    with httpx.Client(base_url=url, timeout=30) as http:
+        operator = PlatformClient(url, OPERATOR, http=http)
+        operator.sign_in()
+        http.put(f"/accounts/{REQUESTER.address}/role", json={"role": "requester"}, headers=_auth(operator.token))
+        requester = PlatformClient(url, REQUESTER, http=http)
+        requester.sign_in()
+        created = http.post("/projects", json=body, headers=_auth(requester.token))
+        assert created.status_code == 201, created.text
+        project = created.json()
+        items = {"items": [{"content": {"text": f"item {i}"}} for i in range(n_items)]}
+        assert (
+            http.post(f"/projects/{project['id']}/items", json=items, headers=_auth(requester.token)).status_code == 201
+        )
+    return project, _auth(requester.token)
 
 
 def _project(client: TestClient, redundancy: int = 2) -> tuple[int, list[int], str]:

@@ -158,11 +158,14 @@ def test_synthetic_board_is_rejected_as_not_human(platform) -> None:  # type: ig
     assert any("outside the human range" in r for r in verdict["reasons"])
 
 
-def test_a_sample_across_a_device_outage_is_rejected_with_its_reason(platform) -> None:  # type: ignore[no-untyped-def]
+def test_a_sample_across_a_device_outage_is_rejected_with_its_reason(platform, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The device lost 2 s of data before chunk 11 (a declared gap the platform accepted on
-    upload); a sample whose epoch spans it is not one recording and is rejected, saying why."""
+    upload); a sample whose epoch spans it is not one recording and is rejected, saying why.
+    Our companion does not sign such a sample (it shows the task again); a client that does
+    not check — the check switched off here — is refused by the platform."""
     client, tmp = platform
     _project(client, redundancy=1)
+    monkeypatch.setattr("mindprint.companion.samples.epoch_gaps", lambda chunks: [])
     _, token, session, signed = _contributor_sample(client, tmp, "gapped", gap_at=11)
     response = _submit(client, signed, session, _auth(token))
     assert response.status_code == 201, response.text

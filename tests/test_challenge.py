@@ -208,7 +208,7 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
     from mindprint.device.keys import DeviceKey
     from mindprint.device.openbci import import_recording
 
-    from .test_api import OPERATOR, REQUESTER, _settings
+    from .test_api import OPERATOR, _settings, live_project
 
     settings = _settings(
         tmp_path, data_dir=tmp_path / "platform", challenge_trials=21, challenge_min_z=5.0, challenge_min_samples=8
@@ -218,24 +218,11 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
     playback = tmp_path / "cyton.csv"
     import_recording(require(CYTON_CSV), playback, start_seconds=30, seconds=60)
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            operator = PlatformClient(server.url, OPERATOR, http=http)
-            operator.sign_in()
-            http.put(
-                f"/accounts/{REQUESTER.address}/role",
-                json={"role": "requester"},
-                headers={"Authorization": f"Bearer {operator.token}"},
-            )
-            requester = PlatformClient(server.url, REQUESTER, http=http)
-            requester.sign_in()
-            auth = {"Authorization": f"Bearer {requester.token}"}
-            body = {"name": "cued", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}, "redundancy": 1}
-            refused = http.post("/projects", json={**body, "challenge_cues": 4}, headers=auth)
-            assert refused.status_code == 422
-            project = http.post("/projects", json={**body, "challenge_cues": 3}, headers=auth).json()
-            assert project["challenge_cues"] == 3
-            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(24)]}
-            assert http.post(f"/projects/{project['id']}/items", json=items, headers=auth).status_code == 201
+        body = {"name": "cued", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}, "redundancy": 1}
+        project, auth = live_project(server.url, {**body, "challenge_cues": 3}, 24)
+        assert project["challenge_cues"] == 3
+        refused = httpx.post(f"{server.url}/projects", json={**body, "challenge_cues": 4}, headers=auth, timeout=30)
+        assert refused.status_code == 422
 
         outcomes = {}
         clients = {}

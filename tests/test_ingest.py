@@ -40,7 +40,7 @@ from mindprint.device.session import SESSION_FILE, SessionWriter, chunk_block, i
 from mindprint.ledger.crypto import new_data_key, wrap_key
 from mindprint.protocol.formats import seal_chunk
 
-from .test_api import OPERATOR, _auth, _project, _settings, sign_in
+from .test_api import OPERATOR, _auth, _project, _settings, live_project, sign_in
 from .test_api_submissions import _bind, _payload, _stream
 from .test_samples import T0, real_session
 
@@ -217,22 +217,8 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
     port = free_port()
     server = ServerThread(running.app, port=port).__enter__()
     try:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            test_client = PlatformClient(server.url, OPERATOR, http=http)
-            test_client.sign_in()
-            operator = {"Authorization": f"Bearer {test_client.token}"}
-            from .test_api import REQUESTER
-
-            http.put(f"/accounts/{REQUESTER.address}/role", json={"role": "requester"}, headers=operator)
-            requester = PlatformClient(server.url, REQUESTER, http=http)
-            requester.sign_in()
-            auth = {"Authorization": f"Bearer {requester.token}"}
-            schema = {"kind": "classes", "classes": ["yes", "no"]}
-            project = http.post(
-                "/projects", json={"name": "ten", "label_schema": schema, "redundancy": 1}, headers=auth
-            ).json()
-            items = {"items": [{"content": {"text": f"item {i}"}} for i in range(10)]}
-            assert http.post(f"/projects/{project['id']}/items", json=items, headers=auth).status_code == 201
+        schema = {"kind": "classes", "classes": ["yes", "no"]}
+        live_project(server.url, {"name": "ten", "label_schema": schema, "redundancy": 1}, 10)
 
         wallet, key = Account.create(), DeviceKey.generate()
         client = PlatformClient(server.url, wallet, timeout=10)
@@ -275,6 +261,79 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
         assert all(b - a >= 4 * 10**9 for a, b in itertools.pairwise(stimuli)), stimuli
         assert len({t.verdict["sample_cid"] for t in trials}) == 10
         assert not any("replay" in r for t in trials for r in t.verdict["reasons"])
+    finally:
+        server.__exit__(None, None, None)
+        running.close()
+
+
+class Dropout:
+    """A board that loses ``seconds`` of data ``after`` seconds after the first marker (the
+    first trial's stimulus): the reads in between are thrown away, as when a Bluetooth link
+    drops. The assembler declares the gap from the timestamps."""
+
+    def __init__(self, source: BrainFlowSource, after: float = 1.2, seconds: float = 1.2) -> None:
+        self.source, self.after, self.seconds = source, after, seconds
+        self.layout, self.finite = source.layout, source.finite
+        self.marked: float | None = None
+        self.dropped = 0
+
+    def open(self) -> None:
+        self.source.open()
+
+    def read(self):  # type: ignore[no-untyped-def]
+        block = self.source.read()
+        if self.marked is not None and 0 <= time.monotonic() - self.marked - self.after < self.seconds:
+            self.dropped += block.shape[1]
+            return block[:, :0]
+        return block
+
+    def insert_marker(self, code: float) -> None:
+        if self.marked is None:
+            self.marked = time.monotonic()
+        self.source.insert_marker(code)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def test_a_task_whose_eeg_the_device_lost_is_shown_again(tmp_path: Path) -> None:
+    """The device loses 1.2 s of data in the middle of the first trial's epoch: the companion
+    does not sign a sample the platform would refuse as not contiguous — the task is shown and
+    answered again after the gap, and the trial says why; the next task is shown once."""
+    settings = _settings(tmp_path, data_dir=tmp_path / "platform")
+    running = start_platform(settings, worker_interval=0.5)
+    server = ServerThread(running.app, port=free_port()).__enter__()
+    try:
+        live_project(server.url, {"name": "gaps", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}}, 2)
+        wallet, key = Account.create(), DeviceKey.generate()
+        client = PlatformClient(server.url, wallet, timeout=10)
+        client.sign_in()
+        client.bind_device(key)
+        asked: list[int] = []
+
+        def answer(task: dict) -> str:  # type: ignore[type-arg]
+            asked.append(int(task["id"]))
+            time.sleep(0.3)
+            return "yes"
+
+        source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")))
+        with LabelingRun(client, source, key, tmp_path / "session", chain_id=1) as run:
+            trials = []
+            for _ in range(2):
+                task = client.next_task()
+                assert task is not None
+                trials.append(run.trial(task, answer))
+        assert source.dropped > 0
+        first, second = trials
+        assert len(first.repeats) == 1 and "not contiguous" in first.repeats[0], first.repeats
+        assert "missing before chunk" in first.repeats[0]
+        assert asked == [first.task["id"], first.task["id"], second.task["id"]]
+        assert second.repeats == ()
+        for trial in trials:  # signed and verified (the synthetic board is no head: liveness may refuse it)
+            assert trial.verdict["sample_cid"], trial.verdict
+            assert not any("not contiguous" in r for r in trial.verdict["reasons"]), trial.verdict
+        gaps = [chunk["seq"] for _, chunk in iter_chunks(tmp_path / "session") if chunk.get("gap")]
+        assert len(gaps) == 1, gaps  # the loss is declared in the session, once
     finally:
         server.__exit__(None, None, None)
         running.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from eth_account import Account
 
-from mindprint.companion.samples import build_sample
+from mindprint.companion.samples import EpochNotContiguous, build_sample
 from mindprint.core.ipld import cid_for_block, decode_block, encode_block
 from mindprint.device.bridge import DataChunk, Gap
 from mindprint.device.keys import DeviceKey
@@ -74,12 +74,18 @@ def test_a_good_sample_checks_out_and_matches_the_edge(setup) -> None:  # type: 
     assert check.value["device"] == key.public_key
 
 
-def test_a_sample_across_a_declared_gap_is_not_contiguous_eeg(tmp_path: Path) -> None:
+def test_a_sample_across_a_declared_gap_is_not_contiguous_eeg(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """2 s of data lost before chunk 11: a sample whose epoch spans it would join EEG from
-    either side as if recorded one after the other; one after it checks out."""
+    either side as if recorded one after the other. The companion refuses to sign it; signed
+    by a client that does not check (the check switched off), the platform finds it; one after
+    the gap checks out."""
     key, wallet = DeviceKey.generate(), Account.create()
     session = real_session(tmp_path / "s", key, gap_at=11)
     car = (session / SESSION_FILE).read_bytes()
+    stimulus_ns = T0 + 10_600_000_000
+    with pytest.raises(EpochNotContiguous, match=r"2\.00 s are missing before chunk 11"):
+        build_sample(session, key, wallet, task=7, label="yes", stimulus_ns=stimulus_ns, response_ns=stimulus_ns)
+    monkeypatch.setattr("mindprint.companion.samples.epoch_gaps", lambda chunks: [])
     for stimulus_s, problems in (
         (10.6, ["the sample's EEG is not contiguous: 2.00 s are missing before chunk 11"]),
         (16.0, []),

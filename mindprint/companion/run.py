@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mindprint.companion.client import PlatformClient, PlatformError, PlatformUnavailable
-from mindprint.companion.samples import sign_sample
+from mindprint.companion.samples import EpochNotContiguous, sign_sample
 from mindprint.companion.stream import ChunkIndex, ChunkUploader
 from mindprint.core.errors import MindprintError
 from mindprint.device.bridge import Acquisition, BoardSource
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["LabelingRun", "Trial"]
 
 TMIN, TMAX = -1.0, 3.0
+#: a task is shown at most this many times when the device keeps losing data during it
+MAX_PRESENTATIONS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Trial:
     verdict: dict[str, Any]
     stimulus_ns: int
     response_ns: int
+    #: why the task was shown again before this answer (the device lost data mid-trial)
+    repeats: tuple[str, ...] = ()
 
 
 Answerer = Callable[[dict[str, Any]], Any]
@@ -151,7 +155,37 @@ class LabelingRun:
         a challenge, a ``cue`` marker is inserted at each of its offsets after the stimulus —
         once ``cue`` (if given) has shown it — and the sample signs the nonce and the cues'
         device times.
+
+        If the device loses data during the epoch (a gap in the recording: the platform would
+        reject the sample as not contiguous), the sample is not signed: the task is shown and
+        answered again after the gap, up to ``MAX_PRESENTATIONS`` times, and ``Trial.repeats``
+        says why.
         """
+        repeats: list[str] = []
+        while True:
+            try:
+                return self._present_once(task, answer, pre=pre, post=post, present=present, cue=cue, repeats=repeats)
+            except EpochNotContiguous as err:
+                repeats.append(str(err))
+                logger.warning("task %s shown again: %s", task.get("id"), err)
+                if len(repeats) >= MAX_PRESENTATIONS:
+                    raise MindprintError(
+                        f"the device lost data during {len(repeats)} presentations of task {task.get('id')} "
+                        f"in a row ({err}): check the headset's connection"
+                    ) from err
+
+    def _present_once(
+        self,
+        task: dict[str, Any],
+        answer: Answerer,
+        *,
+        pre: float,
+        post: float,
+        present: Callable[[dict[str, Any]], None] | None,
+        cue: Cue | None,
+        repeats: list[str],
+    ) -> Trial:
+        """One presentation of ``task``: markers, cues, the epoch signed and submitted."""
         assert self._acquisition is not None
         # the stimulus comes after the previous epoch ends, with ``pre`` seconds of EEG before it
         not_before = self._next_epoch_ns - int(TMIN * 1e9)
@@ -184,6 +218,8 @@ class LabelingRun:
         self._wait_for(lambda: self.index.samples_from(stimulus + int(TMIN * 1e9)) >= needed, 30)
         assert self.index.header is not None
         kept: list[Any] = []
+        # the next presentation (this task again, or the next one) starts after this epoch
+        self._next_epoch_ns = stimulus + int(TMAX * 1e9)
         signed = sign_sample(
             self.index.header,
             self.index.recent_chunks(),
@@ -200,14 +236,13 @@ class LabelingRun:
             on_epoch=kept.append,
             challenge=answered,
         )
-        self._next_epoch_ns = stimulus + int(TMAX * 1e9)
         cited = signed.value["chunks"]
         last_seq = next(e.seq for e in reversed(self.index.entries) if e.cid == cited[-1])
         verdict = self._submit(signed, last_seq)
         if self.keep is not None and verdict.get("status") == "accepted" and kept:
             header = self.index.header
             self.keep.add(label, kept[0], header.eeg_names, header.sfreq)
-        return Trial(task, label, verdict, stimulus, response)
+        return Trial(task, label, verdict, stimulus, response, tuple(repeats))
 
     def _start_cues(
         self, task: dict[str, Any], challenge: dict[str, Any] | None, cue: Cue | None

@@ -19,11 +19,17 @@ from multiformats import CID
 
 from mindprint.core.ipld import cid_for_block, encode_block
 from mindprint.device.keys import DeviceKey
-from mindprint.device.session import SessionHeader, chunk_samples, iter_chunks, read_header
+from mindprint.device.session import SessionHeader, chunk_samples, epoch_gaps, iter_chunks, read_header
 from mindprint.protocol.formats import SAMPLE_TYPE, SampleError, SignedSample, sample_typed_data
 from mindprint.signal.pipeline import PipelineParams, process_recording
 
-__all__ = ["build_sample", "json_safe", "sign_sample"]
+__all__ = ["EpochNotContiguous", "build_sample", "json_safe", "sign_sample"]
+
+
+class EpochNotContiguous(SampleError):
+    """The epoch spans a gap the device declared (data lost mid-trial): the platform would
+    reject the sample, so it is not signed (:class:`~mindprint.companion.run.LabelingRun`
+    repeats the trial)."""
 
 
 def json_safe(value: Any) -> Any:
@@ -86,6 +92,9 @@ def sign_sample(
         held += chunk_samples(chunk).shape[1]
     if held < stop:
         raise SampleError(f"the chunks hold {held} samples, the epoch needs {stop}")
+    gaps = epoch_gaps([chunk for _, chunk in selected])
+    if gaps:
+        raise EpochNotContiguous("; ".join(gaps))
     data = np.concatenate([chunk_samples(block) for _, block in selected], axis=1).astype(np.float64)
     result = process_recording(data[header.eeg_rows, start:stop], sfreq, header.eeg_names, params=params)
     value = {

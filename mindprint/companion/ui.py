@@ -118,6 +118,7 @@ class LabelingPage:
                             "reasons": verdict.get("reasons", []),
                             "sample_cid": verdict.get("sample_cid"),
                             "response_time": (trial.response_ns - trial.stimulus_ns) / 1e9,
+                            "repeats": list(trial.repeats),  # why the task was shown again
                         }
                     )
                     self.state.phase = "answered"

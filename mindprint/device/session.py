@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ __all__ = [
     "check_rate",
     "check_timing",
     "chunk_samples",
+    "epoch_gaps",
     "iter_chunks",
     "read_eeg",
     "read_header",
@@ -192,6 +193,24 @@ def chunk_samples(block: dict[str, Any]) -> NDArray[np.float32]:
     if len(data) != shape[0] * shape[1] * 4:
         raise SessionFormatError(f"samples hold {len(data)} bytes, shape {shape} needs {shape[0] * shape[1] * 4}")
     return np.frombuffer(data, dtype=SAMPLE_DTYPE).reshape(shape)
+
+
+def epoch_gaps(chunks: Sequence[dict[str, Any]]) -> list[str]:
+    """Why an epoch cut from ``chunks`` (decoded, consecutive, in order) is not contiguous EEG:
+    one reason per chunk after the first that follows a declared gap (the samples on either
+    side would be joined as if recorded one after the other). Empty if it is contiguous. The
+    platform rejects such a sample; the companion repeats the trial instead of signing it."""
+    reasons = []
+    for chunk in chunks[1:]:
+        gap = chunk.get("gap")
+        if gap is None:
+            continue
+        try:
+            missing = f"{(int(gap['resume_ns']) - int(gap['last_ns'])) / 1e9:.2f} s are"
+        except (KeyError, TypeError, ValueError):
+            missing = "data is"
+        reasons.append(f"the sample's EEG is not contiguous: {missing} missing before chunk {chunk.get('seq')}")
+    return reasons
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from mindprint.device.session import (
     SessionHeader,
     SessionReport,
     chunk_samples,
+    epoch_gaps,
     read_header,
     verify_session,
 )
@@ -137,22 +138,6 @@ def cut_epoch(sample: SampleValue, header: SessionHeader, chunks: Sequence[dict[
     return data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
 
 
-def gap_problems(chunks: Sequence[dict[str, Any]]) -> list[str]:
-    """An epoch is contiguous EEG: none of its chunks but the first may follow a declared gap
-    (the samples on either side would be joined as if recorded one after the other)."""
-    problems = []
-    for chunk in chunks[1:]:
-        gap = chunk.get("gap")
-        if gap is None:
-            continue
-        try:
-            missing = f"{(int(gap['resume_ns']) - int(gap['last_ns'])) / 1e9:.2f} s are"
-        except (KeyError, TypeError, ValueError):
-            missing = "data is"
-        problems.append(f"the sample's EEG is not contiguous: {missing} missing before chunk {chunk.get('seq')}")
-    return problems
-
-
 def check_cited(
     signed: SignedSample,
     sample: SampleValue,
@@ -175,7 +160,7 @@ def check_cited(
     if header.device != sample.device or header.session != sample.session:
         problems.append("the sample's device or session differs from its session")
     problems += signature_problems(signed, sample, contributor=contributor, chain_id=chain_id)
-    problems += gap_problems(chunks)
+    problems += epoch_gaps(chunks)
     epoch = cut_epoch(sample, header, chunks)
     names = header.eeg_names
     result = process_recording(epoch, header.sfreq, names, params=params)

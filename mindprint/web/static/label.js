@@ -96,7 +96,7 @@
       <td>${t.task}</td><td>${escapeHtml(t.label)}</td><td>${t.response_time.toFixed(2)} s</td>
       <td><span class="badge ${t.status}">${t.status}</span></td>
       ${["authenticity", "liveness", "attention", "challenge"].map((s) => `<td class="num">${t.scores[s] !== undefined ? t.scores[s].toFixed(2) : "–"}</td>`).join("")}
-      <td>${t.reasons.length ? t.reasons.map(escapeHtml).join("<br>") : '<span class="muted">every check passed</span>'}</td>
+      <td>${t.reasons.length ? t.reasons.map(escapeHtml).join("<br>") : '<span class="muted">every check passed</span>'}${(t.repeats || []).map((r) => `<br><span class="muted">shown again: ${escapeHtml(r)}</span>`).join("")}</td>
       <td><code title="${t.sample_cid || ""}">${t.sample_cid ? t.sample_cid.slice(0, 12) + "…" : ""}</code></td></tr>`).join("");
   }
 
