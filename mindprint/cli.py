@@ -1110,6 +1110,11 @@ def _print_dataset_report(report: Any) -> None:
             console.print(f"… and {len(report.problems) - 50} more (use --json for all)")
 
 
+def _terminal_repeat(task: dict[str, Any], reason: str) -> None:
+    """Why a task is about to be shown again (the headset lost data during it)."""
+    console.print(f"[yellow]task {task['id']} is shown again[/]: {escape(reason)}")
+
+
 def _terminal_cue(task: dict[str, Any], index: int) -> None:
     """A challenge cue in a terminal: the screen flashes (reverse video) for ~100 ms."""
     out = sys.stdout
@@ -1269,9 +1274,7 @@ def label(
             if task is None:
                 console.print("no more tasks")
                 break
-            trial = run.trial(task, answer, cue=_terminal_cue)
-            for reason in trial.repeats:
-                console.print(f"[yellow]task {task['id']} was shown again[/]: {escape(reason)}")
+            trial = run.trial(task, answer, cue=_terminal_cue, on_repeat=_terminal_repeat)
             verdict = trial.verdict
             colour = "green" if verdict["status"] == "accepted" else "red"
             table.add_row(

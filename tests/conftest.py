@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,3 +132,33 @@ def postgres_url() -> Iterator[str]:
             yield url
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Dropout:
+    """A board that loses ``seconds`` of data ``after`` seconds after the first marker (the
+    first trial's stimulus): the reads in between are thrown away, as when a Bluetooth link
+    drops. The assembler declares the gap from the timestamps."""
+
+    def __init__(self, source: Any, after: float = 1.2, seconds: float = 1.2) -> None:
+        self.source, self.after, self.seconds = source, after, seconds
+        self.layout, self.finite = source.layout, source.finite
+        self.marked: float | None = None
+        self.dropped = 0
+
+    def open(self) -> None:
+        self.source.open()
+
+    def read(self):  # type: ignore[no-untyped-def]
+        block = self.source.read()
+        if self.marked is not None and 0 <= time.monotonic() - self.marked - self.after < self.seconds:
+            self.dropped += block.shape[1]
+            return block[:, :0]
+        return block
+
+    def insert_marker(self, code: float) -> None:
+        if self.marked is None:
+            self.marked = time.monotonic()
+        self.source.insert_marker(code)
+
+    def close(self) -> None:
+        self.source.close()

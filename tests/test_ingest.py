@@ -40,6 +40,7 @@ from mindprint.device.session import SESSION_FILE, SessionWriter, chunk_block, i
 from mindprint.ledger.crypto import new_data_key, wrap_key
 from mindprint.protocol.formats import seal_chunk
 
+from .conftest import Dropout
 from .test_api import OPERATOR, _auth, _project, _settings, live_project, sign_in
 from .test_api_submissions import _bind, _payload, _stream
 from .test_samples import T0, real_session
@@ -266,40 +267,20 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
         running.close()
 
 
-class Dropout:
-    """A board that loses ``seconds`` of data ``after`` seconds after the first marker (the
-    first trial's stimulus): the reads in between are thrown away, as when a Bluetooth link
-    drops. The assembler declares the gap from the timestamps."""
-
-    def __init__(self, source: BrainFlowSource, after: float = 1.2, seconds: float = 1.2) -> None:
-        self.source, self.after, self.seconds = source, after, seconds
-        self.layout, self.finite = source.layout, source.finite
-        self.marked: float | None = None
-        self.dropped = 0
-
-    def open(self) -> None:
-        self.source.open()
-
-    def read(self):  # type: ignore[no-untyped-def]
-        block = self.source.read()
-        if self.marked is not None and 0 <= time.monotonic() - self.marked - self.after < self.seconds:
-            self.dropped += block.shape[1]
-            return block[:, :0]
-        return block
-
-    def insert_marker(self, code: float) -> None:
-        if self.marked is None:
-            self.marked = time.monotonic()
-        self.source.insert_marker(code)
-
-    def close(self) -> None:
-        self.source.close()
-
-
-def test_a_task_whose_eeg_the_device_lost_is_shown_again(tmp_path: Path) -> None:
-    """The device loses 1.2 s of data in the middle of the first trial's epoch: the companion
-    does not sign a sample the platform would refuse as not contiguous — the task is shown and
-    answered again after the gap, and the trial says why; the next task is shown once."""
+@pytest.mark.parametrize(
+    ("after", "seconds", "reason"),
+    [
+        (1.2, 1.2, "s are missing before chunk"),  # mid-epoch, after both markers
+        (0.0, 1.5, "marker"),  # from the stimulus on: its marker (and the response's) lost with the data
+    ],
+)
+def test_a_task_whose_eeg_the_device_lost_is_shown_again(
+    tmp_path: Path, after: float, seconds: float, reason: str
+) -> None:
+    """The device loses data during the first trial: the companion does not sign a sample the
+    platform would refuse as not contiguous, nor wait for markers the lost data took with it —
+    the task is shown and answered again after the gap, and the trial says why; the next task
+    is shown once."""
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
     running = start_platform(settings, worker_interval=0.5)
     server = ServerThread(running.app, port=free_port()).__enter__()
@@ -316,17 +297,18 @@ def test_a_task_whose_eeg_the_device_lost_is_shown_again(tmp_path: Path) -> None
             time.sleep(0.3)
             return "yes"
 
-        source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")))
+        source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")), after=after, seconds=seconds)
+        heard: list[str] = []
         with LabelingRun(client, source, key, tmp_path / "session", chain_id=1) as run:
             trials = []
             for _ in range(2):
                 task = client.next_task()
                 assert task is not None
-                trials.append(run.trial(task, answer))
+                trials.append(run.trial(task, answer, on_repeat=lambda task, why: heard.append(why)))
         assert source.dropped > 0
         first, second = trials
-        assert len(first.repeats) == 1 and "not contiguous" in first.repeats[0], first.repeats
-        assert "missing before chunk" in first.repeats[0]
+        assert len(first.repeats) == 1 and reason in first.repeats[0], first.repeats
+        assert heard == list(first.repeats)  # told before the task came back
         assert asked == [first.task["id"], first.task["id"], second.task["id"]]
         assert second.repeats == ()
         for trial in trials:  # signed and verified (the synthetic board is no head: liveness may refuse it)

@@ -38,7 +38,7 @@ from mindprint.device.openbci import import_recording
 from mindprint.ledger.chain import ChainClient
 from mindprint.web.pages import CSP
 
-from .conftest import CYTON_CSV, require
+from .conftest import CYTON_CSV, Dropout, require
 from .test_challenge import RespondingHead
 
 OPERATOR = Account.create()
@@ -291,6 +291,56 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
     operator.screenshot(path=str(shots / "operator.png"), full_page=True)
     requester.context.close()
     operator.context.close()
+
+
+def test_labeling_page_shows_a_task_again_when_the_headset_lost_data(
+    platform: tuple[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """The headset loses 0.8 s of data 1.5 s after the task appears: the page says so and
+    shows the same task again; the second answer is the one submitted, and the trial lists why."""
+    url, _ = platform
+    with httpx.Client(base_url=url, timeout=60) as http:
+        auth = {"Authorization": f"Bearer {_token(http, REQUESTER)}"}
+        body = {"name": "Dropout", "label_schema": {"kind": "classes", "classes": ["yes", "no"]}, "redundancy": 1}
+        created = http.post("/projects", json=body, headers=auth)
+        assert created.status_code == 201, created.text
+        project_id = created.json()["id"]
+        items = {"items": [{"content": {"text": "Is this a square?"}}]}
+        assert http.post(f"/projects/{project_id}/items", json=items, headers=auth).status_code == 201
+    wallet, key = Account.create(), DeviceKey.generate()
+    client = PlatformClient(url, wallet)
+    client.sign_in()
+    client.bind_device(key)
+    client.consent(True)
+    source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")), after=1.5, seconds=0.8)
+    with LabelingRun(client, source, key, tmp_path / "session", chain_id=client.config()["chain_id"]) as run:
+        page = LabelingPage(client, run, count=1, project=project_id, answer_timeout=120)
+        ready: list[str] = []
+        serving = threading.Thread(target=run_page, args=(page, free_port(), ready.append), daemon=True)
+        serving.start()
+        deadline = time.monotonic() + 30
+        while not ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        contributor = browser.new_page()
+        contributor.goto(ready[0] + "/")
+        contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
+        time.sleep(0.3)
+        contributor.keyboard.press("1")
+        # the task comes back, saying why, and is answered again
+        expect(contributor.locator("#phase")).to_contain_text("answer again", timeout=60_000)
+        expect(contributor.locator("#phase")).to_contain_text("the headset lost data during task")
+        contributor.wait_for_selector("#answers button:not([disabled])", timeout=60_000)
+        time.sleep(0.3)
+        contributor.keyboard.press("2")
+        expect(contributor.locator("#trials tbody tr")).to_have_count(1, timeout=60_000)
+        expect(contributor.locator("#trials tbody tr")).to_contain_text("shown again:")
+        page.close()
+        serving.join(30)
+        contributor.close()
+    assert source.dropped > 0
+    (trial,) = page.state.trials
+    assert trial["label"] == "no" and len(trial["repeats"]) == 1, trial
+    assert trial["sample_cid"] and not any("not contiguous" in r for r in trial["reasons"]), trial
 
 
 def test_browser_session_rules(platform: tuple[str, Any]) -> None:

@@ -34,6 +34,8 @@ __all__ = ["LabelingRun", "Trial"]
 TMIN, TMAX = -1.0, 3.0
 #: a task is shown at most this many times when the device keeps losing data during it
 MAX_PRESENTATIONS = 3
+#: data after a gap within which a marker inserted before it must have arrived, else it was lost
+MARKER_GRACE_NS = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +149,7 @@ class LabelingRun:
         post: float = 3.5,
         present: Callable[[dict[str, Any]], None] | None = None,
         cue: Cue | None = None,
+        on_repeat: Callable[[dict[str, Any], str], None] | None = None,
     ) -> Trial:
         """Show ``task`` (stimulus marker), get the answer (response marker), sign and submit.
 
@@ -158,8 +161,9 @@ class LabelingRun:
 
         If the device loses data during the epoch (a gap in the recording: the platform would
         reject the sample as not contiguous), the sample is not signed: the task is shown and
-        answered again after the gap, up to ``MAX_PRESENTATIONS`` times, and ``Trial.repeats``
-        says why.
+        answered again after the gap, up to ``MAX_PRESENTATIONS`` times; ``on_repeat`` (if
+        given) hears why before the task is shown again, and ``Trial.repeats`` keeps it. The
+        same happens when the lost data took the trial's markers with it.
         """
         repeats: list[str] = []
         while True:
@@ -173,6 +177,8 @@ class LabelingRun:
                         f"the device lost data during {len(repeats)} presentations of task {task.get('id')} "
                         f"in a row ({err}): check the headset's connection"
                     ) from err
+                if on_repeat is not None:
+                    on_repeat(task, str(err))
 
     def _present_once(
         self,
@@ -191,6 +197,7 @@ class LabelingRun:
         not_before = self._next_epoch_ns - int(TMIN * 1e9)
         self._wait_for(lambda: self.index.recorded_until_ns() > max(not_before, int(pre * 1e9) + self._first_ns()), 30)
         seen = self.index.marker_count()
+        presented_ns = self.index.recorded_until_ns()
         if present is not None:
             present(task)
         self._acquisition.insert_marker("stimulus")
@@ -198,7 +205,7 @@ class LabelingRun:
         cues = self._start_cues(task, challenge, cue)
         label = answer(task)
         self._acquisition.insert_marker("response")
-        self._wait_for(lambda: self.index.find_marker("response", seen) is not None, 30)
+        self._await_markers(seen, {"stimulus": 1, "response": 1}, presented_ns)
         answered: dict[str, Any] | None = None
         if challenge is not None and cues is not None:
             thread, failures = cues
@@ -206,11 +213,11 @@ class LabelingRun:
             if failures or thread.is_alive():
                 raise MindprintError(f"the challenge's cues were not shown: {failures or 'timed out'}")
             n = len(challenge["offsets_ms"])
-            self._wait_for(lambda: len(self.index.find_markers("cue", seen)) >= n, 30)
+            self._await_markers(seen, {"cue": n}, presented_ns)
             answered = {"nonce": challenge["nonce"], "cues_ns": self.index.find_markers("cue", seen)[:n]}
         stimulus = self.index.find_marker("stimulus", seen)
         response = self.index.find_marker("response", seen)
-        assert stimulus is not None and response is not None
+        assert stimulus is not None and response is not None  # _await_markers saw both
         self._wait_for(lambda: self.index.recorded_until_ns() > stimulus + int(post * 1e9), 30)
         # timestamps jitter: wait in samples too, for the whole epoch after its first chunk
         assert self.index.header is not None
@@ -243,6 +250,35 @@ class LabelingRun:
             header = self.index.header
             self.keep.add(label, kept[0], header.eeg_names, header.sfreq)
         return Trial(task, label, verdict, stimulus, response, tuple(repeats))
+
+    def _await_markers(self, seen: int, wanted: dict[str, int], presented_ns: int) -> None:
+        """Wait until the index holds ``wanted`` markers (label: count) after position ``seen``.
+
+        A marker is written into the board's stream, so data the device loses takes the
+        markers inserted meanwhile with it: once a gap declared after ``presented_ns`` is
+        followed by a second of data and a marker is still missing, the presentation is
+        over (:class:`EpochNotContiguous`: the task is shown again) instead of waiting for it.
+        """
+        waiting_from = self.index.recorded_until_ns()
+
+        def missing() -> list[str]:
+            return [label for label, n in wanted.items() if len(self.index.find_markers(label, seen)) < n]
+
+        def settled() -> bool:
+            gap = self.index.gap_after(presented_ns)
+            return not missing() or (
+                gap is not None and self.index.recorded_until_ns() > max(gap[1], waiting_from) + MARKER_GRACE_NS
+            )
+
+        self._wait_for(settled, 30)
+        lost = missing()
+        if lost:
+            last, resume = self.index.gap_after(presented_ns) or (0, 0)
+            self._next_epoch_ns = max(self._next_epoch_ns, resume)  # the next epoch starts after the gap
+            raise EpochNotContiguous(
+                f"the device lost {(resume - last) / 1e9:.2f} s of data during the trial, "
+                f"and the {' and '.join(lost)} marker{'s' if len(lost) > 1 else ''} with it"
+            )
 
     def _start_cues(
         self, task: dict[str, Any], challenge: dict[str, Any] | None, cue: Cue | None

@@ -61,6 +61,7 @@ class ChunkIndex:
         self.header_signature = b""
         self.entries: list[IndexedChunk] = []
         self.markers: list[tuple[int, str]] = []  # (device time ns, label), in order
+        self.gaps: list[tuple[int, int]] = []  # declared gaps: (last good sample, resume) device ns
         self._recent: deque[tuple[int, CID, bytes, dict[str, Any]]] = deque()
         self._recent_samples = 0
         self.changed = threading.Condition()
@@ -83,7 +84,10 @@ class ChunkIndex:
             )
             for index, label in chunk.markers:
                 self.markers.append((chunk.t0_ns + round(index / sfreq * 1e9), label))
-            self._recent.append((chunk.seq, chunk.cid, chunk.block, dict(decode_block(chunk.block))))
+            value = dict(decode_block(chunk.block))
+            if value.get("gap"):
+                self.gaps.append((int(value["gap"]["last_ns"]), int(value["gap"]["resume_ns"])))
+            self._recent.append((chunk.seq, chunk.cid, chunk.block, value))
             self._recent_samples += chunk.n_times
             while len(self._recent) > 1 and self._recent_samples / sfreq > max(self.keep_seconds, 1.0):
                 self._recent_samples -= int(self._recent.popleft()[3]["samples"]["shape"][1])
@@ -113,6 +117,11 @@ class ChunkIndex:
                 if entry.t0_ns <= t_ns:
                     return held - round((t_ns - entry.t0_ns) / 1e9 * self.header.sfreq)
             return 0
+
+    def gap_after(self, t_ns: int) -> tuple[int, int] | None:
+        """The first declared gap the recording resumed from after device time ``t_ns``."""
+        with self.changed:
+            return next(((last, resume) for last, resume in self.gaps if resume > t_ns), None)
 
     def marker_count(self) -> int:
         with self.changed:

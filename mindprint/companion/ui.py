@@ -66,6 +66,8 @@ class _State:
     trials: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     shown_at: float | None = None
+    presentation: int = 0  # counts every time a task is put on the page (a task may come back)
+    notice: str | None = None  # why the task on the page is shown again
 
 
 class LabelingPage:
@@ -106,7 +108,10 @@ class LabelingPage:
                 if task is None:
                     break
                 self._set(phase="waiting", task=None)
-                trial = self.run.trial(task, self._await_answer, present=self._present, cue=self._await_cue)
+                self._set(notice=None)
+                trial = self.run.trial(
+                    task, self._await_answer, present=self._present, cue=self._await_cue, on_repeat=self._repeat
+                )
                 verdict = trial.verdict
                 with self._lock:
                     self.state.trials.append(
@@ -144,10 +149,17 @@ class LabelingPage:
             for name, value in values.items():
                 setattr(self.state, name, value)
 
+    def _repeat(self, task: dict[str, Any], reason: str) -> None:
+        self._set(
+            phase="waiting", notice=f"the headset lost data during task {task['id']}: it is shown again ({reason})"
+        )
+
     def _present(self, task: dict[str, Any]) -> None:
         """Put the task on the page; return once the page has drawn it (the stimulus marker follows)."""
         self._shown.clear()
-        self._set(phase="showing", task=task, shown_at=None)
+        with self._lock:
+            presentation = self.state.presentation + 1
+        self._set(phase="showing", task=task, shown_at=None, presentation=presentation)
         if not self._shown.wait(self.answer_timeout) or self._stop.is_set():
             raise MindprintError("the labeling page did not show the task (closed?)")
 
@@ -247,6 +259,8 @@ class LabelingPage:
                     "trials": list(s.trials),
                     "error": s.error,
                     "count": self.count,
+                    "presentation": s.presentation,
+                    "notice": s.notice,
                 }
 
         @app.post("/api/shown")

@@ -5,7 +5,7 @@
 (() => {
   const { api, stacked, renderQuality, COLOURS, width } = window.mindprint;
   const $ = (id) => document.getElementById(id);
-  let shownTask = null, answered = false, options = [], trialsSeen = -1, livePlot = null;
+  let shownTask = null, shownPresentation = 0, answered = false, options = [], trialsSeen = -1, livePlot = null;
   const axis = { spacing: 1, names: [] };  // the live plot's channel rows, read at every redraw
 
   function escapeHtml(text) {
@@ -48,7 +48,7 @@
     });
   }
 
-  function show(task) {
+  function show(task, notice) {
     shownTask = task; answered = false;
     $("task-id").textContent = `#${task.id}`;
     const stimulus = $("stimulus");
@@ -60,7 +60,7 @@
         await api("POST", "/api/shown", { task: task.id });
         scheduleCues(task, painted);
         document.querySelectorAll("#answers button, #answers input").forEach((b) => { b.disabled = false; });
-        $("phase").textContent = "answer with a button or its key";
+        $("phase").textContent = notice ? `${notice}: answer again` : "answer with a button or its key";
       } catch (err) { $("phase").textContent = err.message; }
     }));
     if (task.content.image_cid) {
@@ -105,8 +105,12 @@
       const state = await api("GET", "/api/state");
       $("progress").textContent = `(${state.trials.length} of ${state.count} done)`;
       if (state.trials.length !== trialsSeen) { trialsSeen = state.trials.length; renderTrials(state.trials); loadRewards(); loadHistory(); }
-      if (state.phase === "showing" && state.task && (!shownTask || shownTask.id !== state.task.id)) show(state.task);
-      if (state.phase === "waiting") { $("phase").textContent = "next task in a moment (recording the EEG before it)…"; $("stimulus").textContent = "+"; $("answers").innerHTML = ""; }
+      // a new presentation: the next task, or the same one again after the headset lost data
+      if (state.phase === "showing" && state.task && (!shownTask || state.presentation !== shownPresentation)) {
+        shownPresentation = state.presentation;
+        show(state.task, state.notice);
+      }
+      if (state.phase === "waiting") { $("phase").textContent = state.notice || "next task in a moment (recording the EEG before it)…"; $("stimulus").textContent = "+"; $("answers").innerHTML = ""; }
       if (state.phase === "done") { $("phase").textContent = "all done: thank you."; $("stimulus").textContent = "✓"; $("answers").innerHTML = ""; return; }
       if (state.phase === "failed") { $("phase").textContent = `stopped: ${state.error}`; return; }
     } catch (err) { $("phase").textContent = `companion unreachable: ${err.message}`; }
