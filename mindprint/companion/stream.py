@@ -39,6 +39,9 @@ __all__ = ["ChunkIndex", "ChunkUploader", "IndexedChunk", "upload_recorded"]
 KEEP_SECONDS = 60.0
 
 
+RECENT_GAPS = 32
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedChunk:
     seq: int
@@ -61,7 +64,9 @@ class ChunkIndex:
         self.header_signature = b""
         self.entries: list[IndexedChunk] = []
         self.markers: list[tuple[int, str]] = []  # (device time ns, label), in order
-        self.gaps: list[tuple[int, int]] = []  # declared gaps: (last good sample, resume) device ns
+        # the latest declared gaps: (last good sample, resume), device ns — a trial asks about
+        # the last few seconds only, so a long, flaky session does not make the question dearer
+        self.gaps: deque[tuple[int, int]] = deque(maxlen=RECENT_GAPS)
         self._recent: deque[tuple[int, CID, bytes, dict[str, Any]]] = deque()
         self._recent_samples = 0
         self.changed = threading.Condition()

@@ -107,8 +107,7 @@ class LabelingPage:
                 task = self.client.next_task(self.project)
                 if task is None:
                     break
-                self._set(phase="waiting", task=None)
-                self._set(notice=None)
+                self._set(phase="waiting", task=None, notice=None)
                 trial = self.run.trial(
                     task, self._await_answer, present=self._present, cue=self._await_cue, on_repeat=self._repeat
                 )
