@@ -216,7 +216,10 @@ def test_requester_contributor_researcher_in_a_browser(platform: tuple[str, Any]
         # the operator closes a reward epoch; the contributor claims it from the page
         with httpx.Client(base_url=url, timeout=60) as http:
             closed = http.post("/rewards/epochs", headers={"Authorization": f"Bearer {_token(http, OPERATOR)}"})
-            assert closed.status_code == 201, closed.text
+            assert closed.status_code == 201, (
+                closed.text,
+                [(t["status"], t["scores"], t["reasons"]) for t in page.state.trials],
+            )
         contributor.reload()
         expect(contributor.locator("#claim")).to_be_enabled(timeout=10_000)
         contributor.click("#claim")
