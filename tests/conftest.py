@@ -136,11 +136,11 @@ def postgres_url() -> Iterator[str]:
 
 class Dropout:
     """A board that loses ``seconds`` of data ``after`` seconds after the first marker (the
-    first trial's stimulus): the reads in between are thrown away, as when a Bluetooth link
-    drops. The assembler declares the gap from the timestamps."""
+    first trial's stimulus) — or, ``every``, after each marker: the reads in between are thrown
+    away, as when a Bluetooth link drops. The assembler declares the gap from the timestamps."""
 
-    def __init__(self, source: Any, after: float = 1.2, seconds: float = 1.2) -> None:
-        self.source, self.after, self.seconds = source, after, seconds
+    def __init__(self, source: Any, after: float = 1.2, seconds: float = 1.2, every: bool = False) -> None:
+        self.source, self.after, self.seconds, self.every = source, after, seconds, every
         self.layout, self.finite = source.layout, source.finite
         self.marked: float | None = None
         self.dropped = 0
@@ -156,7 +156,7 @@ class Dropout:
         return block
 
     def insert_marker(self, code: float) -> None:
-        if self.marked is None:
+        if self.marked is None or self.every:
             self.marked = time.monotonic()
         self.source.insert_marker(code)
 

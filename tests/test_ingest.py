@@ -32,6 +32,7 @@ from mindprint.api.server import ServerThread, free_port, start_platform
 from mindprint.companion.client import PlatformClient
 from mindprint.companion.run import LabelingRun
 from mindprint.companion.samples import build_sample
+from mindprint.core.errors import MindprintError
 from mindprint.core.ipld import cid_for_block, cid_text, encode_block, read_car
 from mindprint.device.boards import BoardSpec
 from mindprint.device.bridge import BrainFlowSource, DataChunk
@@ -267,20 +268,9 @@ def test_ten_trials_through_a_60_second_outage(tmp_path: Path) -> None:
         running.close()
 
 
-@pytest.mark.parametrize(
-    ("after", "seconds", "reason"),
-    [
-        (1.2, 1.2, "s are missing before chunk"),  # mid-epoch, after both markers
-        (0.0, 1.5, "marker"),  # from the stimulus on: its marker (and the response's) lost with the data
-    ],
-)
-def test_a_task_whose_eeg_the_device_lost_is_shown_again(
-    tmp_path: Path, after: float, seconds: float, reason: str
-) -> None:
-    """The device loses data during the first trial: the companion does not sign a sample the
-    platform would refuse as not contiguous, nor wait for markers the lost data took with it —
-    the task is shown and answered again after the gap, and the trial says why; the next task
-    is shown once."""
+@pytest.fixture
+def gaps_platform(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A live server with a two-item project, and a contributor with a bound device."""
     settings = _settings(tmp_path, data_dir=tmp_path / "platform")
     running = start_platform(settings, worker_interval=0.5)
     server = ServerThread(running.app, port=free_port()).__enter__()
@@ -290,35 +280,76 @@ def test_a_task_whose_eeg_the_device_lost_is_shown_again(
         client = PlatformClient(server.url, wallet, timeout=10)
         client.sign_in()
         client.bind_device(key)
-        asked: list[int] = []
-
-        def answer(task: dict) -> str:  # type: ignore[type-arg]
-            asked.append(int(task["id"]))
-            time.sleep(0.3)
-            return "yes"
-
-        source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")), after=after, seconds=seconds)
-        heard: list[str] = []
-        with LabelingRun(client, source, key, tmp_path / "session", chain_id=1) as run:
-            trials = []
-            for _ in range(2):
-                task = client.next_task()
-                assert task is not None
-                trials.append(run.trial(task, answer, on_repeat=lambda task, why: heard.append(why)))
-        assert source.dropped > 0
-        first, second = trials
-        assert len(first.repeats) == 1 and reason in first.repeats[0], first.repeats
-        assert heard == list(first.repeats)  # told before the task came back
-        assert asked == [first.task["id"], first.task["id"], second.task["id"]]
-        assert second.repeats == ()
-        for trial in trials:  # signed and verified (the synthetic board is no head: liveness may refuse it)
-            assert trial.verdict["sample_cid"], trial.verdict
-            assert not any("not contiguous" in r for r in trial.verdict["reasons"]), trial.verdict
-        gaps = [chunk["seq"] for _, chunk in iter_chunks(tmp_path / "session") if chunk.get("gap")]
-        assert len(gaps) == 1, gaps  # the loss is declared in the session, once
+        yield client, key
     finally:
         server.__exit__(None, None, None)
         running.close()
+
+
+@pytest.mark.parametrize(
+    ("after", "seconds", "reason"),
+    [
+        (1.2, 1.2, "s are missing before chunk"),  # mid-epoch, after both markers
+        (0.0, 1.5, "marker"),  # from the stimulus on: its marker (and the response's) lost with the data
+    ],
+)
+def test_a_task_whose_eeg_the_device_lost_is_shown_again(  # type: ignore[no-untyped-def]
+    tmp_path: Path, gaps_platform, after: float, seconds: float, reason: str
+) -> None:
+    """The device loses data during the first trial: the companion does not sign a sample the
+    platform would refuse as not contiguous, nor wait for markers the lost data took with it —
+    the task is shown and answered again after the gap, and the trial says why; the next task
+    is shown once."""
+    client, key = gaps_platform
+    asked: list[int] = []
+
+    def answer(task: dict) -> str:  # type: ignore[type-arg]
+        asked.append(int(task["id"]))
+        time.sleep(0.3)
+        return "yes"
+
+    source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")), after=after, seconds=seconds)
+    heard: list[str] = []
+    with LabelingRun(client, source, key, tmp_path / "session", chain_id=1) as run:
+        trials = []
+        for _ in range(2):
+            task = client.next_task()
+            assert task is not None
+            trials.append(run.trial(task, answer, on_repeat=lambda task, why: heard.append(why)))
+    assert source.dropped > 0
+    first, second = trials
+    assert len(first.repeats) == 1 and reason in first.repeats[0], first.repeats
+    assert heard == list(first.repeats)  # told before the task came back
+    assert asked == [first.task["id"], first.task["id"], second.task["id"]]
+    assert second.repeats == ()
+    for trial in trials:  # signed and verified (the synthetic board is no head: liveness may refuse it)
+        assert trial.verdict["sample_cid"], trial.verdict
+        assert not any("not contiguous" in r for r in trial.verdict["reasons"]), trial.verdict
+    gaps = [chunk["seq"] for _, chunk in iter_chunks(tmp_path / "session") if chunk.get("gap")]
+    assert len(gaps) == 1, gaps  # the loss is declared in the session, once
+
+
+def test_a_headset_that_keeps_losing_data_stops_the_run_saying_so(tmp_path: Path, gaps_platform) -> None:  # type: ignore[no-untyped-def]
+    """The device loses data during every presentation: after three the run stops with an error
+    that says what to check, and nothing was signed or submitted for the task."""
+    client, key = gaps_platform
+    asked: list[int] = []
+
+    def answer(task: dict) -> str:  # type: ignore[type-arg]
+        asked.append(int(task["id"]))
+        time.sleep(0.3)
+        return "yes"
+
+    source = Dropout(BrainFlowSource(BoardSpec.create("synthetic")), after=1.2, seconds=1.2, every=True)
+    with LabelingRun(client, source, key, tmp_path / "session", chain_id=1) as run:
+        task = client.next_task()
+        assert task is not None
+        with pytest.raises(MindprintError, match=r"lost data during 3 presentations of task \d+ in a row .*headset"):
+            run.trial(task, answer)
+    assert asked == [task["id"]] * 3
+    assert client.call("GET", "/rewards")["accepted_samples"] == 0
+    lease = client.next_task()  # the lease is still the contributor's: the task can be labelled later
+    assert lease is not None and lease["id"] == task["id"]
 
 
 def _serve(home: Path, port: int, rpc_url: str) -> subprocess.Popen[bytes]:
