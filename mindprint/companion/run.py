@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,8 @@ class LabelingRun:
         repeats: list[str] = []
         while True:
             try:
-                return self._present_once(task, answer, pre=pre, post=post, present=present, cue=cue, repeats=repeats)
+                trial = self._present_once(task, answer, pre=pre, post=post, present=present, cue=cue)
+                return replace(trial, repeats=tuple(repeats))
             except EpochNotContiguous as err:
                 repeats.append(str(err))
                 logger.warning("task %s shown again: %s", task.get("id"), err)
@@ -189,7 +190,6 @@ class LabelingRun:
         post: float,
         present: Callable[[dict[str, Any]], None] | None,
         cue: Cue | None,
-        repeats: list[str],
     ) -> Trial:
         """One presentation of ``task``: markers, cues, the epoch signed and submitted."""
         assert self._acquisition is not None
@@ -249,7 +249,7 @@ class LabelingRun:
         if self.keep is not None and verdict.get("status") == "accepted" and kept:
             header = self.index.header
             self.keep.add(label, kept[0], header.eeg_names, header.sfreq)
-        return Trial(task, label, verdict, stimulus, response, tuple(repeats))
+        return Trial(task, label, verdict, stimulus, response)
 
     def _await_markers(self, seen: int, wanted: dict[str, int], presented_ns: int) -> None:
         """Wait until the index holds ``wanted`` markers (label: count) after position ``seen``.

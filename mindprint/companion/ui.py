@@ -157,8 +157,8 @@ class LabelingPage:
         """Put the task on the page; return once the page has drawn it (the stimulus marker follows)."""
         self._shown.clear()
         with self._lock:
-            presentation = self.state.presentation + 1
-        self._set(phase="showing", task=task, shown_at=None, presentation=presentation)
+            self.state.phase, self.state.task, self.state.shown_at = "showing", task, None
+            self.state.presentation += 1
         if not self._shown.wait(self.answer_timeout) or self._stop.is_set():
             raise MindprintError("the labeling page did not show the task (closed?)")
 

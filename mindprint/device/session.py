@@ -195,6 +195,12 @@ def chunk_samples(block: dict[str, Any]) -> NDArray[np.float32]:
     return np.frombuffer(data, dtype=SAMPLE_DTYPE).reshape(shape)
 
 
+def gap_seconds(gap: dict[str, Any]) -> float:
+    """The seconds a chunk's gap record says are missing (KeyError, TypeError or ValueError
+    if the record is malformed)."""
+    return (int(gap["resume_ns"]) - int(gap["last_ns"])) / 1e9
+
+
 def epoch_gaps(chunks: Sequence[dict[str, Any]]) -> list[str]:
     """Why an epoch cut from ``chunks`` (decoded, consecutive, in order) is not contiguous EEG:
     one reason per chunk after the first that follows a declared gap (the samples on either
@@ -206,7 +212,7 @@ def epoch_gaps(chunks: Sequence[dict[str, Any]]) -> list[str]:
         if gap is None:
             continue
         try:
-            missing = f"{(int(gap['resume_ns']) - int(gap['last_ns'])) / 1e9:.2f} s are"
+            missing = f"{gap_seconds(gap):.2f} s are"
         except (KeyError, TypeError, ValueError):
             missing = "data is"
         reasons.append(f"the sample's EEG is not contiguous: {missing} missing before chunk {chunk.get('seq')}")
@@ -723,7 +729,7 @@ def _check_chain(
         gap = block.get("gap")
         if gap is not None:
             try:
-                missing_s = (int(gap["resume_ns"]) - int(gap["last_ns"])) / 1e9
+                missing_s = gap_seconds(gap)
                 report.gaps.append({"seq": seq, "missing_seconds": missing_s, "reason": str(gap["reason"])})
                 if int(gap["resume_ns"]) != t0 or missing_s <= 0:
                     issue("bad-gap", "gap record does not end at this chunk's first sample")
