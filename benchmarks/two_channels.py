@@ -6,7 +6,7 @@
 cap and finds 60–88 % of real epochs accepted. This asks which pairs: for every real
 recording, held out exactly as there (the model trained without it), every pair of up to 8
 channels (on larger caps 60 random pairs) scores its 4 s epochs; each pair is placed by
-how strongly its two channels correlate (the median ``correlation_z``, |r|√N_eff, over its
+how strongly its two channels covary (the median ``correlation_z``, band by band |r|√N_eff, over its
 epochs' windows — independent channels sit near 1). The table gives the acceptance per
 band of that correlation, the figure every pair. Last line::
 
@@ -76,7 +76,7 @@ def main() -> None:
         print(f"{held.name}: {len(pairs)} pairs × {len(starts)} epochs", flush=True)
 
     names = sorted({r[0] for r in rows}, key=[r[0] for r in rows].index)
-    print("\nreal 2-channel epochs accepted, by how strongly the pair correlates (median |r|√N_eff)")
+    print("\nreal 2-channel epochs accepted, by how strongly the pair covaries (median correlation_z)")
     print(
         "| recording | " + " | ".join(f"{lo:g}–{hi:g}" if np.isfinite(hi) else f"≥ {lo:g}" for lo, hi in BANDS) + " |"
     )
@@ -101,7 +101,7 @@ def main() -> None:
             ax.scatter([r[3] for r in mine], [r[4] for r in mine], s=18, alpha=0.7, label=name)
         ax.axvline(CORRELATED, color="grey", lw=0.8, ls="--")
         ax.set_xscale("log")
-        ax.set_xlabel("the pair's median correlation, |r|√N_eff (independent channels ≈ 1)")
+        ax.set_xlabel("the pair's median correlation_z, band by band |r|√N_eff (independent channels ≈ 1)")
         ax.set_ylabel("real 4 s epochs accepted")
         ax.set_title("Liveness through two channels, by electrode pair (models held out)")
         ax.legend(loc="lower right", fontsize=8)

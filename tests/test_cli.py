@@ -168,9 +168,10 @@ def test_check_previews_liveness_as_the_platform_scores_a_sample(tmp_path: Path)
 
 
 def test_a_two_channel_pair_that_shares_little_activity_gets_a_montage_hint() -> None:
-    """Fp1 with O1 on the Cyton recording correlate no more than independent channels: the
-    contributor is told why liveness would reject their samples and what to change; C3
-    with C4 get no hint."""
+    """Two channels that share nothing (Fp1 now, O1 from 30 s earlier: what a pair of
+    independent electrodes gives) are rejected and the contributor is told why and what to
+    change; Fp1 with O1 of the same moment share beta activity and are accepted (they were
+    rejected by the broadband correlation until the twelfth session), as are C3 with C4."""
     from mindprint.cli import liveness_preview
     from mindprint.device.openbci import read_openbci_gui_csv
     from mindprint.labeling.verification.model import load_default_model
@@ -181,10 +182,11 @@ def test_a_two_channel_pair_that_shares_little_activity_gets_a_montage_hint() ->
     model = load_default_model()
     epoch = cyton[:, 50 * 250 : 54 * 250]
     assert "waiting for 4 s of data (have 2.0 s)" in liveness_preview(model, epoch[:, :500], 250.0)
-    distant = liveness_preview(model, epoch[[0, 6]], 250.0)  # Fp1, O1
-    assert "share little activity" in distant and "would be rejected" in distant
-    near = liveness_preview(model, epoch[[2, 3]], 250.0)  # C3, C4
-    assert "share little activity" not in near and "would be accepted" in near
+    unrelated = liveness_preview(model, np.vstack([epoch[0], cyton[6, 20 * 250 : 24 * 250]]), 250.0)
+    assert "share little activity" in unrelated and "would be rejected" in unrelated
+    for pair in ([0, 6], [2, 3]):  # Fp1 and O1, C3 and C4
+        shown = liveness_preview(model, epoch[pair], 250.0)
+        assert "share little activity" not in shown and "would be accepted" in shown, (pair, shown)
     assert "cannot score" in liveness_preview(model, np.full((2, 1000), np.nan), 250.0)
 
 

@@ -297,6 +297,31 @@ def test_features_are_bounded_and_two_channels_are_handled(model, cyton) -> None
     assert np.all(excess < 0.05) and model.assess(held, 250.0).accepted
 
 
+def test_correlation_is_a_significance_band_by_band() -> None:
+    """``correlation_z``: independent channels score near 1 however slow they are; two
+    channels whose large slow activity is each their own but which share a 15–25 Hz rhythm
+    (a distant pair on one reference) score twice that — the broadband |r|√N_eff of the
+    same windows, ruled by the slow activity, stays at chance."""
+    from mindprint.labeling.verification.liveness import liveness_features
+
+    rng = np.random.default_rng(7)
+    sfreq, n = 250.0, 1000
+    own = filter_offline(np.cumsum(rng.standard_normal((2, n)), axis=1), design_filter(sfreq, 1.0, 45.0))
+    own *= 20e-6 / own.std()  # brown, 20 µV: each channel's own
+    shared = filter_offline(rng.standard_normal((1, n)), design_filter(sfreq, 15.0, 25.0))[0]
+    shared *= 8e-6 / shared.std()
+    alone = liveness_features(own, sfreq, step_seconds=0.5).column("correlation_z")
+    together = liveness_features(own + shared, sfreq, step_seconds=0.5).column("correlation_z")
+    assert np.all(alone < 1.2) and np.all(together > 1.8), (alone, together)
+    broadband = []  # what correlation_z was until 2026-12-05, on the same 2 s windows
+    for start in (62, 187, 312, 437):
+        window = (own + shared)[:, start : start + 500]
+        a, b = window - window.mean(axis=1, keepdims=True)
+        pa, pb = np.abs(np.fft.rfft(a)) ** 2, np.abs(np.fft.rfft(b)) ** 2
+        broadband.append(abs(np.corrcoef(a, b)[0, 1]) * np.sqrt(2 * pa.sum() * pb.sum() / (pa * pb).sum()))
+    assert np.median(broadband) < 1.2 < np.median(together), (broadband, together)
+
+
 def test_time_irreversibility_is_signed(cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
     """Scalp EEG rises faster than it falls on the recordings we carry: the signed
     irreversibility is positive, and played backwards it flips."""

@@ -10,17 +10,21 @@ head and a forgery:
                       signal generators)
 ``entropy``           spectral entropy 1–45 Hz
 ``log_rms``           log10 of the robust amplitude in volts (a head gives µV)
-``correlation_z``     median over channel pairs of |r| in units of its chance spread: |r| ×
-                      √N_eff, N_eff the effective number of independent samples of the pair
-                      (Bartlett: 2 × T × the bandwidth both spectra share, from the window's
-                      periodograms). Volume conduction and a shared reference make scalp
-                      channels covary (|r| √N_eff ≫ 1); independent, shuffled or per-channel
-                      forged channels give chance (≈ 0.67, the median of a half-normal) —
-                      however slow the signal: raw |r| of brown noise over 2 s is ~0.7 by
-                      chance, and raw |r| rewarded montages whose channels share a
-                      reference strongly (the 3-channel BioSemi file was rejected for a
-                      median |r| of 0.4 where the other recordings' pairs give 0.8)
-``correlation_z_spread`` spread of the pairs' |r| √N_eff (neighbours covary more than
+``correlation_z``     median over channel pairs of how far the pair covaries beyond chance,
+                      band by band: in each of 1–4, 4–8, 8–13, 13–30 and 30–45 Hz the
+                      band's |r| × √N_eff, N_eff the band's effective number of independent
+                      samples (Bartlett: 2 × T × the bandwidth both spectra share, from the
+                      window's periodograms), then the root mean square over the bands.
+                      Volume conduction and a shared reference make scalp channels covary
+                      (≫ 1); independent, shuffled or per-channel forged channels give
+                      chance (≈ 1) — however slow the signal
+                      (raw |r| of brown noise over 2 s is ~0.7 by chance). Band by band,
+                      because the broadband r is the strongest band's, and on a distant
+                      pair that band is often each channel's own while the pair shares
+                      another (Cyton's Fp1 or Fp2 against a posterior channel: blinks and
+                      alpha apart, beta shared; broadband 0.6–1.5, like independent
+                      channels, band by band 2–4)
+``correlation_z_spread`` spread of the pairs' z (neighbours covary more than
                       distant pairs); not a number with fewer than 3 channels (one pair has
                       no spread) — the model then leaves it out instead of reading a 0
 ``envelope_cv``       coefficient of variation of the alpha-band amplitude envelope
@@ -104,6 +108,8 @@ __all__ = ["BAND", "FEATURES", "LivenessFeatures", "liveness_features", "reusabl
 EDGE_SECONDS = 0.25  # filter edge effects: windows start and end this far inside the data
 BAND = (1.0, 45.0)  # the band-pass most features read (the edge pipeline's default filter)
 STUCK_RUN = 5
+#: the bands ``correlation_z`` asks of each channel pair (Hz)
+PAIR_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,13 @@ def _neighbourhoods(n_freqs: int, df: float) -> tuple[NDArray[np.int64], NDArray
     offsets = np.r_[np.arange(-half, -1), np.arange(2, half + 1)]
     neighbours = np.clip(usable[:, None] + offsets[None, :], 0, n_freqs - 1)
     return usable, neighbours
+
+
+@lru_cache(maxsize=32)
+def _pair_bands(n_freqs: int, df: float) -> NDArray[np.float64]:
+    """(n_freqs, len(PAIR_BANDS)): which rfft bins each band of ``correlation_z`` sums."""
+    freqs = np.arange(n_freqs, dtype=np.float64) * df
+    return np.column_stack([(freqs >= low) & (freqs < high) for low, high in PAIR_BANDS]).astype(np.float64)
 
 
 def _skew(x: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
@@ -251,17 +264,20 @@ def liveness_features(
     robust = 1.4826 * np.median(np.abs(seg - np.median(seg, axis=2, keepdims=True)), axis=2)  # (w, c)
     log_rms = np.log10(np.maximum(median(robust, axis=1), 1e-30))
     centred = seg - seg.mean(axis=2, keepdims=True)
-    unit = centred / np.maximum(np.linalg.norm(centred, axis=2, keepdims=True), 1e-30)
-    signed = unit @ np.transpose(unit, (0, 2, 1))  # (w, c, c)
     pairs = np.triu_indices(n_ch, 1)
-    # |r| in units of its chance spread: Bartlett's effective sample size of each pair,
-    # 2 × (ΣPx ΣPy / Σ Px·Py) over the periodograms of the very samples r is computed on
-    # (untapered: the Hann spectra above smooth peaks and overstate the shared bandwidth)
-    periodogram = np.abs(np.fft.rfft(centred, axis=2)) ** 2  # (w, c, f)
-    total = periodogram.sum(axis=2)  # (w, c)
-    shared = np.einsum("wcf,wcf->wc", periodogram[:, pairs[0]], periodogram[:, pairs[1]])  # (w, pairs)
-    n_eff = 2 * total[:, pairs[0]] * total[:, pairs[1]] / np.maximum(shared, 1e-300)
-    z_pairs = np.abs(signed[:, pairs[0], pairs[1]]) * np.sqrt(n_eff)  # (w, pairs)
+    # each pair's covariation beyond chance, band by band (PAIR_BANDS): in a band, |r| of the
+    # band's part of both signals times √N_eff (Bartlett: 2 ΣPx ΣPy / Σ Px·Py over the band's
+    # periodogram bins), which comes to |Σ Re(X·Y*)| √(2 / Σ Px·Py); the pair's z is the root
+    # mean square over the bands. Untapered periodograms of the very samples (the Hann spectra
+    # above smooth peaks and overstate the shared bandwidth).
+    spectrum = np.fft.rfft(centred, axis=2)  # (w, c, f)
+    periodogram = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
+    first, second = spectrum[:, pairs[0]], spectrum[:, pairs[1]]
+    masks = _pair_bands(spectrum.shape[2], round(sfreq / window, 9))  # (f, bands)
+    cross = (first.real * second.real + first.imag * second.imag) @ masks  # (w, pairs, bands)
+    shared = (periodogram[:, pairs[0]] * periodogram[:, pairs[1]]) @ masks
+    z_bands = np.abs(cross) * np.sqrt(2 / np.maximum(shared, 1e-300))
+    z_pairs = np.sqrt((z_bands * z_bands).mean(axis=2))  # (w, pairs)
     correlation_z = median(z_pairs, axis=1)
     spread = z_pairs.std(axis=1) if n_ch >= 3 else np.full(n_win, np.nan)
     env = windows_of(alpha_env)
