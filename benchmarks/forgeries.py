@@ -49,6 +49,10 @@ trials 0.6 s apart share slow activity; until 2026-12-04 one cue per sample at i
 times, which hid that) — independent of the data, what any forger whose EEG exists before
 the lease faces. Trials flip signs per sample, and a decision takes K trials from at least
 ``challenge_min_samples`` samples (forged sessions: 36 trials from 12 samples), as on the platform.
+Each forged row also gives the AUC of its sessions' z against the real sessions' through
+the same presentation; the line before the last puts it beside liveness's per-epoch AUC for
+time-reversed EEG (the issue's time-reversed AUC: liveness alone cannot tell reversal on a
+4 s epoch; a reversed recording made before the lease does not answer its cues).
 
 The liveness-stopped classes that forge an epoch (per-channel surrogates, AM noise,
 splices) are also forged through every smaller presentation — each epoch its own random 2,
@@ -278,7 +282,7 @@ def main() -> None:
         return
     challenge_auc = challenge_rows(args.shared, rng)
     stops = {name: forgers[name] for name in presented}
-    combined, honest = combined_rows(args.shared, models, rng, draws=args.draws, epoch_forgers=stops)
+    combined, honest, z_aucs = combined_rows(args.shared, models, rng, draws=args.draws, epoch_forgers=stops)
     # the last line's figures: liveness-stopped classes by liveness, the others by liveness and
     # the challenge together; real acceptance with the challenge where a recording has events
     decided = {name: rates[name] for name in LIVENESS_STOPS if name in rates}
@@ -289,6 +293,11 @@ def main() -> None:
     real_accept = float(np.mean([np.mean(v) for v in per_recording_accept.values()]))
     worst = max(decided, key=decided.__getitem__)
     print(f"liveness alone, every class: worst {max(rates, key=rates.__getitem__)} {max(rates.values()):.3f}")
+    print(
+        "time-reversed EEG, real against reversed / reversed and negated: AUC by liveness alone (per epoch) "
+        f"{aucs['reversed']:.3f} / {aucs['reversed_negated']:.3f}; by the challenge's z (per session, the worst "
+        f"presentation) {min(z_aucs['reversed']):.3f} / {min(z_aucs['reversed_negated']):.3f}"
+    )
     print(
         f"pooled real acceptance with the challenge on the recordings that have events: {real_accept:.3f} "
         f"({', '.join(f'{k} {np.mean(v):.3f}' for k, v in per_recording_accept.items())})"
@@ -376,7 +385,7 @@ def combined_rows(
     *,
     draws: int,
     epoch_forgers: dict[str, Forger],
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], dict[str, list[float]]]:
     """The shipped decision with the challenge on the recordings with events: a sample is
     accepted when its epoch passes liveness and its device's last K cue trials reach the
     platform's z (one cue per sample). Honest sessions: the true stimulus onsets as cues.
@@ -387,7 +396,8 @@ def combined_rows(
     ``epoch_forgers`` (the liveness-stopped classes) forge each sample's epoch instead,
     through fewer than FULL_MONTAGE channels only (from there liveness stops them alone).
     Returns (false accepts per class, the worst presentation's; real acceptance per
-    recording, the presentations' mean)."""
+    recording, the presentations' mean; per class, the AUC of the sessions' z against the
+    real sessions' at each counted presentation)."""
     from mindprint.platform.settings import Settings
 
     min_z = Settings.model_fields["challenge_min_z"].default
@@ -402,11 +412,13 @@ def combined_rows(
         "var_bootstrap": lambda x, sf: Var.fit(x[:, : int(120 * sf)]).simulate(x.shape[1], rng, bootstrap=True),
     }
     rows = [
-        "| recording | channels | class | K | z (median) | challenge passed | liveness passed | accepted |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recording | channels | class | K | z (median) | AUC of z vs real | challenge passed | liveness passed "
+        "| accepted |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     false: dict[str, list[float]] = {}
     honest: dict[str, list[float]] = {}
+    z_aucs: dict[str, list[float]] = {}
     for name, (data, sf, onsets) in event_recordings(shared).items():
         model = models[name]
         edge = 3.5
@@ -432,12 +444,13 @@ def combined_rows(
                 passed3 = float(np.mean(np.asarray(zs3) >= min_z))
                 rows.append(
                     f"| {name} | {n_ch} | real, {MAX_CUES} events per sample (z only, not counted) | {grouped} "
-                    f"| {np.median(zs3):.1f} | {passed3:.1%} | | |"
+                    f"| {np.median(zs3):.1f} | | {passed3:.1%} | | |"
                 )
                 print(rows[-1], flush=True)
             classes: list[tuple[str, Forger | None]] = [("real", None), *((c, None) for c in forgers)]
             if n_ch < FULL_MONTAGE:
                 classes += [(f"{c} (< {FULL_MONTAGE} ch)", f) for c, f in epoch_forgers.items()]
+            real_z: list[float] = []
             for cls, per_epoch in classes:
                 zs, live = [], []
                 shown = trials
@@ -463,14 +476,26 @@ def combined_rows(
                 passed = float(np.mean(np.asarray(zs) >= min_z))
                 alive = float(np.mean(live)) if live else float("nan")
                 rate = passed * alive
+                if cls == "real":
+                    real_z, auc = zs, float("nan")
+                else:
+                    labels = np.r_[np.ones(len(real_z)), np.zeros(len(zs))]
+                    auc = float(roc_auc_score(labels, np.r_[real_z, zs]))
                 if counted:
                     (honest if cls == "real" else false).setdefault(name if cls == "real" else cls, []).append(rate)
+                    if cls != "real":
+                        z_aucs.setdefault(cls, []).append(auc)
                 rows.append(
-                    f"| {name} | {n_ch} | {cls} | {shown} | {np.median(zs):.1f} | {passed:.1%} | {alive:.1%} | {rate:.2%} |"
+                    f"| {name} | {n_ch} | {cls} | {shown} | {np.median(zs):.1f} | {auc:.3f} | {passed:.1%} "
+                    f"| {alive:.1%} | {rate:.2%} |"
                 )
                 print(rows[-1], flush=True)
     print(f"\nliveness and challenge together (K = {k}, z ≥ {min_z:g}, {draws} sessions per row)\n" + "\n".join(rows))
-    return {c: float(np.max(v)) for c, v in false.items()}, {n: float(np.mean(v)) for n, v in honest.items()}
+    return (
+        {c: float(np.max(v)) for c, v in false.items()},
+        {n: float(np.mean(v)) for n, v in honest.items()},
+        z_aucs,
+    )
 
 
 def challenge_rows(shared: Path, rng: np.random.Generator, draws: int = 100) -> float:
