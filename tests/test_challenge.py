@@ -259,10 +259,15 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             # liveness decides on its own: the test head adds the same 40 µV wave to every channel
             # three times per sample, and the pattern rule rejects ~14 % of such Cyton epochs (a
             # rank-one transient in one 0.5 s piece); the challenge's decisions are what counts here.
-            # Both devices replay the same recording from the same place: a trial of the second
-            # that falls where one of the first's accepted samples lies is a replay of it (seen once
-            # in a loaded run: "replay of stored sample 1 (offset 0.00 s, 7 channels, similarity 0.84)")
-            allowed = ("the channels' correlation", "liveness") + (() if responding else ("replay of stored sample",))
+            # Replays, legitimately: both devices replay the same recording from the same place, so a
+            # trial of the second that falls where one of the first's accepted samples lies is a
+            # replay of it ("replay of stored sample 1 (offset 0.00 s, 7 channels, similarity 0.84)",
+            # once in a loaded run); and the test head's response is one deterministic 40 µV wave on
+            # every channel at cues that fall within 0.65 s of the same places in every sample, so two
+            # of the responding device's own samples can match each other ("replay of stored sample 3
+            # (offset 0.00 s, 8 channels, similarity 0.84)", once in a clean clone's run) — a real
+            # head's responses are smaller than its EEG and never identical.
+            allowed = ("the channels' correlation", "liveness", "replay of stored sample")
             for t in trials:
                 if t.verdict["status"] != "accepted" and t.verdict["scores"]["challenge"] != 0.0:
                     assert t.verdict["reasons"][0].startswith(allowed), t.verdict
