@@ -273,7 +273,7 @@ def liveness_features(
     spectrum = np.fft.rfft(centred, axis=2)  # (w, c, f)
     periodogram = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
     first, second = spectrum[:, pairs[0]], spectrum[:, pairs[1]]
-    masks = _pair_bands(spectrum.shape[2], round(sfreq / window, 9))  # (f, bands)
+    masks = _pair_bands(spectrum.shape[2], round(spectra.df, 9))  # (f, bands): the bins of the same window
     cross = (first.real * second.real + first.imag * second.imag) @ masks  # (w, pairs, bands)
     shared = (periodogram[:, pairs[0]] * periodogram[:, pairs[1]]) @ masks
     z_bands = np.abs(cross) * np.sqrt(2 / np.maximum(shared, 1e-300))
