@@ -257,8 +257,9 @@ def test_challenge_response_through_the_companion(tmp_path: Path) -> None:
             assert any("pending: 3 of 21 cue trials from 1 of 8 samples" in r for r in reasons)
             assert any("pending: 21 of 21 cue trials from 7 of 8 samples" in r for r in reasons)
             # liveness decides on its own: the test head adds the same 40 µV wave to every channel
-            # three times per sample, and the pattern rule rejects ~14 % of such Cyton epochs (a
-            # rank-one transient in one 0.5 s piece); the challenge's decisions are what counts here.
+            # three times per sample (a rank-one transient; of 480 such Cyton epochs cut as these
+            # runs cut them, liveness rejected 1, and 40 while the ``pattern`` rule stood, until
+            # 2026-12-05); the challenge's decisions are what counts here.
             # Replays, legitimately: both devices replay the same recording from the same place, so a
             # trial of the second that falls where one of the first's accepted samples lies is a
             # replay of it ("replay of stored sample 1 (offset 0.00 s, 7 channels, similarity 0.84)",

@@ -172,7 +172,8 @@ def build_recordings(shared: Path, *, seed: int = 0, synthetic_seconds: float = 
     generator_path = eeg_dir / "generator" / "test_generator_2.edf"
     biosemi_path = eeg_dir / "biosemi_bdf" / "test_bdf_stim_channel.bdf"
     elekta_path = eeg_dir / "mne_sample" / "sample_eeg_raw.fif.gz"
-    for path in (cyton_path, eeglab_path, generator_path, biosemi_path, elekta_path):
+    emotiv_path = eeg_dir / "emotiv_phyaat" / "phyaat_emotiv_raw.fif.gz"
+    for path in (cyton_path, eeglab_path, generator_path, biosemi_path, elekta_path, emotiv_path):
         if not path.exists():
             raise ConfigurationError(f"corpus file {path} not found")
     rng = np.random.default_rng(seed)
@@ -181,11 +182,13 @@ def build_recordings(shared: Path, *, seed: int = 0, synthetic_seconds: float = 
     generator = mne.io.read_raw_edf(generator_path, preload=True, verbose="error")
     biosemi = mne.io.read_raw_bdf(biosemi_path, preload=True, verbose="error").pick("eeg")
     elekta = mne.io.read_raw_fif(elekta_path, preload=True, verbose="error").pick("eeg")
+    emotiv = mne.io.read_raw_fif(emotiv_path, preload=True, verbose="error").pick("eeg")
     reals = [
         Recording("cyton", cyton, 250.0, 1, "cyton", "real"),
         Recording("eeglab", eeglab.get_data(), float(eeglab.info["sfreq"]), 1, "eeglab", "real"),
         Recording("biosemi", biosemi.get_data(), float(biosemi.info["sfreq"]), 1, "biosemi", "real"),
         Recording("elekta", elekta.get_data(), float(elekta.info["sfreq"]), 1, "elekta", "real"),
+        Recording("emotiv", emotiv.get_data(), float(emotiv.info["sfreq"]), 1, "emotiv", "real"),
     ]
     recordings = [
         *reals,

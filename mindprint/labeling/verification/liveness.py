@@ -46,7 +46,7 @@ head and a forgery:
                       synthetic stream; ADC quantisation alone rarely gives such runs)
 ``low_high``          log ratio of 1–8 Hz to 13–45 Hz power (spectral shape)
 
-Beside the features, one statistic that is a rule, not evidence (the model never sees it):
+Beside the features, two statistics that are rules, not evidence (the model never sees them):
 
 ``stability``         how well every 0.5 s piece of the window reproduces the signed
                       pattern of channel correlations of the rest of the window (mean over
@@ -58,13 +58,22 @@ Beside the features, one statistic that is a rule, not evidence (the model never
                       below the floor of its band of channel counts (3, 4–7, ≥ 8: the 1st
                       percentile of real training epochs,
                       :func:`~mindprint.labeling.verification.model.stability_floors`).
-``pattern``           the same question asked of the pattern's *shape*: the lowest Pearson r,
-                      over channel pairs, between a 0.5 s piece's pair correlations and the
-                      rest of the window's (level-free: a forged piece whose correlations happen to be
-                      positive on average keeps ``stability`` but not the pattern). Not a
-                      number below 3 channels; the decision applies it from 8 channels
-                      (28 pairs and more), where real EEG keeps it reliably — through 4
-                      channels (6 pairs) it rejected 14 % of held-out Cyton epochs.
+
+``copies``            the median channel pair's |r| in its weakest band of ``correlation_z``'s
+                      five: one channel copied onto every channel gives ≥ 0.999 whatever
+                      the noise added below a µV; real EEG ≤ 0.94 in every recording and
+                      presentation we carry (2 s windows every 0.5 s, random channels) — an
+                      Emotiv EPOC's 14 channels share their 1–8 Hz almost whole (r 0.98)
+                      but not their alpha and beta. The decision rejects a window at
+                      ``COPIES_CEILING`` (a fixed 0.98, not learned: two electrodes bridged
+                      by gel record one signal too).
+
+(Until 2026-12-05 a rule ``pattern`` stood in ``copies``'s place: the lowest Pearson r, over
+channel pairs, between a 0.5 s piece's pair correlations and the rest's, from 8 channels.
+It stopped one channel copied onto all (a flat pattern) and no splice of
+``benchmarks/forgeries.py`` that ``stability`` and the score did not; and it rejected 68–72 %
+of an Emotiv EPOC's real epochs through 8 and 14 channels — their 1–8 Hz common to every
+channel leaves the pattern flat too.)
 
 A window is expected with at least 2 channels, in volts. Everything is computed for all
 windows at once (one 4 s epoch: 2 s windows every 0.5 s, ~5 ms of one core for 8 channels at 250 Hz).
@@ -103,11 +112,21 @@ FEATURES = (
     "low_high",
 )
 
-__all__ = ["BAND", "FEATURES", "LivenessFeatures", "liveness_features", "reusable_band", "shares_band"]
+__all__ = [
+    "BAND",
+    "COPIES_CEILING",
+    "FEATURES",
+    "LivenessFeatures",
+    "liveness_features",
+    "reusable_band",
+    "shares_band",
+]
 
 EDGE_SECONDS = 0.25  # filter edge effects: windows start and end this far inside the data
 BAND = (1.0, 45.0)  # the band-pass most features read (the edge pipeline's default filter)
 STUCK_RUN = 5
+#: a window whose median channel pair correlates this strongly in every band carries one signal
+COPIES_CEILING = 0.98
 #: the bands ``correlation_z`` asks of each channel pair (Hz)
 PAIR_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 
@@ -115,12 +134,12 @@ PAIR_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 @dataclass(frozen=True, slots=True)
 class LivenessFeatures:
     """Feature matrix (n_windows, n_features), window start samples and each window's
-    ``stability`` and ``pattern``."""
+    ``stability`` and ``copies``."""
 
     values: NDArray[np.float64]
     starts: NDArray[np.int64]
     stability: NDArray[np.float64]
-    pattern: NDArray[np.float64]
+    copies: NDArray[np.float64]
     names: tuple[str, ...] = FEATURES
 
     def column(self, name: str) -> NDArray[np.float64]:
@@ -276,6 +295,9 @@ def liveness_features(
     masks = _pair_bands(spectrum.shape[2], round(spectra.df, 9))  # (f, bands): the bins of the same window
     cross = (first.real * second.real + first.imag * second.imag) @ masks  # (w, pairs, bands)
     shared = (periodogram[:, pairs[0]] * periodogram[:, pairs[1]]) @ masks
+    in_band = periodogram @ masks  # (w, c, bands): each channel's power in each band
+    band_r = np.abs(cross) / np.sqrt(np.maximum(in_band[:, pairs[0]] * in_band[:, pairs[1]], 1e-300))
+    copies = median(band_r.min(axis=2), axis=1)  # the median pair's weakest band
     z_bands = np.abs(cross) * np.sqrt(2 / np.maximum(shared, 1e-300))
     z_pairs = np.sqrt((z_bands * z_bands).mean(axis=2))  # (w, pairs)
     correlation_z = median(z_pairs, axis=1)
@@ -316,19 +338,17 @@ def liveness_features(
             np.log10(low / high),
         ]
     )
-    return LivenessFeatures(values.astype(np.float64), starts, *_stability(pieces, pairs))
+    return LivenessFeatures(values.astype(np.float64), starts, _stability(pieces, pairs), np.asarray(copies))
 
 
-def _stability(
-    pieces: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArray[np.intp]]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def _stability(pieces: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArray[np.intp]]) -> NDArray[np.float64]:
     """Per window: the lowest agreement of a piece's channel correlations with those of the
-    rest of the window, and the lowest pattern r (see ``stability`` and ``pattern`` above).
-    ``pieces`` (w, c, p, n). The piece is left out of its reference: a forged piece inside
-    the window it is compared with shares its own chance pattern with it (a splice's forged
-    second passed at stability 0.3 and pattern r 0.4–0.5 against its window)."""
+    rest of the window (see ``stability`` above). ``pieces`` (w, c, p, n). The piece is left
+    out of its reference: a forged piece inside the window it is compared with shares its own
+    chance pattern with it (a splice's forged second passed at stability 0.3 against its
+    window)."""
     if pieces.shape[1] < 3:
-        return np.full(pieces.shape[0], np.nan), np.full(pieces.shape[0], np.nan)
+        return np.full(pieces.shape[0], np.nan)
     centred = np.transpose(pieces - pieces.mean(axis=3, keepdims=True), (0, 2, 1, 3))  # (w, p, c, n)
     cov = centred @ np.transpose(centred, (0, 1, 3, 2))  # (w, p, c, c), each piece's
     rest = cov.sum(axis=1, keepdims=True) - cov  # the window without the piece
@@ -338,8 +358,4 @@ def _stability(
     r = cov[:, :, i, j] / (spread[:, :, i] * spread[:, :, j])  # (w, p, pairs)
     reference = rest[:, :, i, j] / (rest_spread[:, :, i] * rest_spread[:, :, j])
     agreement = (r * np.sign(reference)).mean(axis=2) / np.maximum(np.abs(reference).mean(axis=2), 1e-9)
-    piece_dev = r - r.mean(axis=2, keepdims=True)
-    reference_dev = reference - reference.mean(axis=2, keepdims=True)
-    norms = np.linalg.norm(piece_dev, axis=2) * np.linalg.norm(reference_dev, axis=2)
-    shape = (piece_dev * reference_dev).sum(axis=2) / np.maximum(norms, 1e-12)
-    return np.asarray(agreement.min(axis=1)), np.asarray(shape.min(axis=1))
+    return np.asarray(agreement.min(axis=1))

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from mindprint.core.errors import ConfigurationError, SignalError
 from mindprint.labeling.verification.corpus import Recording
-from mindprint.labeling.verification.liveness import EDGE_SECONDS, FEATURES, liveness_features
+from mindprint.labeling.verification.liveness import COPIES_CEILING, EDGE_SECONDS, FEATURES, liveness_features
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ WINDOW_SECONDS = 2.0  # each scored window's length (liveness_features' default)
 # the share of real training epochs whose weakest window falls below the stability floor
 STABILITY_PERCENTILE = 1.0
 STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
-PATTERN_FROM = 8  # channel count from which the ``pattern`` floor applies (see liveness.py)
 EXCESS_CAP = 5.0  # the "outside the human range" term, in range widths summed over features
 
 __all__ = [
@@ -96,16 +95,10 @@ class LivenessModel:
     # lowest channel count of a band (as text: JSON keys) -> the lowest ``stability`` a window
     # of real EEG in that band showed in training (see :func:`stability_floors`)
     stability_low: dict[str, float] = field(default_factory=dict)
-    # the same for ``pattern``, one band: PATTERN_FROM channels and more
-    pattern_low: dict[str, float] = field(default_factory=dict)
 
     def stability_floor(self, n_channels: int) -> float | None:
         """The floor for ``n_channels``: that of the band it falls in (None below 3 channels)."""
         return _band_floor(self.stability_low, n_channels)
-
-    def pattern_floor(self, n_channels: int) -> float | None:
-        """The ``pattern`` floor for ``n_channels`` (None below PATTERN_FROM channels)."""
-        return _band_floor(self.pattern_low, n_channels)
 
     def _params(self) -> _Params:
         return _Params(
@@ -134,17 +127,20 @@ class LivenessModel:
             rejections.append(
                 f"liveness {score:.2f}{_where(weakest, len(values))} below the threshold {self.threshold:.2f}"
             )
-        for rule, column, floor in (
-            ("stability", features.stability, self.stability_floor(data.shape[0])),  # None below 3 channels
-            ("pattern r", features.pattern, self.pattern_floor(data.shape[0])),  # None below PATTERN_FROM
-        ):
-            unstable = int(np.nanargmin(column)) if floor is not None else 0
-            if floor is not None and column[unstable] < floor:
-                rejections.append(
-                    f"the channels' correlation pattern changes within a window{_where(unstable, len(values))} "
-                    f"({rule} {column[unstable]:.2f}, real EEG ≥ {floor:.2f}): spliced or forged piecewise"
-                )
-                break  # one reason for one finding
+        floor = self.stability_floor(data.shape[0])  # None below 3 channels
+        unstable = int(np.nanargmin(features.stability)) if floor is not None else 0
+        alike = int(np.argmax(features.copies))
+        if features.copies[alike] >= COPIES_CEILING:
+            rejections.append(
+                f"the channels carry one signal{_where(alike, len(values))}: the median channel pair "
+                f"correlates at |r| {features.copies[alike]:.3f} in every band (real EEG < {COPIES_CEILING:g}): "
+                "copies of one channel, or electrodes bridged"
+            )
+        elif floor is not None and features.stability[unstable] < floor:
+            rejections.append(
+                f"the channels' correlation pattern changes within a window{_where(unstable, len(values))} "
+                f"(stability {features.stability[unstable]:.2f}, real EEG ≥ {floor:.2f}): spliced or forged piecewise"
+            )
         accepted = not rejections
         reasons = list(rejections)
         row = values[weakest]
@@ -203,8 +199,7 @@ class WindowSet:
     epochs: NDArray[np.int64]  # epoch id, unique over the set
     names: NDArray[np.str_]  # recording name
     channels: NDArray[np.int64]  # channels presented
-    stability: NDArray[np.float64]  # rules beside the model (see liveness.py)
-    pattern: NDArray[np.float64]
+    stability: NDArray[np.float64]  # the rule beside the model (see liveness.py)
 
     def subset(self, keep: NDArray[np.bool_]) -> WindowSet:
         return WindowSet(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
@@ -255,7 +250,6 @@ def featurise(
                 n = len(features.values)
                 rows.append(features.values)
                 columns["stability"] += features.stability.tolist()
-                columns["pattern"] += features.pattern.tolist()
                 for name, value in (
                     ("labels", recording.label),
                     ("groups", recording.group),
@@ -279,7 +273,6 @@ def featurise(
         names=np.asarray(columns["names"]),
         channels=np.asarray(columns["channels"], dtype=np.int64),
         stability=np.asarray(columns["stability"], dtype=np.float64),
-        pattern=np.asarray(columns["pattern"], dtype=np.float64),
     )
 
 
@@ -374,19 +367,15 @@ def _real_acceptance(threshold: float, scores: NDArray[np.float64], names: NDArr
 
 
 def stability_floors(
-    windows: WindowSet,
-    percentile: float = STABILITY_PERCENTILE,
-    *,
-    column: str = "stability",
-    bands: tuple[int, ...] = STABILITY_BANDS,
+    windows: WindowSet, percentile: float = STABILITY_PERCENTILE, *, bands: tuple[int, ...] = STABILITY_BANDS
 ) -> dict[str, float]:
-    """Per band of channel counts (``bands``; for ``stability`` 3, 4–7, 8 and more): the
-    ``percentile`` of the real epochs' weakest window ``column`` (``stability`` or
-    ``pattern``) — below it, a window's correlation pattern is not one a head keeps. Bands,
+    """Per band of channel counts (``bands``: 3, 4–7, 8 and more): the ``percentile`` of the
+    real epochs' weakest window ``stability`` — below it, a window's correlation pattern is
+    not one a head keeps. Bands,
     not single counts: a count above 8 is one recording's in training, and one recording's
     floor rejected another's (Elekta 60 channels held out: 3 of 8 epochs below EEGLAB's
     32-channel floor)."""
-    values = getattr(windows, column)
+    values = windows.stability
     real = (windows.labels == 1) & np.isfinite(values) & (windows.channels >= min(bands))
     first, weakest = epoch_scores(windows.subset(real), values[real])
     band = np.array([max(b for b in bands if b <= k) for k in windows.channels[real][first]])
@@ -415,7 +404,6 @@ def train_liveness(windows: WindowSet, *, c: float = 0.3, max_fpr: float = 0.01)
         human_low=params.low.tolist(),
         human_high=params.high.tolist(),
         stability_low=stability_floors(windows),
-        pattern_low=stability_floors(windows, column="pattern", bands=(PATTERN_FROM,)),
         training={
             "epochs": int(len(first)),
             "windows": int(len(windows.labels)),
