@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/forgeries.py [--shared tests/data/eeg] [--epochs-per-class 40] [--draws 200]
 
-**Liveness, leave-one-recording-out** over the four real recordings the repository carries
-(Cyton 8 ch 250 Hz, EEGLAB 32 ch 128 Hz, BioSemi 3 ch 500 Hz, Elekta 60 ch 600.615 Hz):
+**Liveness, leave-one-recording-out** over the five real recordings the repository carries
+(Cyton 8 ch 250 Hz, EEGLAB 32 ch 128 Hz, BioSemi 3 ch 500 Hz, Elekta 60 ch 600.615 Hz,
+Emotiv EPOC 14 ch 128 Hz since 2026-12-05):
 for each held-out recording a liveness model is trained exactly as the shipped one
 (``train_liveness`` on ``featurise``: 4 s epochs of the real recordings in 2, 4, 8 and all
 channels, their per-channel surrogates and channel shuffles, the signal generator,

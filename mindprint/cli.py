@@ -405,7 +405,7 @@ def _check_table(status: Any, names: list[str], line_freq: float | None, seconds
 
 
 # a 2-channel device whose channels covary less than this (the median ``correlation_z``;
-# independent channels sit near 1) has 50–75 % of its real epochs accepted by liveness, ≥ 2
+# independent channels sit near 1) has 40–75 % of its real epochs accepted by liveness, ≥ 2
 # about 99 % (benchmarks/two_channels.py, models held out; docs/figures/two_channel_pairs.png)
 WEAK_PAIR_Z = 2.0
 
@@ -435,7 +435,7 @@ def liveness_preview(model: Any, data: np.ndarray, sfreq: float) -> str:
         if z < WEAK_PAIR_Z:
             line += (
                 f"\n[yellow]your two channels share little activity[/] (correlation z {z:.1f}; independent channels "
-                "≈ 1): liveness accepts 50–75 % of such pairs' samples against ~99 % for pairs above 2 — place "
+                "≈ 1): liveness accepts 40–75 % of such pairs' samples against ~99 % for pairs above 2 — place "
                 "both electrodes over one region, on the same reference"
             )
     return line

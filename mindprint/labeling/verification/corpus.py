@@ -1,7 +1,8 @@
 """The labelled evaluation corpus: real EEG windows and every kind of forgery.
 
 Positives are the real recordings in ``shared/data/eeg`` (OpenBCI Cyton, EEGLAB
-attention cap, BioSemi, the MNE sample subject's 60-channel Elekta cap). Negatives:
+attention cap, BioSemi, the MNE sample subject's 60-channel Elekta cap, an Emotiv EPOC's
+14 channels from the PhyAAt dataset as ``spkit`` ships it). Negatives:
 BrainFlow's synthetic board (recorded live), the signal generator EDF, pink and brown
 noise with an alpha sine, and two forgeries of every real recording that break what a
 head gives — phase-randomised surrogates (each channel's spectrum kept, phases drawn at

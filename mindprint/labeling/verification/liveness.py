@@ -33,8 +33,9 @@ head and a forgery:
                       *signed* skewness of the 10 ms and 20 ms increments (median over
                       channels): a linear Gaussian process — a phase-randomised
                       surrogate, a VAR model — has none, and EEG played backwards has
-                      it with the opposite sign (on the four real recordings we carry the
-                      median is positive: scalp EEG rises faster than it falls). On one
+                      it with the opposite sign (on the four real recordings carried until
+                      2026-12-05 the median is positive: scalp EEG rises faster than it
+                      falls). On one
                       4 s epoch the sign is noisy (real against reversed: AUC 0.84 over
                       the recordings), and negating the reversed signal restores it, so
                       it is evidence, not a rule
