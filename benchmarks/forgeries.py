@@ -14,8 +14,8 @@ derived from it are scored with ``LivenessModel.assess`` — what ``submissions.
 calls: 2 s windows every 0.5 s, the weakest decides. Real acceptance per presentation:
 every epoch through its own random k channels (a k-channel device anywhere on the cap;
 until 2026-12-04 one random subset served every epoch, so one unlucky pair decided the
-row), epochs 4 s apart or closer in a short recording (at least 8: the 10 s BioSemi file
-gave 2).
+row), epochs 4 s apart or closer in a short recording (at least 24 where 0.5 s spacing allows:
+13 in the 10 s BioSemi file, which 4 s spacing would give 2; 8 until 2026-12-05).
 
 Forgery classes (each built from a 4 s epoch of the held-out recording, all channels):
 
@@ -110,7 +110,9 @@ LIVENESS_STOPS = (
 # the same forgeries pass liveness alone too often, and the threat model leaves them to
 # liveness and the challenge together (measured on the recordings with events)
 FULL_MONTAGE = 8
-MIN_EPOCHS = 8  # per recording and presentation: overlapping epochs in a short recording
+# per recording and presentation: overlapping epochs in a short recording (8 until 2026-12-05:
+# the rows of the 16–24 s recordings moved by 12.5 % per epoch)
+MIN_EPOCHS = 24
 Forger = Callable[[NDArray[np.float64], float, np.random.Generator], NDArray[np.float64]]
 
 
@@ -158,7 +160,8 @@ def montage(n_channels: int, k: int, rng: np.random.Generator) -> NDArray[np.int
 
 def epochs_of(x: NDArray[np.float64], sfreq: float, limit: int, rng: np.random.Generator) -> list[NDArray[np.float64]]:
     """Up to ``limit`` 4 s epochs of ``x``: 4 s apart, or closer (down to 0.5 s) in a short
-    recording, so that it gives at least MIN_EPOCHS (the 10 s BioSemi file: 2 → 8)."""
+    recording, so that it gives at least MIN_EPOCHS where it can (the 10 s BioSemi file: 2 →
+    13, every 0.5 s; Elekta's 24 s and Emotiv's 16 s: 24)."""
     width = int(EPOCH_SECONDS * sfreq)
     room = x.shape[1] - width
     if room < 0:
