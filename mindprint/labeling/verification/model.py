@@ -371,10 +371,9 @@ def stability_floors(
 ) -> dict[str, float]:
     """Per band of channel counts (``bands``: 3, 4–7, 8 and more): the ``percentile`` of the
     real epochs' weakest window ``stability`` — below it, a window's correlation pattern is
-    not one a head keeps. Bands,
-    not single counts: a count above 8 is one recording's in training, and one recording's
-    floor rejected another's (Elekta 60 channels held out: 3 of 8 epochs below EEGLAB's
-    32-channel floor)."""
+    not one a head keeps. Bands, not single counts: a count above 8 is one recording's in
+    training, and one recording's floor rejected another's (Elekta 60 channels held out: 3
+    of 8 epochs below EEGLAB's 32-channel floor)."""
     values = windows.stability
     real = (windows.labels == 1) & np.isfinite(values) & (windows.channels >= min(bands))
     first, weakest = epoch_scores(windows.subset(real), values[real])
