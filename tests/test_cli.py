@@ -188,6 +188,10 @@ def test_a_two_channel_pair_that_shares_little_activity_gets_a_montage_hint() ->
         shown = liveness_preview(model, epoch[pair], 250.0)
         assert "share little activity" not in shown and "would be accepted" in shown, (pair, shown)
     assert "cannot score" in liveness_preview(model, np.full((2, 1000), np.nan), 250.0)
+    # two electrodes bridged by gel (or one channel copied): one signal, and the contributor is told
+    bridged = np.vstack([epoch[2], epoch[2] + np.random.default_rng(0).normal(0, 1e-7, 1000)])
+    shown = liveness_preview(model, bridged, 250.0)
+    assert "would be rejected" in shown and "carry one signal" in shown and "bridged" in shown, shown
 
 
 def test_check_rejects_a_bad_line_frequency() -> None:
