@@ -75,7 +75,7 @@ def main() -> None:
         x, sf = recording.data, recording.sfreq
         half = x.shape[1] // 2
         index.add(owner, x[:, :half], sf)
-        width = int(2 * sf)
+        width = int(np.ceil(2 * sf))  # 2 s at least: Elekta runs at 600.615 Hz
         for start in range(int(sf), half - width - int(sf), int(sf)):
             window = x[:, start : start + width]
             noise = filter_offline(window, design_filter(sf, 1.0, 45.0)).std(axis=1, keepdims=True)
