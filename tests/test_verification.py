@@ -8,10 +8,12 @@ import mne
 import numpy as np
 import pytest
 
+from mindprint.core.errors import ConfigurationError
 from mindprint.device.openbci import read_openbci_gui_csv
 from mindprint.device.session import verify_session
 from mindprint.labeling.verification.corpus import channel_shuffle, coloured_noise, phase_surrogate, synthetic_board
 from mindprint.labeling.verification.model import (
+    LivenessModel,
     choose_threshold,
     epoch_scores,
     featurise,
@@ -215,6 +217,21 @@ def test_a_consumer_headset_the_rules_were_not_tuned_on_is_accepted(model) -> No
         verdicts = [model.assess(data[picks, s : s + 512], sfreq) for s in range(0, data.shape[1] - 512 + 1, 256)]
         assert len(verdicts) == 7
         assert sum(v.accepted for v in verdicts) >= 6, [v.reasons for v in verdicts]
+
+
+def test_a_model_trained_before_the_pattern_rule_went_still_loads(tmp_path: Path, model) -> None:  # type: ignore[no-untyped-def]
+    """A model file from before 2026-12-05 carries the retired ``pattern`` floors: it loads
+    and scores as the same model without them; a file that is not a model says so."""
+    import json
+    from dataclasses import asdict
+
+    old = tmp_path / "old_model.json"
+    old.write_text(json.dumps({**asdict(model), "pattern_low": {"8": 0.3}}))
+    assert LivenessModel.load(old) == model
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    with pytest.raises(ConfigurationError, match="cannot load liveness model"):
+        LivenessModel.load(broken)
 
 
 def test_one_channel_copied_onto_every_channel_is_rejected(model, cyton, eeglab) -> None:  # type: ignore[no-untyped-def]

@@ -161,7 +161,10 @@ class LivenessModel:
     @classmethod
     def load(cls, path: Path) -> LivenessModel:
         try:
-            model = cls(**json.loads(Path(path).read_text()))
+            fields = json.loads(Path(path).read_text())
+            if isinstance(fields, dict):  # a model trained before the ``pattern`` rule was retired (2026-12-05)
+                fields.pop("pattern_low", None)
+            model = cls(**fields)
         except (OSError, ValueError, TypeError) as err:
             raise ConfigurationError(f"cannot load liveness model {path}: {err}") from err
         if model.features != list(FEATURES) or len(model.coef) != len(FEATURES) + 1:
