@@ -35,10 +35,9 @@ head and a forgery:
                       surrogate, a VAR model — has none, and EEG played backwards has
                       it with the opposite sign (on the four real recordings carried until
                       2026-12-05 the median is positive: scalp EEG rises faster than it
-                      falls). On one
-                      4 s epoch the sign is noisy (real against reversed: AUC 0.84 over
-                      the recordings), and negating the reversed signal restores it, so
-                      it is evidence, not a rule
+                      falls). On one 4 s epoch the sign is noisy (real against reversed:
+                      AUC 0.84 over the recordings), and negating the reversed signal
+                      restores it, so it is evidence, not a rule
 ``kurtosis``          excess kurtosis of the band-passed signal
 ``envelope_kurtosis`` kurtosis of the 1–45 Hz amplitude envelope (bursts, transients)
 ``power_cv``          spread of the power over 0.5 s pieces of the window (EEG is not
@@ -296,10 +295,11 @@ def liveness_features(
     masks = _pair_bands(spectrum.shape[2], round(spectra.df, 9))  # (f, bands): the bins of the same window
     cross = (first.real * second.real + first.imag * second.imag) @ masks  # (w, pairs, bands)
     shared = (periodogram[:, pairs[0]] * periodogram[:, pairs[1]]) @ masks
+    covary = np.abs(cross)
     in_band = periodogram @ masks  # (w, c, bands): each channel's power in each band
-    band_r = np.abs(cross) / np.sqrt(np.maximum(in_band[:, pairs[0]] * in_band[:, pairs[1]], 1e-300))
+    band_r = covary / np.sqrt(np.maximum(in_band[:, pairs[0]] * in_band[:, pairs[1]], 1e-300))
     copies = median(band_r.min(axis=2), axis=1)  # the median pair's weakest band
-    z_bands = np.abs(cross) * np.sqrt(2 / np.maximum(shared, 1e-300))
+    z_bands = covary * np.sqrt(2 / np.maximum(shared, 1e-300))
     z_pairs = np.sqrt((z_bands * z_bands).mean(axis=2))  # (w, pairs)
     correlation_z = median(z_pairs, axis=1)
     spread = z_pairs.std(axis=1) if n_ch >= 3 else np.full(n_win, np.nan)

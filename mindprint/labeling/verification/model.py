@@ -369,18 +369,16 @@ def _real_acceptance(threshold: float, scores: NDArray[np.float64], names: NDArr
     return float(np.mean([np.mean(scores[names == name] >= threshold) for name in np.unique(names)]))
 
 
-def stability_floors(
-    windows: WindowSet, percentile: float = STABILITY_PERCENTILE, *, bands: tuple[int, ...] = STABILITY_BANDS
-) -> dict[str, float]:
-    """Per band of channel counts (``bands``: 3, 4–7, 8 and more): the ``percentile`` of the
+def stability_floors(windows: WindowSet, percentile: float = STABILITY_PERCENTILE) -> dict[str, float]:
+    """Per band of channel counts (``STABILITY_BANDS``: 3, 4–7, 8 and more): the ``percentile`` of the
     real epochs' weakest window ``stability`` — below it, a window's correlation pattern is
     not one a head keeps. Bands, not single counts: a count above 8 is one recording's in
     training, and one recording's floor rejected another's (Elekta 60 channels held out: 3
     of 8 epochs below EEGLAB's 32-channel floor)."""
     values = windows.stability
-    real = (windows.labels == 1) & np.isfinite(values) & (windows.channels >= min(bands))
+    real = (windows.labels == 1) & np.isfinite(values) & (windows.channels >= min(STABILITY_BANDS))
     first, weakest = epoch_scores(windows.subset(real), values[real])
-    band = np.array([max(b for b in bands if b <= k) for k in windows.channels[real][first]])
+    band = np.array([max(b for b in STABILITY_BANDS if b <= k) for k in windows.channels[real][first]])
     return {str(b): float(np.percentile(weakest[band == b], percentile)) for b in np.unique(band)}
 
 
