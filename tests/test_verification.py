@@ -21,7 +21,7 @@ from mindprint.labeling.verification.model import (
     out_of_fold_scores,
 )
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
-from mindprint.labeling.verification.uniqueness import FingerprintIndex
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, ReplayRule
 from mindprint.signal.filters import design_filter, filter_offline
 
 from .conftest import CYTON_CSV, EEGLAB_SET, EMOTIV_FIF, GENERATOR_EDF, make_chunks, require, write_session
@@ -124,6 +124,34 @@ def test_replays_are_caught_and_distinct_windows_are_not(cyton, eeglab) -> None:
     for start in starts:  # the unindexed half of the recording: distinct windows
         false += index.query(cyton[:, start : start + 500], 250.0) is not None
     assert false <= 1, f"{false} false matches among {len(starts)} distinct windows"
+
+
+def test_a_headset_whose_channels_are_one_signal_is_not_taken_for_a_replay(cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
+    """Emotiv EPOC windows whose 14 channels carry one 1–20 Hz signal resembled one stored
+    Cyton or EEGLAB fingerprint by chance on 11–14 channels at once: counted channel by
+    channel, a replay (8 of 48 such windows in ``benchmarks/verification.py``). The stored
+    fingerprints they matched are one signal; a replay's are not, or match closely. Replays
+    of the same headset's data are still caught."""
+    raw = mne.io.read_raw_fif(require(EMOTIV_FIF), preload=True, verbose="error")
+    emotiv, sfreq = raw.get_data(), float(raw.info["sfreq"])
+    width = int(np.ceil(2 * sfreq))
+    data, eeglab_sfreq = eeglab
+    counted_per_channel = FingerprintIndex(ReplayRule(min_sources=0.0, close=1.0))
+    index = FingerprintIndex()
+    for idx in (counted_per_channel, index):
+        idx.add(1, cyton[:, : 45 * 250], 250.0)
+        idx.add(2, data[:, : int(120 * eeglab_sfreq)], eeglab_sfreq)
+        idx.add(3, emotiv[:, : emotiv.shape[1] // 2], sfreq)
+    starts = [int(t * sfreq) for t in np.arange(8.25, 10.25, 0.125)]
+    windows = [emotiv[:, s : s + width] for s in starts]
+    assert sum(counted_per_channel.query(w, sfreq) is not None for w in windows) >= 3  # the case is real
+    assert [index.query(w, sfreq) for w in windows] == [None] * len(windows)
+    rng = np.random.default_rng(5)
+    for start in (64, 320, 576):
+        window = emotiv[:, start : start + width]
+        for replay in (window, window * 2.0, window + rng.normal(0, 0.3 * _band_rms(window, sfreq), window.shape)):
+            match = index.query(replay, sfreq)
+            assert match is not None and match.owner == 3
 
 
 def test_attention_scores() -> None:

@@ -20,7 +20,16 @@ A replay is declared when at least ``min_channels`` query channels, and at least
 ``min_fraction`` of them, match (similarity ≥ ``threshold``) the *same* stored
 recording at the *same* time offset and direction:
 one channel resembling something by chance is common among millions of EEG segments;
-several channels agreeing on where they came from is not.
+several channels agreeing on where they came from is not — unless they are all one signal.
+Where a headset's channels share their 1–20 Hz (Emotiv EPOC, some Elekta and Cyton
+stretches), one chance resemblance to one stored fingerprint shows on every query channel
+at once. So the stored fingerprints the query channels matched must also be more than one
+signal — their participation ratio (the effective number of distinct fingerprints,
+(Σλ)² / Σλ² of their Gram matrix) at least ``min_sources`` — unless the match is close
+(mean similarity ≥ ``close``), as a replay of one-signal data is. Measured on
+``benchmarks/verification.py``'s corpus: every false match among distinct windows had
+matched fingerprints of ratio ≤ 1.03 at similarity ≤ 0.93; every replay (exact, rescaled,
+noisy, shifted, reversed, permuted) ≥ 1.33.
 """
 
 from __future__ import annotations
@@ -124,6 +133,13 @@ def _segments(
     norms = np.linalg.norm(centred, axis=2, keepdims=True)
     vectors = (centred / np.maximum(norms, 1e-30)).reshape(-1, SEGMENT).astype(np.float32)
     return np.ascontiguousarray(vectors), starts
+
+
+def _sources(vectors: NDArray[np.float32]) -> float:
+    """How many distinct signals unit ``vectors`` are: the participation ratio of their Gram
+    matrix, (Σλ)² / Σλ² = n² / ‖G‖²_F (1 for copies of one vector, n for orthogonal ones)."""
+    gram = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+    return float(np.trace(gram) ** 2 / max(float(np.sum(gram * gram)), 1e-30))
 
 
 def _hash_planes() -> NDArray[np.float32]:
@@ -252,12 +268,16 @@ class ReplayMatch:
 class ReplayRule:
     """When fingerprints make a replay: ``threshold`` cosine similarity per channel, at least
     ``min_channels`` and ``min_fraction`` of the query's channels agreeing on one stored
-    sample, offset and direction; ``hop`` grid samples between stored fingerprints."""
+    sample, offset and direction, on stored fingerprints that are at least ``min_sources``
+    distinct signals or at a mean similarity of ``close``; ``hop`` grid samples between
+    stored fingerprints."""
 
     hop: int = 4
     threshold: float = 0.8
     min_channels: int = 2
     min_fraction: float = 0.5
+    min_sources: float = 1.2
+    close: float = 0.97
 
     def match_sample(
         self, queries: QuerySet, owner: int, vectors: NDArray[np.float32], positions: NDArray[np.int64]
@@ -266,9 +286,12 @@ class ReplayRule:
         query and a stored fingerprint at or above the threshold votes (one matrix product)."""
         if not len(vectors) or not len(queries.vectors):
             return None
-        sims = queries.vectors @ np.asarray(vectors, np.float32).T
+        stored = np.asarray(vectors, np.float32)
+        sims = queries.vectors @ stored.T
         rows, cols = np.nonzero(sims >= self.threshold)
-        return self.vote(queries, rows, np.full(len(rows), owner), np.asarray(positions)[cols], sims[rows, cols])
+        return self.vote(
+            queries, rows, np.full(len(rows), owner), np.asarray(positions)[cols], sims[rows, cols], stored[cols]
+        )
 
     def vote(
         self,
@@ -277,9 +300,11 @@ class ReplayRule:
         owners: NDArray[np.int64],
         positions: NDArray[np.int64],
         sims: NDArray[np.float32],
+        stored: NDArray[np.float32],
     ) -> ReplayMatch | None:
-        """Matching pairs (query row, stored owner and position, similarity) → the replay they
-        agree on: a channel counts for one (owner, offset, direction) at its best similarity."""
+        """Matching pairs (query row, stored owner, position and fingerprint, similarity) → the
+        replay they agree on: a channel counts for one (owner, offset, direction) at its best
+        similarity, and the fingerprints so matched must be more than one signal (see the module)."""
         if not len(rows):
             return None
         n_ch = queries.n_channels
@@ -298,6 +323,7 @@ class ReplayRule:
         pair = group[order] * n_ch + queries.channels[rows][order]
         first = np.r_[True, pair[1:] != pair[:-1]]  # each (group, channel) at its best
         chosen_group, chosen_sim = group[order][first], np.asarray(sims, np.float64)[order][first]
+        chosen_stored = np.asarray(stored, np.float32)[order][first]
         channels = np.bincount(chosen_group, minlength=len(keys))
         similarity = np.bincount(chosen_group, weights=chosen_sim, minlength=len(keys)) / np.maximum(channels, 1)
         # a real replay moves every channel; a chance match among correlated scalp
@@ -306,6 +332,7 @@ class ReplayRule:
         found = [
             ReplayMatch(int(keys[g, 0]), int(keys[g, 1]), bool(keys[g, 2]), int(channels[g]), float(similarity[g]))
             for g in np.flatnonzero(channels >= needed).tolist()
+            if similarity[g] >= self.close or _sources(chosen_stored[chosen_group == g]) >= self.min_sources
         ]
         if not found:
             return None
@@ -372,4 +399,5 @@ class FingerprintIndex:
         sims, ids = self.index.search(queries.vectors, min(k, len(self)))
         rows, cols = np.nonzero((sims >= self.rule.threshold) & (ids >= 0))
         hits = ids[rows, cols]
-        return self.rule.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols])
+        stored = self.index.reconstruct_batch(hits) if len(hits) else np.empty((0, SEGMENT), np.float32)
+        return self.rule.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols], stored)
