@@ -35,6 +35,7 @@ noisy, shifted, reversed, permuted) ≥ 1.33.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faiss
@@ -289,9 +290,8 @@ class ReplayRule:
         stored = np.asarray(vectors, np.float32)
         sims = queries.vectors @ stored.T
         rows, cols = np.nonzero(sims >= self.threshold)
-        return self.vote(
-            queries, rows, np.full(len(rows), owner), np.asarray(positions)[cols], sims[rows, cols], stored[cols]
-        )
+        owners = np.full(len(rows), owner)
+        return self.vote(queries, rows, owners, np.asarray(positions)[cols], sims[rows, cols], cols, stored.__getitem__)
 
     def vote(
         self,
@@ -300,11 +300,14 @@ class ReplayRule:
         owners: NDArray[np.int64],
         positions: NDArray[np.int64],
         sims: NDArray[np.float32],
-        stored: NDArray[np.float32],
+        refs: NDArray[np.int64],
+        fetch: Callable[[NDArray[np.int64]], NDArray[np.float32]],
     ) -> ReplayMatch | None:
         """Matching pairs (query row, stored owner, position and fingerprint, similarity) → the
         replay they agree on: a channel counts for one (owner, offset, direction) at its best
-        similarity, and the fingerprints so matched must be more than one signal (see the module)."""
+        similarity, and the fingerprints so matched must be more than one signal (see the
+        module). ``fetch(refs[i])`` gives pair i's stored fingerprint: only those of
+        groups that pass the channel count are fetched."""
         if not len(rows):
             return None
         n_ch = queries.n_channels
@@ -323,7 +326,7 @@ class ReplayRule:
         pair = group[order] * n_ch + queries.channels[rows][order]
         first = np.r_[True, pair[1:] != pair[:-1]]  # each (group, channel) at its best
         chosen_group, chosen_sim = group[order][first], np.asarray(sims, np.float64)[order][first]
-        chosen_stored = np.asarray(stored, np.float32)[order][first]
+        chosen_refs = np.asarray(refs, np.int64)[order][first]
         channels = np.bincount(chosen_group, minlength=len(keys))
         similarity = np.bincount(chosen_group, weights=chosen_sim, minlength=len(keys)) / np.maximum(channels, 1)
         # a real replay moves every channel; a chance match among correlated scalp
@@ -332,7 +335,8 @@ class ReplayRule:
         found = [
             ReplayMatch(int(keys[g, 0]), int(keys[g, 1]), bool(keys[g, 2]), int(channels[g]), float(similarity[g]))
             for g in np.flatnonzero(channels >= needed).tolist()
-            if similarity[g] >= self.close or _sources(chosen_stored[chosen_group == g]) >= self.min_sources
+            if similarity[g] >= self.close
+            or _sources(np.asarray(fetch(chosen_refs[chosen_group == g]), np.float32)) >= self.min_sources
         ]
         if not found:
             return None
@@ -399,5 +403,10 @@ class FingerprintIndex:
         sims, ids = self.index.search(queries.vectors, min(k, len(self)))
         rows, cols = np.nonzero((sims >= self.rule.threshold) & (ids >= 0))
         hits = ids[rows, cols]
-        stored = self.index.reconstruct_batch(hits) if len(hits) else np.empty((0, SEGMENT), np.float32)
-        return self.rule.vote(queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols], stored)
+        return self.rule.vote(
+            queries, rows, self.owners[hits], self.positions[hits], sims[rows, cols], hits, self._reconstruct
+        )
+
+    def _reconstruct(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Stored fingerprints by id (``fetch`` for :meth:`ReplayRule.vote`)."""
+        return np.asarray(self.index.reconstruct_batch(np.asarray(ids, np.int64)), np.float32)
