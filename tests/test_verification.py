@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import mne
@@ -21,7 +22,7 @@ from mindprint.labeling.verification.model import (
     out_of_fold_scores,
 )
 from mindprint.labeling.verification.scores import attention_score, authenticity_score, decide, uniqueness_score
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, ReplayRule
+from mindprint.labeling.verification.uniqueness import FingerprintIndex, ReplayRule, query_set
 from mindprint.signal.filters import design_filter, filter_offline
 
 from .conftest import CYTON_CSV, EEGLAB_SET, EMOTIV_FIF, GENERATOR_EDF, make_chunks, require, write_session
@@ -35,6 +36,12 @@ def cyton() -> np.ndarray:
 @pytest.fixture(scope="module")
 def eeglab() -> tuple[np.ndarray, float]:
     raw = mne.io.read_raw_eeglab(require(EEGLAB_SET), preload=True, verbose="error")
+    return raw.get_data(), float(raw.info["sfreq"])
+
+
+@pytest.fixture(scope="module")
+def emotiv() -> tuple[np.ndarray, float]:
+    raw = mne.io.read_raw_fif(require(EMOTIV_FIF), preload=True, verbose="error")
     return raw.get_data(), float(raw.info["sfreq"])
 
 
@@ -126,29 +133,28 @@ def test_replays_are_caught_and_distinct_windows_are_not(cyton, eeglab) -> None:
     assert false <= 1, f"{false} false matches among {len(starts)} distinct windows"
 
 
-def test_a_headset_whose_channels_are_one_signal_is_not_taken_for_a_replay(cyton, eeglab) -> None:  # type: ignore[no-untyped-def]
+def test_a_headset_whose_channels_are_one_signal_is_not_taken_for_a_replay(cyton, eeglab, emotiv) -> None:  # type: ignore[no-untyped-def]
     """Emotiv EPOC windows whose 14 channels carry one 1–20 Hz signal resembled one stored
     Cyton or EEGLAB fingerprint by chance on 11–14 channels at once: counted channel by
     channel, a replay (8 of 48 such windows in ``benchmarks/verification.py``). The stored
     fingerprints they matched are one signal; a replay's are not, or match closely. Replays
     of the same headset's data are still caught."""
-    raw = mne.io.read_raw_fif(require(EMOTIV_FIF), preload=True, verbose="error")
-    emotiv, sfreq = raw.get_data(), float(raw.info["sfreq"])
+    headset, sfreq = emotiv
     width = int(np.ceil(2 * sfreq))
     data, eeglab_sfreq = eeglab
-    counted_per_channel = FingerprintIndex(ReplayRule(min_sources=0.0, close=1.0))
     index = FingerprintIndex()
-    for idx in (counted_per_channel, index):
-        idx.add(1, cyton[:, : 45 * 250], 250.0)
-        idx.add(2, data[:, : int(120 * eeglab_sfreq)], eeglab_sfreq)
-        idx.add(3, emotiv[:, : emotiv.shape[1] // 2], sfreq)
+    index.add(1, cyton[:, : 45 * 250], 250.0)
+    index.add(2, data[:, : int(120 * eeglab_sfreq)], eeglab_sfreq)
+    index.add(3, headset[:, : headset.shape[1] // 2], sfreq)
     starts = [int(t * sfreq) for t in np.arange(8.25, 10.25, 0.125)]
-    windows = [emotiv[:, s : s + width] for s in starts]
-    assert sum(counted_per_channel.query(w, sfreq) is not None for w in windows) >= 3  # the case is real
-    assert [index.query(w, sfreq) for w in windows] == [None] * len(windows)
+    queries = [query_set(headset[:, s : s + width], sfreq, index.rule.hop) for s in starts]
+    counted_per_channel = copy.copy(index)  # the same fingerprints, the rule before the one-signal condition
+    counted_per_channel.rule = ReplayRule(min_sources=0.0, close=1.0)
+    assert sum(counted_per_channel.search(q) is not None for q in queries) >= 3  # the case is real
+    assert [index.search(q) for q in queries] == [None] * len(queries)
     rng = np.random.default_rng(5)
     for start in (64, 320, 576):
-        window = emotiv[:, start : start + width]
+        window = headset[:, start : start + width]
         for replay in (window, window * 2.0, window + rng.normal(0, 0.3 * _band_rms(window, sfreq), window.shape)):
             match = index.query(replay, sfreq)
             assert match is not None and match.owner == 3
@@ -233,13 +239,12 @@ def test_a_splice_that_keeps_the_spectrum_is_caught_by_the_correlation_pattern(m
     assert model.stability_floor(2) is None and model.stability_floor(64) == model.stability_low["8"]
 
 
-def test_a_consumer_headset_the_rules_were_not_tuned_on_is_accepted(model) -> None:  # type: ignore[no-untyped-def]
+def test_a_consumer_headset_the_rules_were_not_tuned_on_is_accepted(model, emotiv) -> None:  # type: ignore[no-untyped-def]
     """An Emotiv EPOC (14 channels at 128 Hz, dominated by slow activity: few independent
     samples in a 0.5 s piece) through all its channels and any 8: real epochs keep the
     channels' correlation pattern as ``stability`` asks. The ``pattern`` rule this replaced
     (the shape of the pattern, from 8 channels) rejected 68–72 % of these epochs."""
-    raw = mne.io.read_raw_fif(require(EMOTIV_FIF), preload=True, verbose="error")
-    data, sfreq = raw.get_data(), float(raw.info["sfreq"])
+    data, sfreq = emotiv
     rng = np.random.default_rng(3)
     for picks in (np.arange(14), *(np.sort(rng.choice(14, 8, replace=False)) for _ in range(3))):
         verdicts = [model.assess(data[picks, s : s + 512], sfreq) for s in range(0, data.shape[1] - 512 + 1, 256)]

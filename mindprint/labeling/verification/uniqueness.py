@@ -139,7 +139,8 @@ def _segments(
 def _sources(vectors: NDArray[np.float32]) -> float:
     """How many distinct signals unit ``vectors`` are: the participation ratio of their Gram
     matrix, (Σλ)² / Σλ² = n² / ‖G‖²_F (1 for copies of one vector, n for orthogonal ones)."""
-    gram = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+    unit = vectors.astype(np.float64)
+    gram = unit @ unit.T
     return float(np.trace(gram) ** 2 / max(float(np.sum(gram * gram)), 1e-30))
 
 
@@ -335,8 +336,7 @@ class ReplayRule:
         found = [
             ReplayMatch(int(keys[g, 0]), int(keys[g, 1]), bool(keys[g, 2]), int(channels[g]), float(similarity[g]))
             for g in np.flatnonzero(channels >= needed).tolist()
-            if similarity[g] >= self.close
-            or _sources(np.asarray(fetch(chosen_refs[chosen_group == g]), np.float32)) >= self.min_sources
+            if similarity[g] >= self.close or _sources(fetch(chosen_refs[chosen_group == g])) >= self.min_sources
         ]
         if not found:
             return None
