@@ -350,13 +350,14 @@ def count_lost(url_db: str, accepted_total: int) -> int:
 
 def write_history(url_db: str, samples: int) -> None:
     """``samples`` earlier accepted samples in the replay index as acceptance leaves them:
-    fingerprint rows and their keys. Each is a distinct 4 s stretch of a phase-randomised
+    fingerprint rows and their keys (each reaching 1 s back into the copy, as a sample's lead
+    since 2026-12-05). Each is a distinct 4 s stretch of a phase-randomised
     copy of the Cyton recording (EEG's spectrum, new phases). Written with COPY, the key
     table's primary key dropped during the load and rebuilt after (a sorted build)."""
     from mindprint.cli import sample_path_for_demo
     from mindprint.device.openbci import read_openbci_gui_csv
     from mindprint.labeling.store import make_engine, migrate
-    from mindprint.labeling.verification.uniqueness import fingerprints, hash_keys
+    from mindprint.labeling.verification.uniqueness import LEAD_SECONDS, hash_keys, stored_fingerprints
     from mindprint.platform.replay import encode
 
     data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
@@ -382,8 +383,10 @@ def write_history(url_db: str, samples: int) -> None:
             phases[0] = 1.0
             copy = np.fft.irfft(spectrum * phases, n=data.shape[1], axis=1)
             for k in range(min(per_copy, samples - n)):
-                vectors, starts, n_channels = fingerprints(copy[:, k * 1000 : (k + 1) * 1000], 250.0, 4)
-                codes, positions = encode(vectors, np.tile(starts, n_channels))
+                # as acceptance stores it: the epoch and up to 1 s of the EEG before it
+                lead = copy[:, max(0, k * 1000 - int(LEAD_SECONDS * 250)) : k * 1000]
+                vectors, stored = stored_fingerprints(copy[:, k * 1000 : (k + 1) * 1000], 250.0, lead, 4)
+                codes, positions = encode(vectors, stored)
                 row_id = first + n
                 rows.write_row((row_id, f"history-{n:07d}", codes, positions))
                 for key in hash_keys(vectors).tolist():

@@ -5,7 +5,7 @@ the history grows.
 
 1. Robustness, on SQLite and on PostgreSQL: the first half of every real recording is
    accepted as consecutive 4 s samples (fingerprints and keys written as a submission
-   writes them); 4 s windows of that half, at 1 s steps plus a random sub-sample offset, are
+   writes them, each reaching back ``LEAD_SECONDS`` into the EEG before it); 4 s windows of that half, at 1 s steps plus a random sub-sample offset, are
    replayed seven ways (exact, rescaled and offset, noisy at 0.15 and 0.3 of the 1–45 Hz RMS,
    time-reversed, channels permuted, resampled to 256 Hz) and, for straddles, 1 s of other
    EEG followed by 3 s of the stored half; false matches are counted over 4 s windows of the
@@ -43,7 +43,14 @@ from benchmarks.api import database as platform_database
 from benchmarks.api import write_history
 from mindprint.labeling.store import make_engine, migrate, sessions
 from mindprint.labeling.verification.corpus import Recording, build_recordings
-from mindprint.labeling.verification.uniqueness import FingerprintIndex, QuerySet, ReplayRule, query_set
+from mindprint.labeling.verification.uniqueness import (
+    LEAD_SECONDS,
+    FingerprintIndex,
+    QuerySet,
+    ReplayRule,
+    query_set,
+    stored_fingerprints,
+)
 from mindprint.platform.replay import add, lookup
 from mindprint.signal.filters import design_filter, filter_offline
 from tests.services import postgres_server
@@ -95,8 +102,10 @@ def robustness(
             width, half = int(4 * sf), x.shape[1] // 2
             for n, begin in enumerate(range(0, half - width + 1, width)):
                 queries = query_set(x[:, begin : begin + width], sf)
-                row = add(db, f"{recording.name}-{n}", *queries.stored(RULE.hop))
-                reference.add_vectors(row.id, *queries.stored(RULE.hop))
+                # stored as acceptance stores it: reaching back into the EEG before it
+                lead = x[:, max(0, begin - int(LEAD_SECONDS * sf)) : begin]
+                row = add(db, f"{recording.name}-{n}", *stored_fingerprints(x[:, begin : begin + width], sf, lead))
+                reference.add_vectors(row.id, *queries.stored(RULE.hop))  # the previous design: epoch by epoch
                 names[row.id] = recording.name
         db.commit()
     caught: dict[str, list[bool]] = {}

@@ -258,6 +258,50 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
     assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict
 
 
+def test_a_replay_reaching_back_before_an_accepted_sample_is_caught(platform) -> None:  # type: ignore[no-untyped-def]
+    """An accepted sample stores fingerprints reaching 1 s back into its session's stream — read
+    from the chunk before the ones it cites (its epoch, 9–13 s, starts on a chunk boundary). A
+    replay whose epoch holds only the accepted epoch's first second (too short for a 1.5 s
+    fingerprint) and the 3 s before it is caught through that lead."""
+    import numpy as np
+
+    from mindprint.labeling.store import FingerprintRow
+    from mindprint.platform import service
+    from mindprint.platform.replay import decode
+
+    client, tmp = platform
+    _project(client, redundancy=1)
+    _, token, session, signed = _contributor_sample(client, tmp, "first")  # the recording's 39–43 s
+    assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
+    with sessions(service._platforms[str(tmp / "platform")].engine)() as db:  # type: ignore[arg-type]
+        (row,) = db.query(FingerprintRow).all()
+        _, positions = decode(row.codes, row.positions)
+    assert positions.min() == -64 and positions.max() == 160  # 1 s before the epoch on the 64 Hz grid
+    assert np.sum(positions < 0) == 8 * 16
+
+    _, token2, session2, replay = _contributor_sample(client, tmp, "earlier", offset_seconds=27)  # 36–40 s
+    verdict = _submit(client, replay, session2, _auth(token2)).json()
+    assert any("replay" in r for r in verdict["reasons"]), verdict
+    assert verdict["status"] == "rejected"
+
+
+@pytest.mark.parametrize("gap_at", [8, 9])
+def test_a_stored_lead_never_reaches_across_a_gap(platform, gap_at: int) -> None:  # type: ignore[no-untyped-def]
+    """The device lost 2 s before chunk 8 or 9: the sample's epoch begins at that chunk, and
+    what came before the gap is not the EEG that preceded it — nothing of it is stored."""
+    from mindprint.labeling.store import FingerprintRow
+    from mindprint.platform import service
+    from mindprint.platform.replay import decode
+
+    client, tmp = platform
+    _project(client, redundancy=1)
+    _, token, session, signed = _contributor_sample(client, tmp, "gap", gap_at=gap_at)
+    assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
+    with sessions(service._platforms[str(tmp / "platform")].engine)() as db:  # type: ignore[arg-type]
+        (row,) = db.query(FingerprintRow).all()
+    assert decode(row.codes, row.positions)[1].min() == 0
+
+
 def test_a_replay_accepted_by_one_replica_is_caught_by_another(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Two platforms (two API processes) on one database: EEG accepted through A and
     replayed through B is caught by B's query of the shared index; and when B's query ran

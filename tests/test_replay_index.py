@@ -19,10 +19,12 @@ from mindprint.labeling.store import FingerprintRow, ReplayKey, make_engine, mig
 from mindprint.labeling.verification.uniqueness import (
     HASH_BITS,
     HASH_TABLES,
+    LEAD_SECONDS,
     ReplayRule,
     fingerprints,
     hash_keys,
     query_set,
+    stored_fingerprints,
 )
 from mindprint.platform.replay import STRONG_HITS, add, backfill_keys, check_fresh, lookup
 from mindprint.signal.filters import design_filter, filter_offline
@@ -165,3 +167,52 @@ def test_the_migration_keys_fingerprints_stored_before_it(engine: Engine, cyton:
     with sessions(engine)() as db:
         assert db.scalar(select(FingerprintRow.sample)) == "old"
     assert _query(engine, cyton[:, int(20.4 * SF) : int(24.4 * SF)]) == "old"
+
+
+def _accept_consecutive(engine: Engine, cyton: np.ndarray, n: int, *, lead: bool) -> None:
+    """``n`` consecutive 4 s samples of one session, stored as acceptance stores them: each
+    reaching back LEAD_SECONDS into the EEG before it (the first has none) — or, ``lead=False``,
+    each from its own epoch only (the design before 2026-12-05)."""
+    with sessions(engine)() as db:
+        for k in range(n):
+            epoch = cyton[:, k * 4 * SF : (k + 1) * 4 * SF]
+            before = cyton[:, max(0, k * 4 * SF - int(LEAD_SECONDS * SF)) : k * 4 * SF] if lead else None
+            add(db, f"sample-{k}", *stored_fingerprints(epoch, SF, before, RULE.hop))
+        db.commit()
+
+
+def test_a_stretch_split_evenly_between_two_stored_samples_is_caught(
+    engine: Engine, cyton: np.ndarray, tmp_path: Path
+) -> None:
+    """1 s of fresh EEG, then 3 s whose middle is the boundary between two consecutive stored
+    samples (1.3–1.7 s in each): no whole query segment lies inside either sample, and the
+    keys need a close match. Stored with their lead, the fingerprints run on across the
+    boundary and every such straddle is caught; stored epoch by epoch, some are not."""
+    rng = np.random.default_rng(11)
+    fresh = cyton[:, 60 * SF : 61 * SF]
+    straddles = []
+    for k in range(1, 10):
+        start = int((4 * k - rng.uniform(1.3, 1.7)) * SF)
+        straddles.append((k, np.concatenate([fresh, cyton[:, start : start + 3 * SF]], axis=1)))
+    _accept_consecutive(engine, cyton, 11, lead=True)
+    for k, query in straddles:
+        assert _query(engine, query) in (f"sample-{k - 1}", f"sample-{k}"), f"straddle at {4 * k} s missed"
+    assert not any(_query(engine, cyton[:, i : i + 4 * SF]) for i in range(46 * SF, 86 * SF, SF // 2))
+
+    before = make_engine(f"sqlite:///{tmp_path / 'epoch_only.db'}")
+    migrate(before)
+    _accept_consecutive(before, cyton, 11, lead=False)
+    missed = sum(_query(before, query) is None for _, query in straddles)
+    before.dispose()
+    assert missed >= 2, "the case this test is for: stored epoch by epoch, straddles are missed"
+
+
+def test_stored_fingerprints_without_a_lead_are_the_query_sets(cyton: np.ndarray) -> None:
+    epoch = cyton[:, 8 * SF : 12 * SF]
+    vectors, positions = stored_fingerprints(epoch, SF, None, RULE.hop)
+    expected = query_set(epoch, SF).stored(RULE.hop)
+    assert np.array_equal(vectors, expected[0]) and np.array_equal(positions, expected[1])
+    # with a lead: positions count from the epoch (negative before it), the epoch part alike
+    led, led_positions = stored_fingerprints(epoch, SF, cyton[:, 7 * SF : 8 * SF], RULE.hop)
+    assert led_positions.min() == -64 and led_positions.max() == positions.max()
+    assert len(led) == len(vectors) + 8 * 16  # 1 s more on the 64 Hz grid, every 4, 8 channels

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 #: an envelope of one chunk (0.5–1 s of up to 64 channels at 1 kHz is ≤ 256 KiB)
 MAX_CHUNK_BYTES = 512 * 2**10
 MAX_HEADER_BYTES = 16 * 2**10
+MAX_LEAD_CHUNKS = 64  # chunks read for a stored sample's lead (1 s of 0.05 s chunks is 20)
 
 __all__ = [
     "CitedEpoch",
@@ -56,6 +57,7 @@ __all__ = [
     "get_session",
     "load_cited",
     "open_session",
+    "preceding_chunks",
     "put_chunk",
     "session_manifest",
     "session_state",
@@ -318,18 +320,53 @@ def load_cited(
     if any(b.seq != a.seq + 1 for a, b in itertools.pairwise(rows)):
         raise InvalidRequest("the sample's chunks are not consecutive chunks of its session")
     data_key, header = _session_context(platform, row)
-    blocks = []
-    for chunk, cid in zip(rows, chunks, strict=True):
-        known = platform.verified_chunk(chunk.cid)  # verified on upload, by this process
-        if known is not None:
-            blocks.append(dict(known))
-            continue
-        envelope = platform.blockstore.get(cid_from_bytes(chunk.sealed))
-        block = open_payload(data_key, envelope, envelope_aad(session, cid))
-        if cid_for_block(block) != cid:
-            raise InvalidRequest(f"stored chunk {chunk.seq} does not match its CID")
-        blocks.append(dict(decode_known_block(block)))  # its bytes hash to a chunk decoded strictly on upload
+    blocks = [_open_chunk(platform, data_key, chunk) for chunk in rows]
     return CitedEpoch(header, rows, blocks, row)
+
+
+def _open_chunk(platform: Platform, data_key: bytes, chunk: IngestChunk) -> dict[str, Any]:
+    """A stored chunk, decrypted and checked against its CID (or as this process verified it on upload)."""
+    known = platform.verified_chunk(chunk.cid)
+    if known is not None:
+        return dict(known)
+    cid = cid_from_bytes(chunk.cid)
+    envelope = platform.blockstore.get(cid_from_bytes(chunk.sealed))
+    block = open_payload(data_key, envelope, envelope_aad(chunk.session, cid))
+    if cid_for_block(block) != cid:
+        raise InvalidRequest(f"stored chunk {chunk.seq} does not match its CID")
+    return dict(decode_known_block(block))  # its bytes hash to a chunk decoded strictly on upload
+
+
+def preceding_chunks(db: Session, platform: Platform, cited: CitedEpoch, n_times: int) -> list[dict[str, Any]]:
+    """The session's chunks just before the cited ones, oldest first, decoded: enough to hold
+    ``n_times`` samples where the session has them, and only EEG contiguous with the cited
+    chunks (none if the first cited chunk follows a declared gap; none before a chunk that
+    does). A bounded read — at most ``n_times`` samples' worth of chunks, one statement."""
+    first = cited.rows[0]
+    if n_times <= 0 or first.seq == 0 or cited.blocks[0].get("gap") is not None:
+        return []
+    per_chunk = max(1, min(r.n_times for r in cited.rows))
+    rows = db.scalars(
+        select(IngestChunk)
+        .where(
+            IngestChunk.session == first.session,
+            IngestChunk.seq < first.seq,
+            IngestChunk.seq >= first.seq - min(-(-n_times // per_chunk) + 1, MAX_LEAD_CHUNKS),
+        )
+        .order_by(IngestChunk.seq.desc())
+    ).all()
+    data_key, _ = _session_context(platform, cited.session)
+    blocks: list[dict[str, Any]] = []
+    expected, held = first.seq - 1, 0
+    for row in rows:
+        if row.seq != expected or held >= n_times:
+            break
+        block = _open_chunk(platform, data_key, row)
+        blocks.append(block)
+        held, expected = held + row.n_times, expected - 1
+        if block.get("gap") is not None:
+            break  # data is missing before this chunk: nothing earlier is contiguous
+    return blocks[::-1]
 
 
 def _manifest(store: Blockstore, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:

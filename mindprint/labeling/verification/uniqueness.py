@@ -30,6 +30,13 @@ signal — their participation ratio (the effective number of distinct fingerpri
 ``benchmarks/verification.py``'s corpus: every false match among distinct windows had
 matched fingerprints of ratio ≤ 1.03 at similarity ≤ 0.93; every replay (exact, rescaled,
 noisy, shifted, reversed, permuted) ≥ 1.33.
+
+What an accepted sample stores reaches back ``LEAD_SECONDS`` into the EEG its session
+streamed just before the epoch (:func:`stored_fingerprints`). Without it, a replayed stretch
+split about evenly between two consecutive stored samples (1.5 s in each of a 3 s stretch)
+held no whole query segment inside either, and the database's keys — which need a close
+match — missed 16 of 161 such straddles (``benchmarks/replay.py``); with 1 s of lead the
+stored fingerprints run on across the boundary, and none is missed.
 """
 
 from __future__ import annotations
@@ -66,9 +73,20 @@ HASH_BITS = 32
 HASH_TABLES = 4
 HASH_DIMS = 48
 HASH_SEED = 20261203
+LEAD_SECONDS = 1.0  # how far an accepted sample's stored fingerprints reach back into its session
 KEY_CHANNELS = 8  # query channels whose keys look up candidates (all channels are checked)
 
-__all__ = ["FingerprintIndex", "QuerySet", "ReplayMatch", "ReplayRule", "fingerprints", "hash_keys", "query_set"]
+__all__ = [
+    "LEAD_SECONDS",
+    "FingerprintIndex",
+    "QuerySet",
+    "ReplayMatch",
+    "ReplayRule",
+    "fingerprints",
+    "hash_keys",
+    "query_set",
+    "stored_fingerprints",
+]
 
 
 def _to_grid(
@@ -179,6 +197,26 @@ def fingerprints(
     (grid,) = _to_grid(x, sfreq)
     vectors, starts = _segments(grid, hop)
     return vectors, starts, x.shape[0]
+
+
+def stored_fingerprints(
+    epoch: NDArray[np.floating], sfreq: float, lead: NDArray[np.floating] | None = None, hop: int = 4
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """What an accepted sample stores: fingerprints of every channel every ``hop`` grid samples
+    over ``lead`` — the EEG its session streamed just before the epoch, at most LEAD_SECONDS
+    (none at a session's start or after a gap) — and the epoch, filtered as one stretch.
+    Positions count from the epoch's first grid sample (negative in the lead). Without a
+    lead, the same as :meth:`QuerySet.stored`."""
+    x = np.asarray(epoch, dtype=np.float64)
+    n_lead = 0
+    if lead is not None and lead.shape[1] and lead.shape[0] == x.shape[0] and np.all(np.isfinite(lead)):
+        n_lead = lead.shape[1]
+        x = np.concatenate([np.asarray(lead, dtype=np.float64), x], axis=1)
+    if not np.all(np.isfinite(x)):
+        raise SignalError("fingerprints need finite data of shape (n_channels, n_times)")
+    (grid,) = _to_grid(x, sfreq)
+    vectors, starts = _segments(grid, hop)
+    return vectors, np.tile(starts - int(round(n_lead / sfreq * GRID_HZ)), x.shape[0])
 
 
 def _query_shifts(n: int, hop: int) -> list[int]:
