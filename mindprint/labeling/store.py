@@ -355,8 +355,9 @@ class ExportJob(Base):
 class FingerprintRow(Base):
     """An accepted sample's fingerprints, one row per sample in commit order (the replay
     index, with :class:`ReplayKey`). ``codes`` are the fingerprint vectors as int8
-    (``vector × 200``), ``positions`` their grid positions as int16 — about 31 KB for 4 s of
-    8 channels; read only for the few candidates a query's keys name."""
+    (``vector × 200``), ``positions`` their grid positions as int16 (negative in the
+    second before the epoch) — about 44 KB for 4 s of 8 channels with that second; read
+    only for the few candidates a query's keys name."""
 
     __tablename__ = "fingerprints"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
