@@ -69,7 +69,13 @@ def _submit(client: TestClient, signed: SignedSample, session: Path, headers: di
 
 
 def _contributor_sample(  # type: ignore[no-untyped-def]
-    client: TestClient, tmp: Path, name: str, response_ms: int = 550, offset_seconds: int = 30, gap_at: int = 0
+    client: TestClient,
+    tmp: Path,
+    name: str,
+    response_ms: int = 550,
+    offset_seconds: int = 30,
+    gap_at: int = 0,
+    stimulus_ms: int = 10_000,
 ):
     """A new contributor: signed in, device bound, a task leased, a signed sample of real EEG for it."""
     wallet, key = Account.create(), DeviceKey.generate()
@@ -83,8 +89,8 @@ def _contributor_sample(  # type: ignore[no-untyped-def]
         wallet,
         task=task["id"],
         label="yes",
-        stimulus_ns=T0 + 10_000_000_000,
-        response_ns=T0 + 10_000_000_000 + response_ms * 1_000_000,
+        stimulus_ns=T0 + stimulus_ms * 1_000_000,
+        response_ns=T0 + (stimulus_ms + response_ms) * 1_000_000,
     )
     return wallet, token, session, signed
 
@@ -258,6 +264,20 @@ def test_replay_index_survives_a_restart(platform) -> None:  # type: ignore[no-u
     assert verdict["status"] == "rejected" and any("replay" in r for r in verdict["reasons"]), verdict
 
 
+def _accepted_alone(platform, name: str, **kwargs):  # type: ignore[no-untyped-def]
+    """A project's first sample, accepted: (its session, signed sample, stored fingerprint row)."""
+    from mindprint.labeling.store import FingerprintRow
+    from mindprint.platform import service
+
+    client, tmp = platform
+    _project(client, redundancy=1)
+    _, token, session, signed = _contributor_sample(client, tmp, name, **kwargs)
+    assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
+    with sessions(service._platforms[str(tmp / "platform")].engine)() as db:  # type: ignore[arg-type]
+        (row,) = db.query(FingerprintRow).all()
+    return session, signed, row
+
+
 def test_a_replay_reaching_back_before_an_accepted_sample_is_caught(platform) -> None:  # type: ignore[no-untyped-def]
     """An accepted sample stores fingerprints reaching 1 s back into its session's stream — read
     from the chunk before the ones it cites (its epoch, 9–13 s, starts on a chunk boundary). A
@@ -265,17 +285,11 @@ def test_a_replay_reaching_back_before_an_accepted_sample_is_caught(platform) ->
     fingerprint) and the 3 s before it is caught through that lead."""
     import numpy as np
 
-    from mindprint.labeling.store import FingerprintRow
-    from mindprint.platform import service
     from mindprint.platform.replay import decode
 
     client, tmp = platform
-    _project(client, redundancy=1)
-    _, token, session, signed = _contributor_sample(client, tmp, "first")  # the recording's 39–43 s
-    assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
-    with sessions(service._platforms[str(tmp / "platform")].engine)() as db:  # type: ignore[arg-type]
-        (row,) = db.query(FingerprintRow).all()
-        _, positions = decode(row.codes, row.positions)
+    _, _, row = _accepted_alone(platform, "first")  # the recording's 39–43 s
+    _, positions = decode(row.codes, row.positions)
     assert positions.min() == -64 and positions.max() == 160  # 1 s before the epoch on the 64 Hz grid
     assert np.sum(positions < 0) == 8 * 16
 
@@ -285,20 +299,41 @@ def test_a_replay_reaching_back_before_an_accepted_sample_is_caught(platform) ->
     assert verdict["status"] == "rejected"
 
 
+@pytest.mark.parametrize("stimulus_ms", [10_000, 10_500])
+def test_the_stored_lead_is_the_second_before_the_epoch(platform, stimulus_ms: int) -> None:  # type: ignore[no-untyped-def]
+    """Wherever the epoch starts — on a chunk boundary (its lead read from the chunk before the
+    cited ones) or half-way into a chunk (half from the cited chunk, half from the one before) —
+    what is stored is the fingerprints of the second before it and the epoch as one stretch."""
+    import numpy as np
+
+    from mindprint.labeling.verification.uniqueness import stored_fingerprints
+    from mindprint.platform.replay import decode, encode
+
+    session, signed, row = _accepted_alone(platform, "first", stimulus_ms=stimulus_ms)
+    # the EEG the device streamed (the session's chunks, in order) and the sample's range in it
+    from mindprint.device.session import chunk_samples, read_header
+    from mindprint.labeling.samples import parse_signed
+
+    header = read_header(session)
+    chunks = list(iter_chunks(session))
+    sample = parse_signed(signed)
+    first_cited = [cid for cid, _ in chunks].index(sample.chunks[0])
+    data = np.concatenate([chunk_samples(chunk) for _, chunk in chunks], axis=1)[header.eeg_rows]
+    first = sum(chunk_samples(chunk).shape[1] for _, chunk in chunks[:first_cited]) + sample.start
+    assert (sample.start > 0) == (stimulus_ms != 10_000)  # part of the lead is in the cited chunks
+    lead = data[:, first - round(header.sfreq) : first]
+    epoch = data[:, first : first + sample.stop - sample.start].astype(np.float64)
+    assert (row.codes, row.positions) == encode(*stored_fingerprints(epoch, header.sfreq, lead.astype(np.float64)))
+    assert decode(row.codes, row.positions)[1].min() == -64
+
+
 @pytest.mark.parametrize("gap_at", [8, 9])
 def test_a_stored_lead_never_reaches_across_a_gap(platform, gap_at: int) -> None:  # type: ignore[no-untyped-def]
     """The device lost 2 s before chunk 8 or 9: the sample's epoch begins at that chunk, and
     what came before the gap is not the EEG that preceded it — nothing of it is stored."""
-    from mindprint.labeling.store import FingerprintRow
-    from mindprint.platform import service
     from mindprint.platform.replay import decode
 
-    client, tmp = platform
-    _project(client, redundancy=1)
-    _, token, session, signed = _contributor_sample(client, tmp, "gap", gap_at=gap_at)
-    assert _submit(client, signed, session, _auth(token)).json()["status"] == "accepted"
-    with sessions(service._platforms[str(tmp / "platform")].engine)() as db:  # type: ignore[arg-type]
-        (row,) = db.query(FingerprintRow).all()
+    _, _, row = _accepted_alone(platform, "gap", gap_at=gap_at)
     assert decode(row.codes, row.positions)[1].min() == 0
 
 

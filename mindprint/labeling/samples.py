@@ -39,7 +39,6 @@ from mindprint.device.session import (
     read_header,
     verify_session,
 )
-from mindprint.labeling.verification.uniqueness import LEAD_SECONDS
 from mindprint.protocol.formats import SAMPLE_TYPE, SampleError, SampleValue, SignedSample, sample_typed_data
 from mindprint.signal.filters import FilterDesign
 from mindprint.signal.pipeline import PipelineParams, process_recording
@@ -79,9 +78,6 @@ class SampleCheck:
     #: band-passes alike, :func:`~mindprint.labeling.verification.liveness.shares_band`)
     filtered: NDArray[np.float64] | None = None
     design: FilterDesign | None = None
-    #: the cited chunks' EEG just before the epoch (at most ``LEAD_SECONDS``): what the sample's
-    #: stored fingerprints reach back into (``uniqueness.stored_fingerprints``)
-    lead: NDArray[np.float64] | None = None
 
 
 def _close(a: Any, b: Any, path: str, problems: list[str]) -> None:
@@ -127,11 +123,8 @@ def signature_problems(signed: SignedSample, sample: SampleValue, *, contributor
     return problems
 
 
-def cut_epoch(
-    sample: SampleValue, header: SessionHeader, chunks: Sequence[dict[str, Any]], *, before: int = 0
-) -> NDArray[np.float64]:
-    """The sample's EEG (eeg channels × its range) from the decoded chunks it cites, in order;
-    with ``before``, from as many samples ahead of its range as the chunks hold (at most that)."""
+def cut_epoch(sample: SampleValue, header: SessionHeader, chunks: Sequence[dict[str, Any]]) -> NDArray[np.float64]:
+    """The sample's EEG (eeg channels × its range) from the decoded chunks it cites, in order."""
     try:
         data = np.concatenate([chunk_samples(block) for block in chunks], axis=1)
     except (SessionFormatError, ValueError) as err:
@@ -142,7 +135,7 @@ def cut_epoch(
         raise SampleError(
             f"epoch of {(sample.stop - sample.start) / header.sfreq:.1f} s exceeds {MAX_EPOCH_SECONDS:g} s"
         )
-    return data[header.eeg_rows, max(0, sample.start - before) : sample.stop].astype(np.float64)
+    return data[header.eeg_rows, sample.start : sample.stop].astype(np.float64)
 
 
 def check_cited(
@@ -168,9 +161,7 @@ def check_cited(
         problems.append("the sample's device or session differs from its session")
     problems += signature_problems(signed, sample, contributor=contributor, chain_id=chain_id)
     problems += epoch_gaps(chunks)
-    stretch = cut_epoch(sample, header, chunks, before=int(round(LEAD_SECONDS * header.sfreq)))
-    ahead = stretch.shape[1] - (sample.stop - sample.start)  # the cited chunks' EEG before the epoch
-    epoch = np.ascontiguousarray(stretch[:, ahead:]) if ahead else stretch
+    epoch = cut_epoch(sample, header, chunks)
     names = header.eeg_names
     result = process_recording(epoch, header.sfreq, names, params=params)
     recomputed = json_safe(result.summary())
@@ -185,7 +176,7 @@ def check_cited(
     t0_ns = int(chunks[0].get("t0_ns", 0)) + round(sample.start / header.sfreq * 1e9)
     return SampleCheck(
         value, signed.cid, report, epoch, header.sfreq, names, problems, recomputed, sample, t0_ns,
-        result.filtered, result.design, stretch[:, :ahead],
+        result.filtered, result.design,
     )  # fmt: skip
 
 

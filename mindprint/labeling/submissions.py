@@ -53,7 +53,7 @@ from mindprint.core.errors import (
     TooLarge,
 )
 from mindprint.core.ipld import cid_for_block, cid_text
-from mindprint.device.session import Issue, SessionReport, chunk_samples
+from mindprint.device.session import Issue, SessionReport
 from mindprint.labeling.samples import SampleCheck, check_cited, decode_signed
 from mindprint.labeling.store import (
     Assignment,
@@ -77,7 +77,7 @@ from mindprint.labeling.verification.scores import (
 )
 from mindprint.labeling.verification.uniqueness import LEAD_SECONDS, QuerySet, query_set, stored_fingerprints
 from mindprint.platform.challenges import check_challenge, store_trials
-from mindprint.platform.ingest import CitedEpoch, excerpt_manifest, load_cited, preceding_chunks
+from mindprint.platform.ingest import CitedEpoch, epoch_lead, excerpt_manifest, load_cited
 from mindprint.platform.replay import add, check_fresh, guard, lookup
 from mindprint.platform.service import Platform
 from mindprint.platform.tasks import check_label
@@ -163,23 +163,18 @@ def _newest_rows(db: Session) -> None:
 
 
 def _stored(
-    db: Session, platform: Platform, cited: CitedEpoch, check: SampleCheck, queries: QuerySet, hop: int
+    db: Session, platform: Platform, cited: CitedEpoch, start: int, check: SampleCheck, queries: QuerySet, hop: int
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """The fingerprints an accepted sample stores: over its epoch and up to LEAD_SECONDS of the
-    EEG its session streamed just before it — from the cited chunks, then the chunks before
-    them (a bounded read) — so that a replay straddling it and what came before is caught."""
-    need = int(round(LEAD_SECONDS * check.sfreq))
-    lead = check.lead if check.lead is not None else np.empty((check.epoch.shape[0], 0))
-    if lead.shape[1] < need:
-        try:
-            blocks = preceding_chunks(db, platform, cited, need - lead.shape[1])
-            if blocks:
-                before = np.concatenate([chunk_samples(b) for b in blocks], axis=1)[cited.header.eeg_rows]
-                lead = np.concatenate([before, lead], axis=1)[:, -need:]
-        except (CryptoError, SessionFormatError, InvalidRequest, ValueError, KeyError) as err:
-            # the sample is accepted all the same; only its lead is not stored
-            logger.warning("sample's lead not read (%s): stored from its epoch only", err)
-    if not lead.shape[1]:
+    """The fingerprints an accepted sample (from sample ``start`` of the cited chunks) stores:
+    over its epoch and up to LEAD_SECONDS of the EEG its session streamed just before it
+    (``ingest.epoch_lead``), so that a replay straddling it and what came before is caught."""
+    try:
+        lead = epoch_lead(db, platform, cited, start, int(round(LEAD_SECONDS * check.sfreq)))
+    except (CryptoError, SessionFormatError, InvalidRequest, ValueError, KeyError) as err:
+        # the sample is accepted all the same; only its lead is not stored
+        logger.warning("sample's lead not read (%s): stored from its epoch only", err)
+        return queries.stored(hop)
+    if not lead.shape[1] or not np.all(np.isfinite(lead)):
         return queries.stored(hop)
     return stored_fingerprints(check.epoch, check.sfreq, lead, hop)
 
@@ -310,7 +305,7 @@ def submit(
     if verdict.accepted:
         # what other processes accepted meanwhile, under the cross-process guard held until
         # this transaction commits: two replicas cannot both accept the same EEG
-        vectors, positions = _stored(db, platform, cited, check, queries, rule.hop)
+        vectors, positions = _stored(db, platform, cited, sample.start, check, queries, rule.hop)
         guard(db)
         late, _ = check_fresh(db, replay.seen, queries, cid, rule=rule)
         if late is not None:

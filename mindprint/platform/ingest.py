@@ -369,6 +369,21 @@ def preceding_chunks(db: Session, platform: Platform, cited: CitedEpoch, n_times
     return blocks[::-1]
 
 
+def epoch_lead(db: Session, platform: Platform, cited: CitedEpoch, start: int, n_times: int) -> np.ndarray:
+    """The EEG (eeg channels × at most ``n_times``) the session streamed just before sample
+    ``start`` of the cited chunks: what the cited chunks hold ahead of it, then the chunks
+    before them (:func:`preceding_chunks`, a bounded read made only if those are not enough)."""
+    rows = cited.header.eeg_rows
+    cited_eeg = np.concatenate([chunk_samples(block) for block in cited.blocks], axis=1)
+    held = cited_eeg[rows, max(0, start - n_times) : start]
+    if held.shape[1] < n_times:
+        blocks = preceding_chunks(db, platform, cited, n_times - held.shape[1])
+        if blocks:
+            before = np.concatenate([chunk_samples(block) for block in blocks], axis=1)[rows]
+            held = np.concatenate([before, held], axis=1)[:, -n_times:]
+    return held.astype(np.float64)
+
+
 def _manifest(store: Blockstore, row: IngestSession, chunks: Sequence[IngestChunk]) -> CID:
     """A sealed-session manifest: the header and the chunks' envelopes as the device sent them,
     each with the device's signature inline."""

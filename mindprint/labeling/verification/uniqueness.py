@@ -202,21 +202,14 @@ def fingerprints(
 def stored_fingerprints(
     epoch: NDArray[np.floating], sfreq: float, lead: NDArray[np.floating] | None = None, hop: int = 4
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """What an accepted sample stores: fingerprints of every channel every ``hop`` grid samples
-    over ``lead`` — the EEG its session streamed just before the epoch, at most LEAD_SECONDS
-    (none at a session's start or after a gap) — and the epoch, filtered as one stretch.
-    Positions count from the epoch's first grid sample (negative in the lead). Without a
-    lead, the same as :meth:`QuerySet.stored`."""
-    x = np.asarray(epoch, dtype=np.float64)
-    n_lead = 0
-    if lead is not None and lead.shape[1] and lead.shape[0] == x.shape[0] and np.all(np.isfinite(lead)):
-        n_lead = lead.shape[1]
-        x = np.concatenate([np.asarray(lead, dtype=np.float64), x], axis=1)
-    if not np.all(np.isfinite(x)):
-        raise SignalError("fingerprints need finite data of shape (n_channels, n_times)")
-    (grid,) = _to_grid(x, sfreq)
-    vectors, starts = _segments(grid, hop)
-    return vectors, np.tile(starts - int(round(n_lead / sfreq * GRID_HZ)), x.shape[0])
+    """What an accepted sample stores: :func:`fingerprints` of ``lead`` — the EEG its session
+    streamed just before the epoch, at most LEAD_SECONDS (none at a session's start or after a
+    gap) — and the epoch as one stretch, with positions counted from the epoch's first grid
+    sample (negative in the lead). Without a lead, the same as :meth:`QuerySet.stored`."""
+    n_lead = 0 if lead is None or lead.shape[0] != np.shape(epoch)[0] else lead.shape[1]
+    stretch = np.concatenate([lead, epoch], axis=1) if n_lead else epoch
+    vectors, starts, n_channels = fingerprints(stretch, sfreq, hop)
+    return vectors, np.tile(starts - int(round(n_lead / sfreq * GRID_HZ)), n_channels)
 
 
 def _query_shifts(n: int, hop: int) -> list[int]:
