@@ -261,7 +261,7 @@ def run_level(
     slowest and fastest; latencies, CPU and statuses are over every burst. ``db_pid``: the
     PostgreSQL postmaster, whose backends' CPU counts as the server's."""
     bursts, latencies, statuses, split, generator_seconds = [], [], [], [0.0] * len(pids), 0.0
-    timings: list[str] = []
+    timings: list[tuple[str, str]] = []  # (status, Server-Timing) of verified submissions
     database_seconds = 0.0
     for burst in range(repeats):
         prepared = prepare(url, workdir / f"burst{burst}", count, Account.create(), operator)
@@ -278,7 +278,7 @@ def run_level(
         generator_seconds += generator_cpu
         latencies += [o[0] for o in outcomes]
         statuses += [o[1] for o in outcomes]
-        timings += [o[2] for o in outcomes if o[1] in ("accepted", "rejected")]
+        timings += [(o[1], o[2]) for o in outcomes if o[1] in ("accepted", "rejected")]
     times = np.array(latencies)
     errors = Counter(s for s in statuses if s not in ("accepted", "rejected"))
     return {
@@ -296,7 +296,14 @@ def run_level(
         "cpu_ms": 1000 * (sum(split) + database_seconds) / len(statuses),
         "cpu_split": split,  # seconds per server process (the API processes and their supervisor)
         "generator_ms": 1000 * generator_seconds / len(statuses),  # the load generator's CPU per submission
-        "step_cpu_ms": step_cpu(timings),
+        "step_cpu_ms": step_cpu([timing for _, timing in timings]),
+        # the request thread's CPU for one submission of each verdict: an accepted one also
+        # stores its fingerprints and keys (most of this benchmark's submissions are replays)
+        "by_verdict": {
+            verdict: (step_cpu(of), len(of))
+            for verdict in ("accepted", "rejected")
+            if (of := [timing for status, timing in timings if status == verdict])
+        },
     }
 
 
@@ -324,6 +331,11 @@ def split_line(result: dict[str, Any]) -> str:
         + "\n  request thread CPU per step (ms): "
         + ", ".join(f"{name} {ms:.2f}" for name, ms in result["step_cpu_ms"].items())
         + f" (sum {sum(result['step_cpu_ms'].values()):.1f} of the API processes' {result['api_ms']:.1f})"
+        + "".join(
+            f"\n  {verdict} ({n}): request thread CPU {sum(steps.values()):.1f} ms — "
+            + ", ".join(f"{name} {ms:.2f}" for name, ms in steps.items() if ms >= 0.05)
+            for verdict, (steps, n) in result["by_verdict"].items()
+        )
     )
 
 

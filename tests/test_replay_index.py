@@ -26,7 +26,7 @@ from mindprint.labeling.verification.uniqueness import (
     query_set,
     stored_fingerprints,
 )
-from mindprint.platform.replay import STRONG_HITS, add, backfill_keys, check_fresh, lookup
+from mindprint.platform.replay import FRESH_EXACT, STRONG_HITS, add, backfill_keys, check_fresh, lookup
 from mindprint.signal.filters import design_filter, filter_offline
 
 from .conftest import CYTON_CSV, require
@@ -111,6 +111,28 @@ def test_rows_committed_after_the_query_are_checked_under_the_guard(engine: Engi
     with sessions(engine)() as db:
         late, sample = check_fresh(db, found.seen, queries, "late", rule=RULE)
     assert late is not None and sample == "raced"
+
+
+def test_many_rows_committed_after_the_query_are_asked_through_their_keys(engine: Engine, cyton: np.ndarray) -> None:
+    """More rows accepted meanwhile than FRESH_EXACT: the guard step does not check each
+    exactly (its cost would grow with the platform's acceptance rate) but asks their keys,
+    and still finds the one that holds the same EEG — wherever it is among them."""
+    _accept(engine, "first", cyton[:, : 4 * SF])
+    epoch = cyton[:, 40 * SF : 44 * SF]
+    queries = query_set(epoch, SF)
+    with sessions(engine)() as db:
+        found = lookup(db, queries, "late", rule=RULE)
+    assert found.match is None and found.seen == 1
+    fresh = [cyton[:, (4 + 4 * k) * SF : (8 + 4 * k) * SF] for k in range(FRESH_EXACT + 1)]  # 4–40 s: distinct
+    fresh.insert(3, epoch)
+    for k, data in enumerate(fresh):
+        _accept(engine, "raced" if data is epoch else f"meanwhile-{k}", data)
+    with sessions(engine)() as db:
+        late, sample = check_fresh(db, found.seen, queries, "late", rule=RULE)
+        assert late is not None and sample == "raced"
+        # distinct EEG among as many fresh rows: nothing
+        other = query_set(cyton[:, 60 * SF : 64 * SF], SF)
+        assert check_fresh(db, found.seen, other, "other", rule=RULE) == (None, None)
 
 
 def test_a_runner_up_sharing_only_two_keys_is_not_checked(engine: Engine, cyton: np.ndarray) -> None:

@@ -306,8 +306,10 @@ def submit(
         # what other processes accepted meanwhile, under the cross-process guard held until
         # this transaction commits: two replicas cannot both accept the same EEG
         vectors, positions = _stored(db, platform, cited, sample.start, check, queries, rule.hop)
+        clock.lap("stored")  # its lead read and the fingerprints of lead and epoch
         guard(db)
         late, _ = check_fresh(db, replay.seen, queries, cid, rule=rule)
+        clock.lap("guard")  # the cross-process lock and what others accepted meanwhile
         if late is not None:
             verdict = decide(authenticity, liveness, uniqueness_score(late), attention, challenge)
         if verdict.accepted:

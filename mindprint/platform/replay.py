@@ -47,6 +47,9 @@ CODE_SCALE = 200.0  # fingerprint components are within ±0.6: int8 steps of 0.0
 CANDIDATES = 4  # samples sharing the most keys with a query that are checked exactly
 MIN_HITS = 2  # ... if they share at least this many: one shared key is chance at scale
 STRONG_HITS = 3  # beyond the first candidate, only those sharing this many are checked
+# rows accepted by other processes while a sample was checked that the guard step checks
+# exactly, one by one (~1.5 ms each); beyond that many, it asks the keys as a lookup does
+FRESH_EXACT = 8
 # Two shared keys are still chance often enough as the index fills (2.28 such samples per
 # distinct query at 10^5, 0.14 with three), and an exact check costs ~2 ms; but a noisy or
 # resampled replay may share only two with its source, which then leads the list: the first
@@ -54,6 +57,7 @@ STRONG_HITS = 3  # beyond the first candidate, only those sharing this many are 
 BACKFILL_BATCH = 500
 
 __all__ = [
+    "FRESH_EXACT",
     "Lookup",
     "add",
     "backfill_keys",
@@ -137,6 +141,19 @@ class Lookup:
     candidates: int  # stored samples fetched to be checked exactly (a lookup's own CPU grows with them)
 
 
+def _candidates_sql(selected: str, where: str) -> str:
+    """The candidate stage of a lookup: the fingerprint rows sharing the most keys with the
+    query (``selected``, its keys) among rows ``where`` allows, the first from MIN_HITS
+    shared keys and the others from STRONG_HITS, with their stored fingerprints."""
+    return (
+        "c AS (SELECT fingerprint, count(*) AS hits, "
+        "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank "
+        f"FROM ({selected}) AS q JOIN replay_keys ON replay_keys.key = q.k WHERE {where} "
+        "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY rank LIMIT :n), "
+        "d AS (SELECT fingerprint, rank FROM c WHERE rank = 1 OR hits >= :strong)"
+    )
+
+
 def lookup(db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule) -> Lookup:
     """The samples sharing the most keys with ``queries`` checked exactly; ``exclude`` (the
     sample's own CID) is never evidence against itself. One statement: the newest row id
@@ -151,13 +168,8 @@ def lookup(db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule) ->
     rows = db.execute(
         text(
             "WITH s AS (SELECT coalesce(max(id), 0) AS seen FROM fingerprints), "
-            "c AS (SELECT fingerprint, count(*) AS hits, "
-            "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank "
-            f"FROM ({selected}) AS q JOIN replay_keys ON replay_keys.key = q.k "
-            "WHERE fingerprint <= (SELECT seen FROM s) "
-            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY rank LIMIT :n), "
-            "d AS (SELECT fingerprint, rank FROM c WHERE rank = 1 OR hits >= :strong) "
-            "SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
+            + _candidates_sql(selected, "fingerprint <= (SELECT seen FROM s)")
+            + " SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
             "LEFT JOIN d ON 1 = 1 LEFT JOIN fingerprints f ON f.id = d.fingerprint ORDER BY d.rank"
         ),
         {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS},
@@ -177,12 +189,27 @@ def check_fresh(
     db: Session, seen: int, queries: QuerySet, cid: str, *, rule: ReplayRule
 ) -> tuple[ReplayMatch | None, str | None]:
     """Under :func:`guard`: the replay evidence among rows committed after ``seen`` (what other
-    processes accepted while this sample was checked), searched exactly; and its sample."""
+    processes accepted while this sample was checked); and its sample. Up to FRESH_EXACT rows
+    are searched exactly; more — a busy platform accepting many samples a second — are asked
+    through their keys, as :func:`lookup` asks the rows before ``seen``: the cost stays
+    bounded however many were accepted meanwhile."""
     rows = db.execute(
         select(FingerprintRow.id, FingerprintRow.sample, FingerprintRow.codes, FingerprintRow.positions)
         .where(FingerprintRow.id > seen)
         .order_by(FingerprintRow.id)
+        .limit(FRESH_EXACT + 1)
     ).all()
+    if len(rows) > FRESH_EXACT:
+        selected, param = _keys_param(db, queries.keys)
+        rows = db.execute(
+            text(
+                "WITH "
+                + _candidates_sql(selected, "fingerprint > :seen")
+                + " SELECT f.id, f.sample, f.codes, f.positions FROM d JOIN fingerprints f ON f.id = d.fingerprint "
+                "ORDER BY d.rank"
+            ),
+            {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS, "seen": seen},
+        ).all()
     return _search(list(rows), queries, cid, rule) if rows else (None, None)
 
 
