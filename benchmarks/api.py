@@ -48,11 +48,13 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import multiprocessing as mp
 import os
 import tempfile
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +69,10 @@ from mindprint.companion.client import PlatformClient, server_timing
 from mindprint.companion.samples import build_sample
 from mindprint.companion.stream import upload_recorded
 from mindprint.device.keys import DeviceKey
+from mindprint.device.openbci import read_openbci_gui_csv
+from mindprint.device.session import DataChunk, SessionWriter
+from mindprint.labeling.verification.corpus import same_phase_surrogate
+from tests.conftest import CYTON_CSV
 from tests.services import (
     create_database,
     mindprint_server,
@@ -132,8 +138,36 @@ def server_pids(port: int) -> list[int]:
     return sorted(pids | {p for p in parents if b"mindprint.cli" in Path(f"/proc/{p}/cmdline").read_bytes()})
 
 
-def prepare(url: str, workdir: Path, count: int, requester: Any, operator: Any) -> list[tuple[str, dict[str, str]]]:
-    """``count`` contributors, each with one signed sample ready to submit (untimed)."""
+@functools.cache
+def _cyton() -> np.ndarray:
+    return read_openbci_gui_csv(CYTON_CSV).data[1:9] * 1e-6
+
+
+def distinct_session(path: Path, key: DeviceKey, seed: int) -> Path:
+    """An 8 s signed session of EEG no other contributor sends: an 8 s stretch of the Cyton
+    recording with new Fourier phases, the same on every channel (its spectrum and its
+    channels' covariation kept) — what liveness alone does not tell from real EEG on one
+    epoch (``benchmarks/forgeries.py``). Here only so that most submissions are accepted and
+    stored, as on a platform whose contributors are honest; the others replay one recording."""
+    rng = np.random.default_rng(seed)
+    start = 250 * int(rng.integers(5, 80))
+    data = same_phase_surrogate(_cyton()[:, start : start + 2000], rng)
+    with SessionWriter.create(
+        path, key, board_id=0, board_name="Cyton", sfreq=250.0,
+        channels=("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2"), types=("eeg",) * 8, units=("V",) * 8,
+        chunk_seconds=1.0, fsync=False,
+    ) as writer:  # fmt: skip
+        for second in range(8):
+            chunk = data[:, second * 250 : (second + 1) * 250]
+            writer.append(DataChunk(t0_ns=T0 + second * 1_000_000_000, samples=chunk, markers=()))
+    return path
+
+
+def prepare(
+    url: str, workdir: Path, count: int, requester: Any, operator: Any, distinct: bool = False
+) -> list[tuple[str, dict[str, str]]]:
+    """``count`` contributors, each with one signed sample ready to submit (untimed): of one
+    recording (mostly replays of each other), or ``distinct`` (mostly accepted)."""
     with httpx.Client(base_url=url, timeout=300) as http:
         op = {"Authorization": f"Bearer {sign_in(url, operator)}"}
         http.put(f"/accounts/{requester.address}/role", json={"role": "requester"}, headers=op).raise_for_status()
@@ -152,7 +186,11 @@ def prepare(url: str, workdir: Path, count: int, requester: Any, operator: Any) 
 
     def one(index: int) -> tuple[str, dict[str, str]]:
         wallet, key = Account.create(), DeviceKey.generate()
-        session = real_session(workdir / f"c{index}", key, seconds=8, offset_seconds=30 + (index % 40) * 1)
+        session = (
+            distinct_session(workdir / f"c{index}", key, seed=zlib.crc32(f"{workdir}/{index}".encode()))
+            if distinct
+            else real_session(workdir / f"c{index}", key, seconds=8, offset_seconds=30 + (index % 40) * 1)
+        )
         client = PlatformClient(url, wallet, timeout=300)
         client.sign_in()
         client.bind_device(key)
@@ -255,6 +293,7 @@ def run_level(
     operator: Any,
     repeats: int = 1,
     db_pid: int | None = None,
+    distinct: bool = False,
 ) -> dict[str, Any]:
     """``repeats`` bursts of ``count`` prebuilt submissions over ``clients`` connections, each burst
     prepared (untimed) just before it runs: verified/s is the median burst's, with the
@@ -264,7 +303,7 @@ def run_level(
     timings: list[tuple[str, str]] = []  # (status, Server-Timing) of verified submissions
     database_seconds = 0.0
     for burst in range(repeats):
-        prepared = prepare(url, workdir / f"burst{burst}", count, Account.create(), operator)
+        prepared = prepare(url, workdir / f"burst{burst}", count, Account.create(), operator, distinct)
         queue: Any = mp.get_context("spawn").Queue()
         load = mp.get_context("spawn").Process(target=fire, args=(url, prepared, clients, queue))
         cpu_before = {pid: cpu_seconds(pid) for pid in pids}
@@ -428,6 +467,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="API processes (`serve --workers`)")
     parser.add_argument("--repeats", type=int, default=3, help="bursts per cell (verified/s: the median burst)")
     parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="then PostgreSQL at 32 clients again, every contributor's EEG distinct (mostly accepted)",
+    )
+    parser.add_argument(
         "--history", type=int, default=0, help="accepted samples in the index for the run after them (PostgreSQL, 32)"
     )
     args = parser.parse_args()
@@ -472,6 +516,14 @@ def main() -> None:
                             print(rows[-1] + "\n" + split_line(result), flush=True)
                             if backend == "postgresql" and clients == 32:
                                 last = {**result, "lost": lost}
+                        if backend == "postgresql" and args.distinct:
+                            result = run_level(base, pids, Path(tmp) / "distinct", 32, max(args.per_level, 32),
+                                               operator, args.repeats, db_pid, distinct=True)  # fmt: skip
+                            accepted_total += int(result["accepted"])
+                            lost = count_lost(url_db, accepted_total)
+                            lost_total += lost
+                            rows.append(row(f"{backend}, distinct EEG", 32, result, lost))
+                            print(rows[-1] + "\n" + split_line(result), flush=True)
                     if backend == "postgresql" and args.history:
                         write_history(url_db, args.history)
                         loading = time.perf_counter()
