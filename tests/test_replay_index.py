@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
+from mindprint.core.errors import SignalError
 from mindprint.device.openbci import read_openbci_gui_csv
 from mindprint.labeling.store import FingerprintRow, ReplayKey, make_engine, migrate, sessions
 from mindprint.labeling.verification.uniqueness import (
@@ -238,3 +239,5 @@ def test_stored_fingerprints_without_a_lead_are_the_query_sets(cyton: np.ndarray
     led, led_positions = stored_fingerprints(epoch, SF, cyton[:, 7 * SF : 8 * SF], RULE.hop)
     assert led_positions.min() == -64 and led_positions.max() == positions.max()
     assert len(led) == len(vectors) + 8 * 16  # 1 s more on the 64 Hz grid, every 4, 8 channels
+    with pytest.raises(SignalError, match="a lead of 7 channels"):
+        stored_fingerprints(epoch, SF, cyton[:7, 7 * SF : 8 * SF], RULE.hop)

@@ -174,6 +174,8 @@ def _stored(
         # the sample is accepted all the same; only its lead is not stored
         logger.warning("sample's lead not read (%s): stored from its epoch only", err)
         return queries.stored(hop)
+    # checked here, not left to ``stored_fingerprints`` (which refuses non-finite data): a
+    # lead that cannot be fingerprinted costs the sample its lead, never its acceptance
     if not lead.shape[1] or not np.all(np.isfinite(lead)):
         return queries.stored(hop)
     return stored_fingerprints(check.epoch, check.sfreq, lead, hop)

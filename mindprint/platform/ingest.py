@@ -374,8 +374,14 @@ def epoch_lead(db: Session, platform: Platform, cited: CitedEpoch, start: int, n
     ``start`` of the cited chunks: what the cited chunks hold ahead of it, then the chunks
     before them (:func:`preceding_chunks`, a bounded read made only if those are not enough)."""
     rows = cited.header.eeg_rows
-    cited_eeg = np.concatenate([chunk_samples(block) for block in cited.blocks], axis=1)
-    held = cited_eeg[rows, max(0, start - n_times) : start]
+    ahead, held_samples = [], 0  # only the cited chunks up to ``start`` (usually the first alone)
+    for block in cited.blocks:
+        if held_samples >= start:
+            break
+        ahead.append(chunk_samples(block)[rows])
+        held_samples += ahead[-1].shape[1]
+    cited_eeg = np.concatenate(ahead, axis=1) if ahead else np.empty((len(rows), 0))
+    held = cited_eeg[:, max(0, start - n_times) : start]
     if held.shape[1] < n_times:
         blocks = preceding_chunks(db, platform, cited, n_times - held.shape[1])
         if blocks:

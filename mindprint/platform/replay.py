@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,17 +142,22 @@ class Lookup:
     candidates: int  # stored samples fetched to be checked exactly (a lookup's own CPU grows with them)
 
 
-def _candidates_sql(selected: str, where: str) -> str:
-    """The candidate stage of a lookup: the fingerprint rows sharing the most keys with the
-    query (``selected``, its keys) among rows ``where`` allows, the first from MIN_HITS
-    shared keys and the others from STRONG_HITS, with their stored fingerprints."""
-    return (
-        "c AS (SELECT fingerprint, count(*) AS hits, "
-        "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank "
-        f"FROM ({selected}) AS q JOIN replay_keys ON replay_keys.key = q.k WHERE {where} "
-        "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY rank LIMIT :n), "
-        "d AS (SELECT fingerprint, rank FROM c WHERE rank = 1 OR hits >= :strong)"
-    )
+def _candidates(db: Session, queries: QuerySet, where: str, head: str, tail: str, **extra: Any) -> Sequence[Any]:
+    """The candidate stage of a lookup, run: the fingerprint rows sharing the most keys with
+    ``queries`` among rows ``where`` allows, the first from MIN_HITS shared keys and the
+    others from STRONG_HITS, as CTEs ``c`` and ``d`` between the statement's ``head`` (more
+    CTEs, or nothing) and its ``tail`` (the SELECT over ``d``); ``extra`` binds the rest."""
+    selected, param = _keys_param(db, queries.keys)
+    return db.execute(
+        text(
+            f"WITH {head}c AS (SELECT fingerprint, count(*) AS hits, "
+            "row_number() OVER (ORDER BY count(*) DESC, fingerprint DESC) AS rank "
+            f"FROM ({selected}) AS q JOIN replay_keys ON replay_keys.key = q.k WHERE {where} "
+            "GROUP BY fingerprint HAVING count(*) >= :hits ORDER BY rank LIMIT :n), "
+            f"d AS (SELECT fingerprint, rank FROM c WHERE rank = 1 OR hits >= :strong) {tail}"
+        ),
+        {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS, **extra},
+    ).all()
 
 
 def lookup(db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule) -> Lookup:
@@ -164,16 +170,14 @@ def lookup(db: Session, queries: QuerySet, exclude: str, *, rule: ReplayRule) ->
     once and PostgreSQL probes the B-tree in key order; ``IN`` made it de-duplicate them
     first and probe in hash order — 17.3–18.1 against 14.6 ms of backend CPU per lookup at
     10^5 stored samples, the same rows (``benchmarks/README.md``, replay section)."""
-    selected, param = _keys_param(db, queries.keys)
-    rows = db.execute(
-        text(
-            "WITH s AS (SELECT coalesce(max(id), 0) AS seen FROM fingerprints), "
-            + _candidates_sql(selected, "fingerprint <= (SELECT seen FROM s)")
-            + " SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
-            "LEFT JOIN d ON 1 = 1 LEFT JOIN fingerprints f ON f.id = d.fingerprint ORDER BY d.rank"
-        ),
-        {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS},
-    ).all()
+    rows = _candidates(
+        db,
+        queries,
+        "fingerprint <= (SELECT seen FROM s)",
+        "s AS (SELECT coalesce(max(id), 0) AS seen FROM fingerprints), ",
+        "SELECT s.seen, f.id, f.sample, f.codes, f.positions FROM s "
+        "LEFT JOIN d ON 1 = 1 LEFT JOIN fingerprints f ON f.id = d.fingerprint ORDER BY d.rank",
+    )
     seen = int(rows[0][0])
     found = [row[1:] for row in rows if row[1] is not None]  # most shared keys first
     match, sample = _search(found, queries, exclude, rule) if found else (None, None)
@@ -200,16 +204,15 @@ def check_fresh(
         .limit(FRESH_EXACT + 1)
     ).all()
     if len(rows) > FRESH_EXACT:
-        selected, param = _keys_param(db, queries.keys)
-        rows = db.execute(
-            text(
-                "WITH "
-                + _candidates_sql(selected, "fingerprint > :seen")
-                + " SELECT f.id, f.sample, f.codes, f.positions FROM d JOIN fingerprints f ON f.id = d.fingerprint "
-                "ORDER BY d.rank"
-            ),
-            {"keys": param, "n": CANDIDATES, "hits": MIN_HITS, "strong": STRONG_HITS, "seen": seen},
-        ).all()
+        rows = _candidates(
+            db,
+            queries,
+            "fingerprint > :seen",
+            "",
+            "SELECT f.id, f.sample, f.codes, f.positions FROM d JOIN fingerprints f ON f.id = d.fingerprint "
+            "ORDER BY d.rank",
+            seen=seen,
+        )
     return _search(list(rows), queries, cid, rule) if rows else (None, None)
 
 

@@ -206,7 +206,9 @@ def stored_fingerprints(
     streamed just before the epoch, at most LEAD_SECONDS (none at a session's start or after a
     gap) — and the epoch as one stretch, with positions counted from the epoch's first grid
     sample (negative in the lead). Without a lead, the same as :meth:`QuerySet.stored`."""
-    n_lead = 0 if lead is None or lead.shape[0] != np.shape(epoch)[0] else lead.shape[1]
+    if lead is not None and lead.shape[0] != np.shape(epoch)[0]:
+        raise SignalError(f"a lead of {lead.shape[0]} channels before an epoch of {np.shape(epoch)[0]}")
+    n_lead = 0 if lead is None else lead.shape[1]
     stretch = np.concatenate([lead, epoch], axis=1) if n_lead else epoch
     vectors, starts, n_channels = fingerprints(stretch, sfreq, hop)
     return vectors, np.tile(starts - int(round(n_lead / sfreq * GRID_HZ)), n_channels)
