@@ -24,6 +24,7 @@ from scipy import signal as sps
 
 from mindprint.core.errors import SignalError
 from mindprint.signal._kernels import sos_cascade
+from mindprint.signal.stats import median
 
 logger = logging.getLogger(__name__)
 
@@ -301,14 +302,14 @@ def detect_line_frequency(
     if nperseg < sfreq:
         return None
     freqs, psd = _welch_shape(x, sfreq, nperseg)
-    psd = np.median(psd, axis=0)
+    psd = median(psd, axis=0)
     best: tuple[float, float] | None = None
     for line in LINE_FREQUENCIES:
         if line + 4 >= sfreq / 2:
             continue
         peak = psd[np.abs(freqs - line) <= 0.5].max()
         around = psd[(np.abs(freqs - line) >= 2) & (np.abs(freqs - line) <= 4)]
-        ratio_db = 10 * np.log10(peak / max(np.median(around), 1e-30))
+        ratio_db = 10 * np.log10(peak / max(float(median(around, axis=0)), 1e-30))
         if ratio_db >= min_ratio_db and (best is None or ratio_db > best[1]):
             best = (line, ratio_db)
     if best is not None:

@@ -92,7 +92,7 @@ from scipy import signal as sps
 from mindprint.core.errors import SignalError
 from mindprint.signal.filters import FilterDesign, design_filter, filter_offline
 from mindprint.signal.spectral import window_spectra
-from mindprint.signal.stats import median
+from mindprint.signal.stats import mad_std, median
 
 FEATURES = (
     "exponent",
@@ -280,7 +280,7 @@ def liveness_features(
     norm = psd[:, :, (f >= 1) & (f <= 45)]
     norm = norm / norm.sum(axis=2, keepdims=True)
     entropy = np.mean(-(norm * np.log(norm)).sum(axis=2) / np.log(norm.shape[2]), axis=1)
-    robust = 1.4826 * np.median(np.abs(seg - np.median(seg, axis=2, keepdims=True)), axis=2)  # (w, c)
+    robust = mad_std(seg, axis=2)  # (w, c)
     log_rms = np.log10(np.maximum(median(robust, axis=1), 1e-30))
     centred = seg - seg.mean(axis=2, keepdims=True)
     pairs = np.triu_indices(n_ch, 1)
