@@ -77,3 +77,19 @@ def test_lowest_fraction_keeps_what_the_quantile_kept(
         residual = np.round(residual, 1)
     expected = (residual <= np.quantile(residual, keep, axis=-1, keepdims=True)).astype(np.float64)
     assert np.array_equal(lowest_fraction(residual, keep), expected)
+
+
+_floats = st.floats(allow_nan=True, allow_infinity=True) | st.floats(-1e-9, 1e-9) | st.sampled_from([0.0, 1.0, 1.0001])
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_floats, b=_floats, nudge=st.floats(-2e-4, 2e-4))
+def test_feature_comparison_is_numpys_isclose(a: float, b: float, nudge: float) -> None:
+    """The edge's features are compared with the platform's recomputation by ``np.isclose``'s
+    test written out for two scalars (``samples._close``): the same verdict on every pair."""
+    from mindprint.labeling.samples import FEATURE_TOLERANCE, _close
+
+    for x, y in ((a, b), (a, a * (1 + nudge)), (b + nudge, b)):
+        problems: list[str] = []
+        _close({"f": x}, {"f": y}, "features", problems)
+        assert bool(problems) == (not np.isclose(x, y, rtol=FEATURE_TOLERANCE, atol=1e-15)), (x, y)

@@ -64,7 +64,7 @@ def test_fast_cids_equal_multiformats(codec: str) -> None:
 
     from multiformats import multihash
 
-    from mindprint.core.ipld import cid_from_bytes, cid_text
+    from mindprint.core.ipld import cid_from_bytes, cid_text, raw_digest
 
     data = os.urandom(257)
     reference = CID("base32", 1, codec, multihash.digest(data, "sha2-256"))
@@ -74,6 +74,11 @@ def test_fast_cids_equal_multiformats(codec: str) -> None:
         assert made.codec.name == codec and made.hashfun.name == "sha2-256" and made.version == 1
     v0 = CID("base58btc", 0, "dag-pb", multihash.digest(data, "sha2-256"))
     assert cid_from_bytes(bytes(v0)) == v0 and cid_text(v0) == str(v0)
+    # the hash a CID names, as multihash.unwrap gives it: sha2-256 directly, others through it
+    longer = CID("base32", 1, codec, multihash.digest(data, "sha2-512"))
+    for cid in (reference, v0, longer):
+        assert raw_digest(cid) == bytes(multihash.unwrap(cid.digest))
+    assert len(raw_digest(reference)) == 32 and len(raw_digest(longer)) == 64
 
 
 def test_fast_cid_decoding_gives_what_multiformats_gives() -> None:

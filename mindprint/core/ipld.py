@@ -35,6 +35,7 @@ __all__ = [
     "decode_known_block",
     "encode_block",
     "iter_car_sections",
+    "raw_digest",
 ]
 
 DAG_CBOR = "dag-cbor"
@@ -87,6 +88,15 @@ def cid_text(cid: CID) -> str:
     if cid.version != 1:
         return str(cid)
     return "b" + base64.b32encode(bytes(cid)).decode("ascii").lower().rstrip("=")
+
+
+def raw_digest(cid: CID) -> bytes:
+    """The hash a CID names, without its multihash prefix (``multihash.unwrap(cid.digest)``,
+    which validates its argument types on every call: ~0.4 ms)."""
+    digest = bytes(cid.digest)
+    if len(digest) == 34 and digest[:2] == b"\x12\x20":  # sha2-256, 32 bytes: all of ours
+        return digest[2:]
+    return bytes(multihash.unwrap(digest))
 
 
 @lru_cache(maxsize=1 << 16)

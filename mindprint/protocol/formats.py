@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
-from multiformats import CID, multihash
+from multiformats import CID
 
 from mindprint.core.errors import MindprintError
-from mindprint.core.ipld import decode_block
+from mindprint.core.ipld import decode_block, raw_digest
 from mindprint.ledger.crypto import seal_payload
 from mindprint.ledger.sealing import envelope_aad
 
@@ -77,7 +77,7 @@ def sample_typed_data(sample_cid: CID, task: int, label: Any, chain_id: int) -> 
             ]
         },
         "primaryType": "Sample",
-        "message": {"sample": bytes(multihash.unwrap(sample_cid.digest)), "taskId": task, "label": label_hash(label)},
+        "message": {"sample": raw_digest(sample_cid), "taskId": task, "label": label_hash(label)},
     }
 
 
