@@ -92,7 +92,7 @@ def cid_text(cid: CID) -> str:
 
 def raw_digest(cid: CID) -> bytes:
     """The hash a CID names, without its multihash prefix (``multihash.unwrap(cid.digest)``,
-    which validates its argument types on every call: ~0.4 ms)."""
+    which validates its argument types on every call: ~0.2 ms)."""
     digest = bytes(cid.digest)
     if len(digest) == 34 and digest[:2] == b"\x12\x20":  # sha2-256, 32 bytes: all of ours
         return digest[2:]
