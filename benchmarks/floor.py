@@ -63,8 +63,7 @@ T0 = 1_700_000_000_000_000_000
 CHANNELS = ("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2")
 
 
-def _session(path: Path, key: DeviceKey, seconds: int = 30) -> Path:
-    data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
+def _session(path: Path, key: DeviceKey, data: Any, seconds: int = 30) -> Path:
     with SessionWriter.create(
         path, key, board_id=0, board_name="Cyton", sfreq=SFREQ, channels=CHANNELS, types=("eeg",) * 8,
         units=("V",) * 8, chunk_seconds=1.0, fsync=False,
@@ -94,7 +93,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         key, wallet = DeviceKey.generate(), Account.create()
-        session = _session(Path(tmp) / "session", key)
+        data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6  # read once: session and lead
+        session = _session(Path(tmp) / "session", key, data)
         signed = build_sample(
             session, key, wallet, task=7, label="yes",
             stimulus_ns=T0 + 10_000_000_000, response_ns=T0 + 10_600_000_000,
@@ -113,7 +113,6 @@ def main() -> None:
     assert not check.problems, check.problems  # a sample that checks out: the full path
     band = reusable_band(check.filtered, check.design)
     assert model.assess(check.epoch, check.sfreq, band=band).accepted
-    data = read_openbci_gui_csv(sample_path_for_demo()).data[1:9] * 1e-6
     start = int(round((10.0 - 1.0) * SFREQ))  # the epoch's first sample in the session
     lead = data[:, start - int(LEAD_SECONDS * SFREQ) : start]
     assert abs(check.epoch - data[:, start : start + check.epoch.shape[1]]).max() < 1e-6  # the same stretch
