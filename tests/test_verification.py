@@ -460,3 +460,44 @@ def test_liveness_reuses_the_pipelines_filtered_epoch_bit_for_bit(model, cyton) 
     assert notched.design is not None and not shares_band(notched.design)
     with pytest.raises(SignalError, match="shape"):
         liveness_features(epoch, 250.0, band=result.filtered[:, :-1])
+
+
+def test_two_channels_of_a_signal_generator_are_rejected_and_say_why(model, cyton, eeglab, emotiv) -> None:  # type: ignore[no-untyped-def]
+    """Through 2 channels the model alone let a signal generator pass (two sines covary
+    perfectly in the bands where both carry only filter residue, and that correlation
+    outweighed a capped range term): three rules past ceilings no head reaches stop every
+    pair of the generator's 11 channels, each with its reason, and leave real EEG alone."""
+    import itertools
+
+    from mindprint.labeling.verification.liveness import STUCK_CEILING, TONE_CEILING, liveness_features
+    from mindprint.labeling.verification.model import EXCESS_LIMIT, _excess
+
+    raw = mne.io.read_raw_edf(require(GENERATOR_EDF), preload=True, verbose="error")
+    generator, names = raw.get_data(), raw.ch_names
+    params = model._params()
+    why = {"tone": 0, "stuck": 0, "range": 0}
+    for a, b in itertools.combinations(range(len(names)), 2):
+        for start in (12811, 56756):
+            epoch = generator[[a, b], start : start + 800]
+            verdict = model.assess(epoch, 200.0)
+            assert not verdict.accepted, (names[a], names[b], start)
+            why["tone"] += any(r.startswith("a pure tone") for r in verdict.reasons)
+            why["stuck"] += any("runs of identical values" in r for r in verdict.reasons)
+            why["range"] += any("range widths summed" in r for r in verdict.reasons)
+    assert all(why.values()), why
+    # the pair that only the range rule stops: a 1 Hz and a 50 Hz sine — the model's score alone passes it
+    pair = generator[[names.index("sine 1 Hz"), names.index("sine 50 Hz")], 56756 : 56756 + 800]
+    verdict = model.assess(pair, 200.0)
+    assert verdict.score >= model.threshold and not verdict.accepted
+    assert any("range widths summed" in r for r in verdict.reasons), verdict.reasons
+    # real EEG: 4 s epochs of three devices through 2 channels and all stay inside every ceiling
+    data, sfreq = eeglab
+    emotiv_data, emotiv_rate = emotiv
+    for x, rate in ((cyton, 250.0), (data, sfreq), (emotiv_data, emotiv_rate)):
+        for start in np.arange(2.0, x.shape[1] / rate - 6.0, 7.0):
+            for rows in (slice(0, 2), slice(None)):
+                epoch = x[rows, int(start * rate) : int(start * rate) + int(4 * rate)]
+                features = liveness_features(epoch, rate, step_seconds=0.5)
+                assert features.column("tone").max() < TONE_CEILING - 1
+                assert features.column("stuck").max() < STUCK_CEILING
+                assert _excess(params, features.values, cap=np.inf).max() < EXCESS_LIMIT

@@ -68,6 +68,20 @@ Beside the features, two statistics that are rules, not evidence (the model neve
                       ``COPIES_CEILING`` (a fixed 0.98, not learned: two electrodes bridged
                       by gel record one signal too).
 
+Two features the model reads are also rules past a ceiling no head reaches (the model alone
+let them through: its channel-correlation term outweighs a capped range term, and two
+deterministic signals covary perfectly in the bands where both carry only filter residue —
+two channels of the signal generator, a sine and a square wave, passed 10–30 % of the time
+through 2 channels, 2026-12-06):
+
+``tone`` ≥ ``TONE_CEILING``   a spectral line 10^6 times the median of its ±3 Hz
+                      neighbourhood (the generator's sines 10^9.8–10^14.7; real EEG at most
+                      10^4.5 in every window of the five recordings, BrainFlow's synthetic
+                      board 10^3.7–10^6.0, already rejected by the model)
+``stuck`` ≥ ``STUCK_CEILING`` a quarter of the window's samples in runs of ≥ 5 identical values
+                      (a square wave or a stuck stream; 0 in every real window; one railed
+                      channel of 8 gives 0.125 and is left to the model)
+
 (Until 2026-12-05 a rule ``pattern`` stood in ``copies``'s place: the lowest Pearson r, over
 channel pairs, between a 0.5 s piece's pair correlations and the rest's, from 8 channels.
 It stopped one channel copied onto all (a flat pattern) and no splice of
@@ -116,6 +130,8 @@ __all__ = [
     "BAND",
     "COPIES_CEILING",
     "FEATURES",
+    "STUCK_CEILING",
+    "TONE_CEILING",
     "LivenessFeatures",
     "liveness_features",
     "reusable_band",
@@ -127,6 +143,10 @@ BAND = (1.0, 45.0)  # the band-pass most features read (the edge pipeline's defa
 STUCK_RUN = 5
 #: a window whose median channel pair correlates this strongly in every band carries one signal
 COPIES_CEILING = 0.98
+#: a spectral line this many decades above its neighbourhood is a generator's, not a head's (real ≤ 4.5)
+TONE_CEILING = 6.0
+#: this share of a window's samples in runs of identical values is a synthetic or stuck stream (real: 0)
+STUCK_CEILING = 0.25
 #: the bands ``correlation_z`` asks of each channel pair (Hz)
 PAIR_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 

@@ -17,6 +17,12 @@ widths, at most ``EXCESS_CAP``). Without it a window could be far outside on sev
 features a linear model weighs lightly — brown noise with an alpha sine (spectral
 entropy, alpha-envelope variation, power variation all below any head's) passed 5 % of
 the time once the correlation feature stopped rewarding its chance correlation.
+The term is capped, the correlation feature is not bounded as tightly, so since 2026-12-06
+the range is also a rule: a window ``EXCESS_LIMIT`` range widths or more outside (summed, not
+capped) is rejected whatever its score. Two channels of a signal generator (a 1 Hz and a
+50 Hz sine: no power anywhere but filter residue, which covaries perfectly) lay 4.3–5.4 widths
+outside and scored 1.0; held-out real epochs of the five recordings lie at most 2.94 outside
+(an Emotiv EPOC held out; 900 epochs through random montages).
 
 Cross-validation: each fold holds out one real recording together with every forgery
 derived from it and the odd-numbered epochs of the recordings that are negative only;
@@ -38,7 +44,15 @@ from numpy.typing import NDArray
 
 from mindprint.core.errors import ConfigurationError, SignalError
 from mindprint.labeling.verification.corpus import Recording
-from mindprint.labeling.verification.liveness import COPIES_CEILING, EDGE_SECONDS, FEATURES, liveness_features
+from mindprint.labeling.verification.liveness import (
+    COPIES_CEILING,
+    EDGE_SECONDS,
+    FEATURES,
+    STUCK_CEILING,
+    TONE_CEILING,
+    LivenessFeatures,
+    liveness_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +64,12 @@ WINDOW_SECONDS = 2.0  # each scored window's length (liveness_features' default)
 STABILITY_PERCENTILE = 1.0
 STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
 EXCESS_CAP = 5.0  # the "outside the human range" term, in range widths summed over features
+EXCESS_LIMIT = 4.0  # ...and this far outside, summed and not capped, a window is rejected
 
 __all__ = [
     "EPOCH_SECONDS",
     "EXCESS_CAP",
+    "EXCESS_LIMIT",
     "LivenessModel",
     "LivenessScore",
     "WindowSet",
@@ -141,6 +157,14 @@ class LivenessModel:
                 f"the channels' correlation pattern changes within a window{_where(unstable, len(values))} "
                 f"(stability {features.stability[unstable]:.2f}, real EEG ≥ {floor:.2f}): spliced or forged piecewise"
             )
+        rejections += _ceilings(features)
+        outside = _excess(params, values, cap=np.inf)
+        far = int(np.argmax(outside))
+        if outside[far] >= EXCESS_LIMIT:
+            rejections.append(
+                f"outside the human range{_where(far, len(values))} by {outside[far]:.1f} range widths summed over "
+                f"the features (real EEG < {EXCESS_LIMIT:g})"
+            )
         accepted = not rejections
         reasons = list(rejections)
         row = values[weakest]
@@ -170,6 +194,26 @@ class LivenessModel:
         if model.features != list(FEATURES) or len(model.coef) != len(FEATURES) + 1:
             raise ConfigurationError(f"liveness model {path} was trained on other features: retrain it")
         return model
+
+
+def _ceilings(features: LivenessFeatures) -> list[str]:
+    """The rules past a ceiling no head reaches (``TONE_CEILING``, ``STUCK_CEILING``): why a window breaks them."""
+    found = []
+    n = len(features.values)
+    tone, stuck = features.column("tone"), features.column("stuck")
+    w = int(np.argmax(tone))
+    if tone[w] >= TONE_CEILING:
+        found.append(
+            f"a pure tone{_where(w, n)}: a spectral line 10^{tone[w]:.1f} times its ±3 Hz neighbourhood "
+            f"(real EEG < 10^{TONE_CEILING:g}): a signal generator, not a head"
+        )
+    w = int(np.argmax(stuck))
+    if stuck[w] >= STUCK_CEILING:
+        found.append(
+            f"{stuck[w]:.0%} of the samples{_where(w, n)} sit in runs of identical values "
+            f"(real EEG < {STUCK_CEILING:.0%}): a square wave or a stuck stream"
+        )
+    return found
 
 
 def _band_floor(floors: dict[str, float], n_channels: int) -> float | None:
@@ -296,9 +340,13 @@ def _standardise(params: _Params, values: NDArray[np.float64]) -> NDArray[np.flo
     clipped = np.clip(values, params.low - width / 2, params.high + width / 2)
     z = (clipped - params.mean) / params.scale
     z = np.where(np.isfinite(z), z, 0.0)  # a feature that does not apply (a spread at 2 channels) counts 0
+    return np.column_stack([z, _excess(params, values)])
+
+
+def _excess(params: _Params, values: NDArray[np.float64], cap: float = EXCESS_CAP) -> NDArray[np.float64]:
+    """Per window: how far it lies outside the human range, in range widths summed over features, at most ``cap``."""
     past = _past(params, values)
-    excess = np.minimum(np.sum(np.where(past > 0, past, 0.0), axis=1), EXCESS_CAP)  # NaN > 0 is False
-    return np.column_stack([z, excess])
+    return np.minimum(np.sum(np.where(past > 0, past, 0.0), axis=1), cap)  # NaN > 0 is False
 
 
 def _past(params: _Params, values: NDArray[np.float64]) -> NDArray[np.float64]:
