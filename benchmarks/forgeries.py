@@ -30,9 +30,17 @@ Forgery classes (each built from a 4 s epoch of the held-out recording, all chan
 - ``duplicated`` — one real channel copied onto every channel (each copy with 0.1 µV of its
   own noise)
 - ``am_noise`` — Gaussian noise shaped to the recording's spectrum, amplitude-modulated
+- ``noise`` — pink or brown noise with a 10 Hz sine, each channel its own (since 2026-12-06;
+  the training corpus has it, the benchmark did not measure it)
+- ``noise_mixed`` — the same noise with the channels mixed (a random linear mixture, or a
+  common part added to each): a linear Gaussian process with an EEG-like spectrum and
+  correlated channels (since 2026-12-06)
 - ``splice_real_then_forged`` / ``splice_forged_then_real`` — real EEG for a random 1–3 s,
   then a per-channel surrogate (or the other way round)
-- ``synthetic_board``, ``generator`` — BrainFlow's synthetic board and the signal generator
+- ``synthetic_board``, ``generator`` — BrainFlow's synthetic board and the signal generator,
+  through all their channels and (since 2026-12-06) through 2, 4 and 8 random ones: two
+  channels of the generator passed the model 10–30 % of the time until the rules past
+  ceilings no head reaches (``liveness.TONE_CEILING``, ``STUCK_CEILING``, ``model.EXCESS_LIMIT``)
 
 **Challenge–response** (``mindprint.labeling.verification.challenge``): first the evoked
 response at the EEGLAB task's stimulus onsets against shuffled, invented and
@@ -61,7 +69,9 @@ splices) are also forged through every smaller presentation — each epoch its o
 measured, which hid that through 2–4 channels liveness alone lets 3–13 % of them pass).
 
 The last line: ``worst_false_accept`` over the classes the README's threat model assigns —
-liveness-stopped classes (``LIVENESS_STOPS``) by liveness alone from ``FULL_MONTAGE`` (8)
+what liveness stops at any channel count (``ANYWHERE``: the synthetic board, the generator,
+noise) by liveness alone at the worst presentation; the other liveness-stopped classes
+(``LIVENESS_STOPS``) by liveness alone from ``FULL_MONTAGE`` (8)
 channels up and by liveness and the challenge together below it, the others by liveness
 and the challenge together (the worst presentation); ``real_accept`` pooled over the
 recordings (equal weights, every presentation from 2 channels up), with the challenge
@@ -90,6 +100,7 @@ from mindprint.labeling.verification.challenge import MAX_CUES, cue_trials, issu
 from mindprint.labeling.verification.corpus import (
     Var,
     build_recordings,
+    coloured_noise,
     mixture,
     phase_surrogate,
     same_phase_surrogate,
@@ -99,6 +110,7 @@ from mindprint.labeling.verification.model import EPOCH_SECONDS, LivenessModel, 
 # the classes the threat model (README) says the liveness score stops on its own; the others
 # keep a recording's linear cross-channel structure and are the challenge's job
 LIVENESS_STOPS = (
+    "noise",
     "surrogate_per_channel",
     "am_noise",
     "splice_real_then_forged",
@@ -106,7 +118,9 @@ LIVENESS_STOPS = (
     "synthetic_board",
     "generator",
 )
-# ...but only from FULL_MONTAGE channels up: through fewer channels (a 2- or 4-channel device)
+# of those, what liveness stops alone through any number of channels (measured through 2, 4, 8 and all)
+ANYWHERE = ("noise", "synthetic_board", "generator")
+# ...the others only from FULL_MONTAGE channels up: through fewer channels (a 2- or 4-channel device)
 # the same forgeries pass liveness alone too often, and the threat model leaves them to
 # liveness and the challenge together (measured on the recordings with events)
 FULL_MONTAGE = 8
@@ -136,6 +150,20 @@ def am_noise(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> 
     t = np.arange(x.shape[1]) / sfreq
     envelope = 1 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 2 * np.pi))
     return noise * envelope
+
+
+def noise(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> NDArray[np.float64]:
+    """Pink or brown noise with a 10 Hz sine (20 and 10 µV), each channel its own."""
+    return coloured_noise(x.shape[0], x.shape[1], sfreq, float(rng.choice([1.0, 2.0])), rng)
+
+
+def noise_mixed(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> NDArray[np.float64]:
+    """The same noise with correlated channels: a random linear mixture of them, or one common
+    noise added to each — what a forger does once a model asks channels to covary."""
+    own = noise(x, sfreq, rng)
+    if rng.random() < 0.5:
+        return mixture(own, rng)
+    return 0.7 * own + 0.7 * coloured_noise(1, x.shape[1], sfreq, float(rng.choice([1.0, 2.0])), rng)
 
 
 def duplicated(x: NDArray[np.float64], sfreq: float, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -199,6 +227,8 @@ def main() -> None:
         "mixture": mixed,
         "duplicated": duplicated,
         "am_noise": am_noise,
+        "noise": noise,
+        "noise_mixed": noise_mixed,
         "splice_real_then_forged": splice(True),
         "splice_forged_then_real": splice(False),
     }
@@ -254,6 +284,11 @@ def main() -> None:
                 result = model.assess(epoch, source.sfreq)
                 scores.setdefault(name, []).append(result.score)
                 accepted.setdefault(name, []).append(result.accepted)
+                presented.setdefault(name, {}).setdefault(source.data.shape[0], []).append(result.accepted)
+            for k in presentations(source.data.shape[0])[:-1]:  # a k-channel device's worth of its channels
+                for epoch in epochs_of(source.data, source.sfreq, args.epochs_per_class // 2, rng):
+                    chosen = epoch[montage(source.data.shape[0], k, rng)]
+                    presented[name].setdefault(k, []).append(model.assess(chosen, source.sfreq).accepted)
         print(f"held out {held.name}: threshold {model.threshold:.3f}", flush=True)
 
     class_rows = [
@@ -285,13 +320,14 @@ def main() -> None:
     if args.liveness_only:
         return
     challenge_auc = challenge_rows(args.shared, rng)
-    stops = {name: forgers[name] for name in presented}
+    stops = {name: forgers[name] for name in presented if name in forgers and name not in ANYWHERE}
     combined, honest, z_aucs = combined_rows(args.shared, models, rng, draws=args.draws, epoch_forgers=stops)
     # the last line's figures: liveness-stopped classes by liveness, the others by liveness and
     # the challenge together; real acceptance with the challenge where a recording has events
     decided = {name: rates[name] for name in LIVENESS_STOPS if name in rates}
     decided.update({name: row[f"≥ {FULL_MONTAGE}"] for name, row in alone.items()})
     decided.update(combined)
+    decided.update({name: max(v for v in alone[name].values() if np.isfinite(v)) for name in ANYWHERE if name in alone})
     for name, rate in honest.items():
         per_recording_accept[name] = [rate]
     real_accept = float(np.mean([np.mean(v) for v in per_recording_accept.values()]))
@@ -413,6 +449,7 @@ def combined_rows(
         "reversed_negated": lambda x, sf: -x[:, ::-1],
         "mixture": lambda x, sf: mixture(x, rng),
         "duplicated": lambda x, sf: duplicated(x, sf, rng),
+        "noise_mixed": lambda x, sf: noise_mixed(x, sf, rng),
         "var_bootstrap": lambda x, sf: Var.fit(x[:, : int(120 * sf)]).simulate(x.shape[1], rng, bootstrap=True),
     }
     rows = [

@@ -59,14 +59,17 @@ Beside the features, two statistics that are rules, not evidence (the model neve
                       percentile of real training epochs,
                       :func:`~mindprint.labeling.verification.model.stability_floors`).
 
-``copies``            the median channel pair's |r| in its weakest band of ``correlation_z``'s
-                      five: one channel copied onto every channel gives ≥ 0.999 whatever
-                      the noise added below a µV; real EEG ≤ 0.94 in every recording and
-                      presentation we carry (2 s windows every 0.5 s, random channels) — an
-                      Emotiv EPOC's 14 channels share their 1–8 Hz almost whole (r 0.98)
-                      but not their alpha and beta. The decision rejects a window at
+``copies``            the median channel pair's |r| in its second-weakest band of
+                      ``correlation_z``'s five: one channel copied onto every channel gives
+                      ≥ 0.995 with 0.1 µV of noise per copy; real EEG ≤ 0.97 in every
+                      recording and presentation we carry (2 s windows every 0.5 s, random
+                      channels; Elekta's neighbouring electrodes come closest) — an Emotiv
+                      EPOC's 14 channels share their 1–8 Hz almost whole (r 0.98) but not
+                      their alpha and beta. The decision rejects a window at
                       ``COPIES_CEILING`` (a fixed 0.98, not learned: two electrodes bridged
-                      by gel record one signal too).
+                      by gel record one signal too). Until 2026-12-06 the weakest band: a
+                      copy of Elekta's quietest channel (4 µV) has too little 30–45 Hz for
+                      0.1 µV of noise per copy to leave it whole there (0.946), and passed.
 
 Two features the model reads are also rules past a ceiling no head reaches (the model alone
 let them through: its channel-correlation term outweighs a capped range term, and two
@@ -318,7 +321,7 @@ def liveness_features(
     covary = np.abs(cross)
     in_band = periodogram @ masks  # (w, c, bands): each channel's power in each band
     band_r = covary / np.sqrt(np.maximum(in_band[:, pairs[0]] * in_band[:, pairs[1]], 1e-300))
-    copies = median(band_r.min(axis=2), axis=1)  # the median pair's weakest band
+    copies = median(np.partition(band_r, 1, axis=2)[:, :, 1], axis=1)  # the median pair's second-weakest band
     z_bands = covary * np.sqrt(2 / np.maximum(shared, 1e-300))
     z_pairs = np.sqrt((z_bands * z_bands).mean(axis=2))  # (w, pairs)
     correlation_z = median(z_pairs, axis=1)
