@@ -14,7 +14,8 @@ derived from it are scored with ``LivenessModel.assess`` — what ``submissions.
 calls: 2 s windows every 0.5 s, the weakest decides. Real acceptance per presentation:
 every epoch through its own random k channels (a k-channel device anywhere on the cap;
 until 2026-12-04 one random subset served every epoch, so one unlucky pair decided the
-row), epochs 4 s apart or closer in a short recording (at least 24 where 0.5 s spacing allows:
+row), ``--montages`` (4) subsets per epoch since 2026-12-06 (one before: a 2-channel row of
+a short recording moved by 12 % from run to run with the draw of pairs), epochs 4 s apart or closer in a short recording (at least 24 where 0.5 s spacing allows:
 13 in the 10 s BioSemi file, which 4 s spacing would give 2; 8 until 2026-12-05).
 
 Forgery classes (each built from a 4 s epoch of the held-out recording, all channels):
@@ -207,6 +208,12 @@ def main() -> None:
     parser.add_argument("--epochs-per-class", type=int, default=40)
     parser.add_argument("--synthetic-seconds", type=float, default=20.0)
     parser.add_argument("--draws", type=int, default=200, help="sessions per class and presentation (challenge)")
+    parser.add_argument(
+        "--montages",
+        type=int,
+        default=4,
+        help="random channel subsets per real epoch and presentation (1 until 2026-12-06)",
+    )
     parser.add_argument("--liveness-only", action="store_true", help="stop after the liveness tables (~1.5 min)")
     args = parser.parse_args()
     rng = np.random.default_rng(7)
@@ -249,9 +256,12 @@ def main() -> None:
         # real acceptance per channel presentation
         for k in presentations(x.shape[0]):
             # each epoch through its own random k channels: a k-channel device anywhere on the head
+            # (``--montages`` of them per epoch below all channels: a row's pairs decide it)
+            ways = args.montages if k < x.shape[0] else 1
             results = [
                 model.assess(e[montage(x.shape[0], k, rng)], sfreq)
                 for e in epochs_of(x, sfreq, args.epochs_per_class, rng)
+                for _ in range(ways)
             ]
             rate = float(np.mean([r.accepted for r in results]))
             per_recording_accept.setdefault(held.name, []).append(rate)

@@ -63,6 +63,9 @@ WINDOW_SECONDS = 2.0  # each scored window's length (liveness_features' default)
 # the share of real training epochs whose weakest window falls below the stability floor
 STABILITY_PERCENTILE = 1.0
 STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
+# below FULL_PATTERN channels the floor is fixed, not learned (see :func:`stability_floors`)
+FULL_PATTERN = 8
+FEW_CHANNELS_FLOOR = 0.0
 EXCESS_CAP = 5.0  # the "outside the human range" term, in range widths summed over features
 EXCESS_LIMIT = 4.0  # ...and this far outside, summed and not capped, a window is rejected
 
@@ -422,12 +425,21 @@ def stability_floors(windows: WindowSet, percentile: float = STABILITY_PERCENTIL
     real epochs' weakest window ``stability`` — below it, a window's correlation pattern is
     not one a head keeps. Bands, not single counts: a count above 8 is one recording's in
     training, and one recording's floor rejected another's (Elekta 60 channels held out: 3
-    of 8 epochs below EEGLAB's 32-channel floor)."""
+    of 8 epochs below EEGLAB's 32-channel floor).
+
+    Below ``FULL_PATTERN`` (8) channels the floor is ``FEW_CHANNELS_FLOOR`` (0: a piece whose
+    correlations, on balance, run against the rest's), not learned (since 2026-12-06). With
+    three to six channel pairs one jaw clench reverses a piece's pattern, and the learned
+    percentile followed whichever recording was in training: 0.004 with all five, 0.216
+    without the Cyton recording (whose 4-channel epochs then lost 9 % to the rule held out),
+    −0.046 without EEGLAB's; the 3-channel band was one recording's (BioSemi) alone."""
     values = windows.stability
-    real = (windows.labels == 1) & np.isfinite(values) & (windows.channels >= min(STABILITY_BANDS))
+    real = (windows.labels == 1) & np.isfinite(values) & (windows.channels >= FULL_PATTERN)
     first, weakest = epoch_scores(windows.subset(real), values[real])
-    band = np.array([max(b for b in STABILITY_BANDS if b <= k) for k in windows.channels[real][first]])
-    return {str(b): float(np.percentile(weakest[band == b], percentile)) for b in np.unique(band)}
+    floors = {str(b): FEW_CHANNELS_FLOOR for b in STABILITY_BANDS if b < FULL_PATTERN}
+    if len(first):
+        floors[str(FULL_PATTERN)] = float(np.percentile(weakest, percentile))
+    return floors
 
 
 def train_liveness(windows: WindowSet, *, c: float = 0.3, max_fpr: float = 0.01) -> LivenessModel:
