@@ -21,7 +21,6 @@ CYTON_CSV = SHARED_EEG / "openbci_cyton" / "OpenBCI_GUI-v6-blinks-jawClench-alph
 EEGLAB_SET = SHARED_EEG / "eeglab_attention" / "test_raw.set"
 GENERATOR_EDF = SHARED_EEG / "generator" / "test_generator_2.edf"
 EMOTIV_FIF = SHARED_EEG / "emotiv_phyaat" / "phyaat_emotiv_raw.fif.gz"
-ELEKTA_FIF = SHARED_EEG / "mne_sample" / "sample_eeg_raw.fif.gz"
 
 
 def require(path: Path) -> Path:

@@ -25,7 +25,7 @@ from mindprint.labeling.verification.scores import attention_score, authenticity
 from mindprint.labeling.verification.uniqueness import FingerprintIndex, ReplayRule, query_set
 from mindprint.signal.filters import design_filter, filter_offline
 
-from .conftest import CYTON_CSV, EEGLAB_SET, ELEKTA_FIF, EMOTIV_FIF, GENERATOR_EDF, make_chunks, require, write_session
+from .conftest import CYTON_CSV, EEGLAB_SET, EMOTIV_FIF, GENERATOR_EDF, make_chunks, require, write_session
 
 
 @pytest.fixture(scope="module")
@@ -282,16 +282,8 @@ def test_one_channel_copied_onto_every_channel_is_rejected(model, cyton, eeglab)
             copied = np.repeat(epoch[:1], k, axis=0) + rng.normal(0, 1e-7, epoch.shape)
             verdict = model.assess(copied, rate)
             assert not verdict.accepted and verdict.reasons[0].startswith("the channels carry one signal"), verdict
-            assert liveness_features(copied, rate, step_seconds=0.5).copies.min() > 0.995
+            assert liveness_features(copied, rate, step_seconds=0.5).copies.min() > 0.999
             assert liveness_features(epoch, rate, step_seconds=0.5).copies.max() < COPIES_CEILING
-    # a quiet channel (Elekta's EEG 053, 4 µV) has so little 30–45 Hz that 0.1 µV of noise per
-    # copy breaks the copies apart there (|r| 0.95 in that band): the rule reads the second-weakest band
-    raw = mne.io.read_raw_fif(require(ELEKTA_FIF), preload=True, verbose="error").pick("eeg")
-    rate = float(raw.info["sfreq"])
-    quiet = raw.get_data(picks=["EEG 053"])[:, int(5 * rate) : int(9 * rate)]
-    copied = np.repeat(quiet, 8, axis=0) + rng.normal(0, 1e-7, (8, quiet.shape[1]))
-    verdict = model.assess(copied, rate)
-    assert not verdict.accepted and verdict.reasons[0].startswith("the channels carry one signal"), verdict
 
 
 def _whole_window_stability(x: np.ndarray, sfreq: float) -> float:

@@ -55,21 +55,23 @@ Beside the features, two statistics that are rules, not evidence (the model neve
                       for seconds; EEG spliced with a forged piece (each channel's own
                       spectrum, no shared pattern) breaks it for the forged piece. Not a
                       number with fewer than 3 channels. The decision rejects a window
-                      below the floor of its band of channel counts (3, 4–7, ≥ 8: the 1st
-                      percentile of real training epochs,
+                      below the floor for its channel count (from 8: the 1st percentile
+                      of real training epochs; 3–7: a fixed 0,
                       :func:`~mindprint.labeling.verification.model.stability_floors`).
 
-``copies``            the median channel pair's |r| in its second-weakest band of
-                      ``correlation_z``'s five: one channel copied onto every channel gives
-                      ≥ 0.995 with 0.1 µV of noise per copy; real EEG ≤ 0.97 in every
-                      recording and presentation we carry (2 s windows every 0.5 s, random
-                      channels; Elekta's neighbouring electrodes come closest) — an Emotiv
-                      EPOC's 14 channels share their 1–8 Hz almost whole (r 0.98) but not
-                      their alpha and beta. The decision rejects a window at
+``copies``            the median channel pair's |r| in its weakest band of ``correlation_z``'s
+                      five: one channel copied onto every channel gives ≥ 0.999 whatever
+                      the noise added below a µV; real EEG ≤ 0.96 in every recording and
+                      presentation we carry (2 s windows every 0.5 s, random channels) — an
+                      Emotiv EPOC's 14 channels share their 1–8 Hz almost whole (r 0.98)
+                      but not their alpha and beta. The decision rejects a window at
                       ``COPIES_CEILING`` (a fixed 0.98, not learned: two electrodes bridged
-                      by gel record one signal too). Until 2026-12-06 the weakest band: a
-                      copy of Elekta's quietest channel (4 µV) has too little 30–45 Hz for
-                      0.1 µV of noise per copy to leave it whole there (0.946), and passed.
+                      by gel record one signal too). The weakest band, not the second
+                      weakest (tried 2026-12-06): an Emotiv pair reaches 0.989 in its second
+                      weakest. What it lets through: a copy of a channel too quiet in one band
+                      for 0.1 µV of noise per copy to leave it whole there (Elekta's EEG 053,
+                      4 µV: 0.946 in 30–45 Hz) — the challenge's to stop, as any copy with
+                      more noise.
 
 Two features the model reads are also rules past a ceiling no head reaches (the model alone
 let them through: its channel-correlation term outweighs a capped range term, and two
@@ -321,7 +323,7 @@ def liveness_features(
     covary = np.abs(cross)
     in_band = periodogram @ masks  # (w, c, bands): each channel's power in each band
     band_r = covary / np.sqrt(np.maximum(in_band[:, pairs[0]] * in_band[:, pairs[1]], 1e-300))
-    copies = median(np.partition(band_r, 1, axis=2)[:, :, 1], axis=1)  # the median pair's second-weakest band
+    copies = median(band_r.min(axis=2), axis=1)  # the median pair's weakest band
     z_bands = covary * np.sqrt(2 / np.maximum(shared, 1e-300))
     z_pairs = np.sqrt((z_bands * z_bands).mean(axis=2))  # (w, pairs)
     correlation_z = median(z_pairs, axis=1)

@@ -152,7 +152,7 @@ class LivenessModel:
         if features.copies[alike] >= COPIES_CEILING:
             rejections.append(
                 f"the channels carry one signal{_where(alike, len(values))}: the median channel pair "
-                f"correlates at |r| {features.copies[alike]:.3f} in all bands but one (real EEG < {COPIES_CEILING:g}): "
+                f"correlates at |r| {features.copies[alike]:.3f} in every band (real EEG < {COPIES_CEILING:g}): "
                 "copies of one channel, or electrodes bridged"
             )
         elif floor is not None and features.stability[unstable] < floor:
