@@ -45,7 +45,7 @@ Forgery classes (each built from a 4 s epoch of the held-out recording, all chan
 - ``synthetic_board``, ``generator`` — BrainFlow's synthetic board and the signal generator,
   through all their channels and (since 2026-12-06) through 2, 4 and 8 random ones: two
   channels of the generator passed the model 10–30 % of the time until the rules past
-  ceilings no head reaches (``liveness.TONE_CEILING``, ``STUCK_CEILING``, ``model.EXCESS_LIMIT``)
+  ceilings no head reaches (``liveness.TONE_CEILING``, ``STUCK_CEILING``, ``LOW_HIGH_CEILING``)
 
 **Challenge–response** (``mindprint.labeling.verification.challenge``): first the evoked
 response at the EEGLAB task's stimulus onsets against shuffled, invented and

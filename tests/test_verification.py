@@ -466,16 +466,21 @@ def test_two_channels_of_a_signal_generator_are_rejected_and_say_why(model, cyto
     """Through 2 channels the model alone let a signal generator pass (two sines covary
     perfectly in the bands where both carry only filter residue, and that correlation
     outweighed a capped range term): three rules past ceilings no head reaches stop every
-    pair of the generator's 11 channels, each with its reason, and leave real EEG alone."""
+    pair of the generator's 11 channels, each with its reason, and leave real EEG alone —
+    through every pair of the Cyton recording too, jaw clenches included (a rule on the
+    summed range, tried first, rejected those)."""
     import itertools
 
-    from mindprint.labeling.verification.liveness import STUCK_CEILING, TONE_CEILING, liveness_features
-    from mindprint.labeling.verification.model import EXCESS_LIMIT, _excess
+    from mindprint.labeling.verification.liveness import (
+        LOW_HIGH_CEILING,
+        STUCK_CEILING,
+        TONE_CEILING,
+        liveness_features,
+    )
 
     raw = mne.io.read_raw_edf(require(GENERATOR_EDF), preload=True, verbose="error")
     generator, names = raw.get_data(), raw.ch_names
-    params = model._params()
-    why = {"tone": 0, "stuck": 0, "range": 0}
+    why = {"tone": 0, "stuck": 0, "tilt": 0}
     for a, b in itertools.combinations(range(len(names)), 2):
         for start in (12811, 56756):
             epoch = generator[[a, b], start : start + 800]
@@ -483,21 +488,26 @@ def test_two_channels_of_a_signal_generator_are_rejected_and_say_why(model, cyto
             assert not verdict.accepted, (names[a], names[b], start)
             why["tone"] += any(r.startswith("a pure tone") for r in verdict.reasons)
             why["stuck"] += any("runs of identical values" in r for r in verdict.reasons)
-            why["range"] += any("range widths summed" in r for r in verdict.reasons)
+            why["tilt"] += any("no broadband activity" in r for r in verdict.reasons)
     assert all(why.values()), why
-    # the pair that only the range rule stops: a 1 Hz and a 50 Hz sine — the model's score alone passes it
+    # the pair only the tilt rule stops: a 1 Hz and a 50 Hz sine — the model's score alone passes it
     pair = generator[[names.index("sine 1 Hz"), names.index("sine 50 Hz")], 56756 : 56756 + 800]
     verdict = model.assess(pair, 200.0)
     assert verdict.score >= model.threshold and not verdict.accepted
-    assert any("range widths summed" in r for r in verdict.reasons), verdict.reasons
-    # real EEG: 4 s epochs of three devices through 2 channels and all stay inside every ceiling
+    assert any("no broadband activity" in r for r in verdict.reasons), verdict.reasons
+    # real EEG stays inside every ceiling: every Cyton pair every 6 s, EEGLAB and Emotiv through 2 channels and all
     data, sfreq = eeglab
     emotiv_data, emotiv_rate = emotiv
-    for x, rate in ((cyton, 250.0), (data, sfreq), (emotiv_data, emotiv_rate)):
-        for start in np.arange(2.0, x.shape[1] / rate - 6.0, 7.0):
-            for rows in (slice(0, 2), slice(None)):
-                epoch = x[rows, int(start * rate) : int(start * rate) + int(4 * rate)]
-                features = liveness_features(epoch, rate, step_seconds=0.5)
-                assert features.column("tone").max() < TONE_CEILING - 1
-                assert features.column("stuck").max() < STUCK_CEILING
-                assert _excess(params, features.values, cap=np.inf).max() < EXCESS_LIMIT
+    stretches = [(cyton[list(p)], 250.0) for p in itertools.combinations(range(8), 2)]
+    stretches += [
+        (x[rows], rate)
+        for x, rate in ((data, sfreq), (emotiv_data, emotiv_rate))
+        for rows in (slice(0, 2), slice(None))
+    ]
+    for x, rate in stretches:
+        for start in np.arange(1.0, x.shape[1] / rate - 5.0, 6.0):
+            epoch = x[:, int(start * rate) : int(start * rate) + int(4 * rate)]
+            features = liveness_features(epoch, rate, step_seconds=0.5)
+            assert features.column("tone").max() < TONE_CEILING - 1
+            assert features.column("stuck").max() < STUCK_CEILING
+            assert features.column("low_high").max() < LOW_HIGH_CEILING - 2

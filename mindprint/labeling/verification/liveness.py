@@ -73,7 +73,7 @@ Beside the features, two statistics that are rules, not evidence (the model neve
                       4 µV: 0.946 in 30–45 Hz) — the challenge's to stop, as any copy with
                       more noise.
 
-Two features the model reads are also rules past a ceiling no head reaches (the model alone
+Three features the model reads are also rules past a ceiling no head reaches (the model alone
 let them through: its channel-correlation term outweighs a capped range term, and two
 deterministic signals covary perfectly in the bands where both carry only filter residue —
 two channels of the signal generator, a sine and a square wave, passed 10–30 % of the time
@@ -86,6 +86,11 @@ through 2 channels, 2026-12-06):
 ``stuck`` ≥ ``STUCK_CEILING`` a quarter of the window's samples in runs of ≥ 5 identical values
                       (a square wave or a stuck stream; 0 in every real window; one railed
                       channel of 8 gives 0.125 and is left to the model)
+``low_high`` ≥ ``LOW_HIGH_CEILING`` 10^5 times more power at 1–8 Hz than at 13–45 Hz: no
+                      broadband activity at all (a 1 Hz and a 50 Hz sine, which the tone rule
+                      misses — one at the band's edge, one at the mains: 10^7.5). Real EEG at
+                      most 10^2.4 through any pair of the five recordings, the Emotiv file's 1 mV
+                      movement artifact included; an amplifier's own noise floor keeps it low
 
 (Until 2026-12-05 a rule ``pattern`` stood in ``copies``'s place: the lowest Pearson r, over
 channel pairs, between a 0.5 s piece's pair correlations and the rest's, from 8 channels.
@@ -135,6 +140,7 @@ __all__ = [
     "BAND",
     "COPIES_CEILING",
     "FEATURES",
+    "LOW_HIGH_CEILING",
     "STUCK_CEILING",
     "TONE_CEILING",
     "LivenessFeatures",
@@ -152,6 +158,8 @@ COPIES_CEILING = 0.98
 TONE_CEILING = 6.0
 #: this share of a window's samples in runs of identical values is a synthetic or stuck stream (real: 0)
 STUCK_CEILING = 0.25
+#: this many decades more power at 1–8 Hz than at 13–45 Hz is no broadband activity at all (real ≤ 2.4)
+LOW_HIGH_CEILING = 5.0
 #: the bands ``correlation_z`` asks of each channel pair (Hz)
 PAIR_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
 
