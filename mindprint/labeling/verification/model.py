@@ -66,7 +66,7 @@ WINDOW_SECONDS = 2.0  # each scored window's length (liveness_features' default)
 STABILITY_PERCENTILE = 1.0
 STABILITY_BANDS = (3, 4, 8)  # channel counts from which a stability floor applies
 # below FULL_PATTERN channels the floor is fixed, not learned (see :func:`stability_floors`)
-FULL_PATTERN = 8
+FULL_PATTERN = STABILITY_BANDS[-1]
 FEW_CHANNELS_FLOOR = 0.0
 EXCESS_CAP = 5.0  # the "outside the human range" term, in range widths summed over features
 
@@ -192,30 +192,39 @@ class LivenessModel:
         return model
 
 
+#: (feature, ceiling, why a window at or past it is no head's) — each message is formatted with the
+#: window's value ``v`` and where it lies ``where``
+CEILINGS: tuple[tuple[str, float, str], ...] = (
+    (
+        "tone",
+        TONE_CEILING,
+        "a pure tone{where}: a spectral line 10^{v:.1f} times its ±3 Hz neighbourhood "
+        f"(real EEG < 10^{TONE_CEILING:g}): a signal generator, not a head",
+    ),
+    (
+        "stuck",
+        STUCK_CEILING,
+        "{v:.0%} of the samples{where} sit in runs of identical values "
+        f"(real EEG < {STUCK_CEILING:.0%}): a square wave or a stuck stream",
+    ),
+    (
+        "low_high",
+        LOW_HIGH_CEILING,
+        "10^{v:.1f} times more power below 8 Hz than at 13–45 Hz{where} (real EEG < "
+        f"10^{LOW_HIGH_CEILING:g}: an amplifier's own noise floor keeps it lower): no broadband activity at all",
+    ),
+)
+
+
 def _ceilings(features: LivenessFeatures) -> list[str]:
-    """The rules past a ceiling no head reaches (``TONE_CEILING``, ``STUCK_CEILING``, ``LOW_HIGH_CEILING``):
-    why a window breaks them."""
+    """The rules past a ceiling no head reaches (``CEILINGS``): why a window breaks them."""
     found = []
     n = len(features.values)
-    tone, stuck, tilt = features.column("tone"), features.column("stuck"), features.column("low_high")
-    w = int(np.argmax(tone))
-    if tone[w] >= TONE_CEILING:
-        found.append(
-            f"a pure tone{_where(w, n)}: a spectral line 10^{tone[w]:.1f} times its ±3 Hz neighbourhood "
-            f"(real EEG < 10^{TONE_CEILING:g}): a signal generator, not a head"
-        )
-    w = int(np.argmax(stuck))
-    if stuck[w] >= STUCK_CEILING:
-        found.append(
-            f"{stuck[w]:.0%} of the samples{_where(w, n)} sit in runs of identical values "
-            f"(real EEG < {STUCK_CEILING:.0%}): a square wave or a stuck stream"
-        )
-    w = int(np.argmax(tilt))
-    if tilt[w] >= LOW_HIGH_CEILING:
-        found.append(
-            f"10^{tilt[w]:.1f} times more power below 8 Hz than at 13–45 Hz{_where(w, n)} (real EEG < "
-            f"10^{LOW_HIGH_CEILING:g}: an amplifier's own noise floor keeps it lower): no broadband activity at all"
-        )
+    for name, ceiling, message in CEILINGS:
+        column = features.column(name)
+        w = int(np.argmax(column))
+        if column[w] >= ceiling:
+            found.append(message.format(v=column[w], where=_where(w, n)))
     return found
 
 
