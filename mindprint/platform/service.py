@@ -62,8 +62,8 @@ class Platform:
     nonce_limits: RateLimiter = field(default_factory=lambda: RateLimiter(30, 10))
     submission_limits: RateLimiter = field(default_factory=lambda: RateLimiter(600, 150))
     verify_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
-    challenge_trials: int = 24  # cue trials of a device that decide its challenge score
-    challenge_min_z: float = 4.0
+    challenge_trials: int = 36  # cue trials of a device that decide its challenge score (settings.py)
+    challenge_min_z: float = 4.5
     challenge_min_samples: int = 12  # ...from at least this many samples
     _sessions: OrderedDict[str, tuple[bytes, SessionHeader]] = field(default_factory=OrderedDict, repr=False)
     _chunks: OrderedDict[bytes, dict[str, Any]] = field(default_factory=OrderedDict, repr=False)

@@ -50,13 +50,13 @@ Beside the features, two statistics that are rules, not evidence (the model neve
 
 ``stability``         how well every 0.5 s piece of the window reproduces the signed
                       pattern of channel correlations of the rest of the window (mean over
-                      channel pairs of the piece's r, signed by the rest's r, over the
-                      rest's mean |r|; the lowest piece). A head's geometry and reference fix that pattern
+                      channel pairs of the piece's r, signed by the other pieces' mean r,
+                      over that mean's mean |r|; the lowest piece). A head's geometry and reference fix that pattern
                       for seconds; EEG spliced with a forged piece (each channel's own
                       spectrum, no shared pattern) breaks it for the forged piece. Not a
                       number with fewer than 3 channels. The decision rejects a window
-                      below the floor for its channel count (from 8: the 1st percentile
-                      of real training epochs; 3–7: a fixed 0,
+                      below the floor for its channel count (fixed: 0 through 3–7
+                      channels, 0.2 from 8,
                       :func:`~mindprint.labeling.verification.model.stability_floors`).
 
 ``copies``            the median channel pair's |r| in its weakest band of ``correlation_z``'s
@@ -380,16 +380,17 @@ def _stability(pieces: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArr
     rest of the window (see ``stability`` above). ``pieces`` (w, c, p, n). The piece is left
     out of its reference: a forged piece inside the window it is compared with shares its own
     chance pattern with it (a splice's forged second passed at stability 0.3 against its
-    window)."""
+    window). The reference is the mean of the other pieces' correlation matrices, each piece
+    weighted alike (until 2026-12-06 the correlation of their summed covariance, which one loud
+    piece — a blink, a jaw clench, a movement — dictated: held out, real epochs through 4–7
+    channels 0.966 → 0.974 at the same floor, splices no more often)."""
     if pieces.shape[1] < 3:
         return np.full(pieces.shape[0], np.nan)
     centred = np.transpose(pieces - pieces.mean(axis=3, keepdims=True), (0, 2, 1, 3))  # (w, p, c, n)
     cov = centred @ np.transpose(centred, (0, 1, 3, 2))  # (w, p, c, c), each piece's
-    rest = cov.sum(axis=1, keepdims=True) - cov  # the window without the piece
     spread = np.sqrt(np.maximum(np.diagonal(cov, axis1=2, axis2=3), 1e-60))  # (w, p, c)
-    rest_spread = np.sqrt(np.maximum(np.diagonal(rest, axis1=2, axis2=3), 1e-60))
     i, j = pairs
     r = cov[:, :, i, j] / (spread[:, :, i] * spread[:, :, j])  # (w, p, pairs)
-    reference = rest[:, :, i, j] / (rest_spread[:, :, i] * rest_spread[:, :, j])
+    reference = (r.sum(axis=1, keepdims=True) - r) / (r.shape[1] - 1)  # the other pieces' mean
     agreement = (r * np.sign(reference)).mean(axis=2) / np.maximum(np.abs(reference).mean(axis=2), 1e-9)
     return np.asarray(agreement.min(axis=1))
