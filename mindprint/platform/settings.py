@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     challenge_min_z: float = Field(default=4.5, gt=0)
     # ...from at least this many samples: a sample's trials flip together in the null, and the
     # z of G samples cannot exceed √(G(G−1)/2) (EEGLAB task, three cues per sample, z ≥ 4:
-    # 8 samples passed 84.5–97 % of real sessions, 12 samples 99–100 %)
+    # 8 samples passed 84.5–97 % of real sessions, 12 samples 99–100 %; at z ≥ 4.5, 98.6–100 %)
     challenge_min_samples: int = Field(default=12, ge=4, le=256)
 
     @field_validator("operators", mode="before")
