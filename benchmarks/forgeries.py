@@ -129,8 +129,8 @@ LIVENESS_STOPS = (
     "synthetic_board",
     "generator",
 )
-# splices: liveness's ``stability`` rule slows them (2 % pass from 8 channels, 8–11 % below), the
-# challenge stops them — at every channel count (until 2026-12-06 liveness alone counted from 8
+# splices: liveness's ``stability`` rule slows them (0–0.5 % pass from 8 channels, 6–7 % through 3–4,
+# 24–32 % through 2), the challenge stops them — at every channel count (until 2026-12-06 liveness alone counted from 8
 # channels, with a learned floor that cost a held-out Emotiv EPOC 14–22 % of its 8-channel epochs)
 SPLICES = ("splice_real_then_forged", "splice_forged_then_real")
 # of those, what liveness stops alone through any number of channels (measured through 2, 4, 8 and all)
@@ -138,7 +138,7 @@ ANYWHERE = ("noise", "synthetic_board", "generator")
 # ...the others only from FULL_MONTAGE channels up: through fewer channels (a 2- or 4-channel device)
 # the same forgeries pass liveness alone too often, and the threat model leaves them to
 # liveness and the challenge together (measured on the recordings with events)
-FULL_MONTAGE = FULL_PATTERN  # where the model's learned stability floor starts
+FULL_MONTAGE = FULL_PATTERN  # where the model's full-pattern stability floor (0.2) starts
 # per recording and presentation: overlapping epochs in a short recording (8 until 2026-12-05:
 # the rows of the 16–24 s recordings moved by 12.5 % per epoch)
 MIN_EPOCHS = 24
