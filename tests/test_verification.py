@@ -308,8 +308,9 @@ def test_a_forged_piece_is_compared_with_the_rest_of_its_window(cyton) -> None: 
     """A forged piece inside the window it is measured against shares its own chance pattern
     with it: each channel's surrogate from 2.75 s measured against its whole window keeps a
     stability of 0.37–0.52 (held out, such splices passed); against the rest of the window
-    (the other pieces' mean correlations) it scores lower (−0.02–0.23), while real EEG stays
-    high (0.46–0.70; against the whole window 0.44–0.79)."""
+    (the other pieces' mean correlations, each piece detrended) it scores lower (−0.10–0.07:
+    below the 0.2 floor of 8 channels), while real EEG stays above it (0.37–0.79; against the
+    whole window 0.44–0.79)."""
     from mindprint.labeling.verification.liveness import liveness_features
 
     for start in (5, 10, 13, 37):
@@ -318,9 +319,9 @@ def test_a_forged_piece_is_compared_with_the_rest_of_its_window(cyton) -> None: 
         spliced = np.hstack([epoch[:, : int(2.75 * 250)], forged[:, int(2.75 * 250) :]])
         against_rest = liveness_features(spliced, 250.0, step_seconds=0.5).stability.min()
         assert against_rest < _whole_window_stability(spliced, 250.0) - 0.02
-        assert against_rest < 0.36
+        assert against_rest < 0.2
         honest = liveness_features(epoch, 250.0, step_seconds=0.5).stability.min()
-        assert honest > 0.4 and abs(honest - _whole_window_stability(epoch, 250.0)) < 0.35
+        assert honest > 0.3
 
 
 def test_features_are_bounded_and_two_channels_are_handled(model, cyton) -> None:  # type: ignore[no-untyped-def]
