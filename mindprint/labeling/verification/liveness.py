@@ -392,7 +392,8 @@ def _stability(pieces: NDArray[np.float64], pairs: tuple[NDArray[np.intp], NDArr
     # each piece detrended: a drift slower than a 0.5 s piece can resolve would set its r alone
     ramp = np.arange(pieces.shape[3], dtype=np.float64) - (pieces.shape[3] - 1) / 2
     centred = pieces - pieces.mean(axis=3, keepdims=True)
-    centred = centred - (centred @ ramp / (ramp @ ramp))[..., None] * ramp
+    slope = (centred.reshape(-1, ramp.size) @ ramp).reshape(centred.shape[:3]) / (ramp @ ramp)  # one gemv
+    centred -= slope[..., None] * ramp
     centred = np.transpose(centred, (0, 2, 1, 3))  # (w, p, c, n)
     cov = centred @ np.transpose(centred, (0, 1, 3, 2))  # (w, p, c, c), each piece's
     spread = np.sqrt(np.maximum(np.diagonal(cov, axis1=2, axis2=3), 1e-60))  # (w, p, c)
