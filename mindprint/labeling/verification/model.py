@@ -433,10 +433,11 @@ def stability_floors() -> dict[str, float]:
     whichever recordings were in training — below 8 channels 0.004 with all five, 0.216
     without the Cyton recording, −0.046 without EEGLAB's; from 8, 0.22–0.28, which rejected
     14–22 % of a held-out Emotiv EPOC's 8-channel epochs (its 1–8 Hz, common to every channel,
-    leaves some 0.5 s pieces' pattern near flat), 5 % at 0.2 (held out, 4 montages per epoch;
-    0.1: 1.6 %, but a Cyton epoch spliced with pink noise at 2.25 s passed at 0.115). The rule
-    is evidence against splices, not what stops them: a forged piece with its own chance
-    pattern still passes it in ~1 % of epochs from 8 channels and 8–11 % below; the challenge's
+    leaves some 0.5 s pieces' pattern near flat), 5 % at 0.2 (1 % with the pieces detrended;
+    held out, 4 montages per epoch; 0.1: 1.6 %, but a Cyton epoch spliced with pink noise at
+    2.25 s passed at 0.115). The rule is evidence against splices, not what stops them: a
+    forged piece with its own chance pattern still passes it in ~1 % of epochs from 8 channels
+    and 3–11 % below; the challenge's
     cues, which a recording spliced before the lease cannot answer, stop them (README, threat
     model)."""
     return {str(b): FEW_CHANNELS_FLOOR if b < FULL_PATTERN else FULL_PATTERN_FLOOR for b in STABILITY_BANDS}
